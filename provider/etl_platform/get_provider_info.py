@@ -1,0 +1,39 @@
+"""Provider metadata read by Airflow's ProvidersManager through the `apache_airflow_provider` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-etl-platform",
+        "name": "ETL Platform",
+        "description": "Streaming PostgreSQL transfers at COPY speed, partition maintenance and "
+        "platform-health gating for Apache Airflow 3.",
+        "integrations": [
+            {
+                "integration-name": "ETL Platform PostgreSQL",
+                "external-doc-url": "https://www.postgresql.org/docs/current/sql-copy.html",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "ETL Platform PostgreSQL",
+                "python-modules": ["etl_platform.hooks.postgres"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "ETL Platform PostgreSQL",
+                "python-modules": ["etl_platform.operators.transfer"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "etl_postgres",
+                "hook-class-name": "etl_platform.hooks.postgres.EtlPostgresHook",
+            }
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Operators: orchestrate hooks and engines for DAG authors."""

@@ -1,0 +1,153 @@
+"""Catalog look-ups: resolve tables, their columns, keys and the shape of a query.
+
+Everything here reads pg_catalog; nothing is formatted into SQL text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from etl_platform.transfer.errors import TransferConfigError
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_oid: int
+    type_name: str  # format_type(): "numeric(12,2)", "timestamp with time zone", ...
+    not_null: bool = False
+    has_default: bool = False
+    generated: bool = False
+
+
+@dataclass(frozen=True)
+class Relation:
+    oid: int
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def require_column(self, name: str, setting: str) -> Column:
+        col = self.column(name)
+        if col is None:
+            raise TransferConfigError(
+                f"{setting} {name!r} is not a column of {self.label} "
+                f"(columns: {', '.join(c.name for c in self.columns)})."
+            )
+        return col
+
+
+_FIND_EXACT = """
+SELECT c.oid, n.nspname, c.relname, c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+_FIND_REGCLASS = """
+SELECT c.oid, n.nspname, c.relname, c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+"""
+_COLUMNS = """
+SELECT a.attname, a.atttypid::int, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       a.atthasdef OR a.attidentity <> '', a.attgenerated <> ''
+FROM pg_attribute a
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_PRIMARY_KEY = """
+SELECT a.attname
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisprimary
+ORDER BY k.ord
+"""
+_UNIQUE_ON = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = %s AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+      AND a.attname = %s
+)
+"""
+
+
+def resolve_table(conn: psycopg.Connection[Any], table: str, setting: str) -> Relation:
+    """Find `table` ("schema.table", "table", or SQL-quoted) or raise naming the setting."""
+    row = None
+    with conn.cursor() as cur:
+        if "." in table and '"' not in table:
+            schema, name = table.split(".", 1)
+            row = cur.execute(_FIND_EXACT, (schema, name)).fetchone()
+        if row is None:
+            candidate = table if '"' in table or "." in table else _quote_ident(table)
+            try:
+                row = cur.execute(_FIND_REGCLASS, (candidate,)).fetchone()
+            except psycopg.Error:
+                conn.rollback()
+                row = None
+        if row is None:
+            raise TransferConfigError(f"{setting} {table!r} does not exist (or is not visible) in the database.")
+        oid, schema, name, kind = row
+        columns = tuple(Column(*c) for c in cur.execute(_COLUMNS, (oid,)).fetchall())
+        pk = tuple(r[0] for r in cur.execute(_PRIMARY_KEY, (oid,)).fetchall())
+    return Relation(oid=oid, schema=schema, name=name, kind=kind, columns=columns, primary_key=pk)
+
+
+def has_unique_index_on(conn: psycopg.Connection[Any], rel: Relation, column: str) -> bool:
+    with conn.cursor() as cur:
+        row = cur.execute(_UNIQUE_ON, (rel.oid, column)).fetchone()
+    return bool(row and row[0])
+
+
+def describe_query(conn: psycopg.Connection[Any], query: str) -> tuple[Column, ...]:
+    """Output columns of a SELECT without reading its rows."""
+    probe = sql.SQL("SELECT * FROM ({}) AS src WHERE false").format(sql.SQL(query))  # type: ignore[arg-type]
+    with conn.cursor() as cur:
+        try:
+            cur.execute(probe)
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise TransferConfigError(f"source_sql is not a valid SELECT: {exc.diag.message_primary}") from None
+        res = cur.pgresult
+        assert res is not None
+        names = [res.fname(i).decode() for i in range(res.nfields)]  # type: ignore[union-attr]
+        oids = [res.ftype(i) for i in range(res.nfields)]
+        mods = [res.fmod(i) for i in range(res.nfields)]
+        types = cur.execute(
+            "SELECT format_type(t, m) FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY AS u(t, m, o) ORDER BY o",
+            (oids, mods),
+        ).fetchall()
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise TransferConfigError(f"source_sql returns duplicate column names: {', '.join(dupes)}.")
+    return tuple(Column(n, o, t[0]) for n, o, t in zip(names, oids, types, strict=True))
+
+
+def estimate_rows(conn: psycopg.Connection[Any], select: sql.Composable, params: dict[str, Any]) -> int:
+    """The planner's row estimate for a SELECT: free, and good enough for percent and ETA."""
+    with conn.cursor() as cur:
+        plan = cur.execute(
+            sql.SQL("EXPLAIN (FORMAT JSON) {}").format(select), params, prepare=False
+        ).fetchone()
+    return int(plan[0][0]["Plan"]["Plan Rows"]) if plan else 0
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,403 @@
+"""The streaming transfer engine: keyset chunks piped COPY-to-COPY, checkpointed per chunk.
+
+Pass-through chunks are forwarded as raw COPY blocks (binary when the column types match) and
+never decoded; only the first field of each chunk's last row is parsed, for the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel, sql
+
+from etl_platform.transfer import catalog, ranges, transform_io
+from etl_platform.transfer.checkpoint import CheckpointStore, PartState
+from etl_platform.transfer.errors import ChunkLoadError, TransferError
+from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
+from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
+from etl_platform.transfer.progress import MetricsSink, Progress
+from etl_platform.transfer.spec import TransferSpec
+from etl_platform.transfer.writers import ChunkWriter, writer_for
+
+ConnectionFactory = Callable[[], psycopg.Connection[Any]]
+
+WRITE_BLOCK = 256 * 1024  # bytes handed to the destination COPY at a time
+CHECKPOINT_RETENTION_DAYS = 30
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TransferSummary:
+    rows: int
+    rows_read: int
+    rows_before_resume: int
+    bytes: int
+    chunks: int
+    seconds: float
+    rows_per_second: float
+    peak_rss_mb: float
+    resumed_from: Any
+    copy_format: str
+    write_mode: str
+    parallelism: int
+    source: str
+    destination: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _ChunkResult:
+    rows_read: int
+    rows_written: int
+    bytes: int
+    last_key: str | None
+
+
+class _Stop(Exception):
+    """Another stream failed; this one stops after its current chunk."""
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class TransferEngine:
+    def __init__(
+        self,
+        spec: TransferSpec,
+        source: ConnectionFactory,
+        destination: ConnectionFactory,
+        *,
+        metrics: MetricsSink | None = None,
+        metric_tags: dict[str, str] | None = None,
+        logger: logging.Logger | None = None,
+        reset_checkpoint: bool = False,
+    ):
+        self.spec = spec
+        self.source = source
+        self.destination = destination
+        self.metrics = metrics
+        self.metric_tags = metric_tags or {}
+        self.log = logger or log
+        self.reset_checkpoint = reset_checkpoint
+        self.transfer_id = spec.checkpoint_id or f"adhoc-{uuid.uuid4()}"
+        self._stop = threading.Event()
+        self._columns_lock = threading.Lock()
+        self._out_columns: tuple[str, ...] | None = None
+
+    # -- orchestration -----------------------------------------------------------------------
+
+    def run(self) -> TransferSummary:
+        started = time.perf_counter()
+        with self._connect(self.source, source=True) as src, self._connect(self.destination) as dst:
+            plan = build_plan(self.spec, src, dst)
+            src.commit()
+            dst.commit()
+            store = CheckpointStore(self.spec.checkpoint_schema, self.transfer_id)
+            store.ensure(dst)
+            store.purge_finished(dst, CHECKPOINT_RETENTION_DAYS)
+            if self.reset_checkpoint:
+                store.delete(dst)
+                dst.commit()
+            fingerprint = plan.fingerprint()
+            parts = store.load(dst, fingerprint)
+            resumed_from = None
+            if parts is None:
+                parts = ranges.plan_parts(src, plan, self.spec.parallelism)
+                store.create(dst, fingerprint, parts)
+            else:
+                resumed_from = _resume_point(parts)
+                if resumed_from is not None:
+                    self.log.info("%s: resuming after %s", self._label(plan), resumed_from)
+            writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id)
+            if self.spec.transform is None:
+                self._out_columns = tuple(c.name for c in plan.dest_columns)
+                writer.prepare(dst, self._out_columns)
+
+            rows_before = sum(p.rows for p in parts)
+            estimate = catalog.estimate_rows(src, plan.count_query(), plan.window_params)
+            src.commit()
+            progress = Progress(self.log, self._label(plan), estimate, rows_before, self.metrics,
+                                self.metric_tags)
+            pending = [p for p in parts if not p.done]
+            self._run_parts(plan, writer, store, progress, pending, len(parts), src, dst)
+
+            with dst.transaction():
+                dst.execute("SET LOCAL synchronous_commit = on")
+                writer.finalize(dst)
+                if not writer.keeps_checkpoint or self.spec.checkpoint_id is None:
+                    store.delete(dst)
+        seconds = time.perf_counter() - started
+        return TransferSummary(
+            rows=progress.rows_written,
+            rows_read=progress.rows,
+            rows_before_resume=rows_before,
+            bytes=progress.bytes,
+            chunks=progress.chunks,
+            seconds=round(seconds, 3),
+            rows_per_second=round(progress.rows / seconds, 1) if seconds > 0 else 0.0,
+            peak_rss_mb=round(peak_rss_mb(), 1),
+            resumed_from=resumed_from,
+            copy_format=plan.copy_format,
+            write_mode=str(self.spec.write_mode),
+            parallelism=self.spec.parallelism,
+            source=self.spec.source_table or "source_sql",
+            destination=plan.destination.label,
+        )
+
+    def _run_parts(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        store: CheckpointStore,
+        progress: Progress,
+        pending: list[PartState],
+        total_parts: int,
+        src: psycopg.Connection[Any],
+        dst: psycopg.Connection[Any],
+    ) -> None:
+        if not pending:
+            return
+        # One consistent snapshot for every stream: the control connection exports it.
+        src.isolation_level = IsolationLevel.REPEATABLE_READ
+        src.read_only = True
+        if len(pending) == 1:
+            self._stream(plan, writer, store, progress, pending[0], total_parts, src, dst)
+            src.commit()
+            return
+        snapshot = src.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+
+        def run_one(state: PartState) -> None:
+            with self._connect(self.source, source=True) as s, self._connect(self.destination) as d:
+                s.isolation_level = IsolationLevel.REPEATABLE_READ
+                s.read_only = True
+                s.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+                self._stream(plan, writer, store, progress, state, total_parts, s, d)
+
+        with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="etl-stream") as pool:
+            futures = [pool.submit(run_one, p) for p in pending]
+            errors = []
+            for fut in futures:
+                try:
+                    fut.result()
+                except _Stop:
+                    pass
+                except BaseException as exc:
+                    self._stop.set()
+                    errors.append(exc)
+        src.commit()
+        if errors:
+            raise errors[0]
+
+    def _stream(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        store: CheckpointStore,
+        progress: Progress,
+        state: PartState,
+        total_parts: int,
+        src: psycopg.Connection[Any],
+        dst: psycopg.Connection[Any],
+    ) -> None:
+        """Moves one key range chunk by chunk; each chunk commits with its checkpoint."""
+        keys = KeyReader(src, plan.key.type_oid, plan.copy_format)
+        limit = self.spec.chunk_rows
+        while not state.done:
+            if self._stop.is_set():
+                raise _Stop
+            lo = state.resume_key
+            params = {**plan.window_params, "lo": lo, "hi": state.hi, "limit": limit}
+            query = plan.copy_out(has_lo=lo is not None, has_hi=state.hi is not None)
+            t0 = time.perf_counter()
+            with dst.cursor() as dcur:
+                if self.spec.transform is None:
+                    result = self._pipe_chunk(plan, writer, keys, src, dcur, query, params, lo)
+                else:
+                    result = self._transform_chunk(plan, writer, keys, src, dst, dcur, query, params, lo)
+                state.rows += result.rows_read
+                state.bytes += result.bytes
+                state.chunks += 1 if result.rows_read else 0
+                state.last_key = result.last_key if result.last_key is not None else state.last_key
+                state.done = result.rows_read < limit
+                store.advance(dcur, state)
+            dst.commit()
+            if result.rows_read:
+                progress.chunk_done(state.part, total_parts, result.rows_read, result.rows_written,
+                                    result.bytes, time.perf_counter() - t0, f"({lo}, {result.last_key}]")
+
+    # -- one chunk ----------------------------------------------------------------------------
+
+    def _pipe_chunk(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        keys: KeyReader,
+        src: psycopg.Connection[Any],
+        dcur: psycopg.Cursor[Any],
+        query: sql.Composable,
+        params: dict[str, Any],
+        lo: str | None,
+    ) -> _ChunkResult:
+        """Forwards raw COPY blocks from source to destination: no decoding, bounded memory."""
+        columns = self._out_columns or ()
+        messages = nbytes = 0
+        last = prev = b""
+        try:
+            writer.before_copy(dcur, columns)
+            with src.cursor() as scur, scur.copy(query, params) as out, \
+                    dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
+                buf = bytearray()
+                for row in out:
+                    messages += 1
+                    prev, last = last, row
+                    buf += row
+                    if len(buf) >= WRITE_BLOCK:
+                        inp.write(buf)
+                        nbytes += len(buf)
+                        buf = bytearray()
+                if buf:
+                    inp.write(buf)
+                    nbytes += len(buf)
+            writer.after_copy(dcur, columns)
+        except psycopg.Error as exc:
+            raise self._chunk_error(plan, exc, lo, keys, last, prev) from None
+        rows, last_row = messages, last
+        if plan.copy_format == BINARY:
+            # The header rides on the first message, the trailer comes alone (or with the header
+            # when there are no rows at all).
+            if len(last) == len(BINARY_TRAILER):
+                rows, last_row = messages - 1, prev
+            else:
+                rows, last_row = 0, b""
+        last_key = keys.key_of(last_row) if rows else None
+        return _ChunkResult(rows, rows, nbytes, last_key)
+
+    def _transform_chunk(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        keys: KeyReader,
+        src: psycopg.Connection[Any],
+        dst: psycopg.Connection[Any],
+        dcur: psycopg.Cursor[Any],
+        query: sql.Composable,
+        params: dict[str, Any],
+        lo: str | None,
+    ) -> _ChunkResult:
+        assert self.spec.transform is not None
+        raw = bytearray()
+        rows = 0
+        last = b""
+        with src.cursor() as scur, scur.copy(query, params) as out:
+            for row in out:
+                rows += 1
+                raw += row
+                last = row
+        if not rows:
+            return _ChunkResult(0, 0, 0, None)
+        last_key = keys.key_of(last)
+        table = transform_io.csv_to_arrow(raw, plan.source_columns)
+        del raw
+        try:
+            result = transform_io.apply_transform(table, self.spec.transform, plan.spec.transform_format)  # type: ignore[arg-type]
+        except TransferError:
+            raise
+        except Exception as exc:
+            raise TransferError(
+                f"transform failed on the chunk of {plan.spec.source_label} with "
+                f"{plan.key.name} in ({lo}, {last_key}]: {type(exc).__name__}: {exc}"
+            ) from exc
+        columns = self._output_columns(plan, writer, dst, result.column_names)
+        payload = transform_io.arrow_to_csv(result)
+        try:
+            writer.before_copy(dcur, columns)
+            with dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
+                view = memoryview(payload)
+                for start in range(0, len(view), WRITE_BLOCK):
+                    inp.write(view[start : start + WRITE_BLOCK])
+            writer.after_copy(dcur, columns)
+        except psycopg.Error as exc:
+            raise self._chunk_error(plan, exc, lo, keys, last, b"") from None
+        return _ChunkResult(rows, result.num_rows, len(payload), last_key)
+
+    def _output_columns(
+        self, plan: TransferPlan, writer: ChunkWriter, dst: psycopg.Connection[Any], names: list[str]
+    ) -> tuple[str, ...]:
+        with self._columns_lock:
+            if self._out_columns is None:
+                self._out_columns = check_output_columns(plan, list(names))
+                with self._connect(self.destination) as ddl:
+                    writer.prepare(ddl, self._out_columns)
+            elif tuple(names) != self._out_columns:
+                raise TransferError(
+                    f"transform returned columns {list(names)} for a later chunk but "
+                    f"{list(self._out_columns)} for the first; it must return the same columns every time."
+                )
+            return self._out_columns
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _chunk_error(
+        self, plan: TransferPlan, exc: psycopg.Error, lo: str | None, keys: KeyReader, last: Any, prev: Any
+    ) -> TransferError:
+        hi = "?"
+        for candidate in (last, prev):
+            try:
+                if candidate and len(candidate) > 2:
+                    hi = keys.key_of(candidate)
+                    break
+            except Exception:
+                continue
+        diag = exc.diag
+        detail = "; ".join(
+            part for part in (diag.message_primary or str(exc), diag.message_detail, diag.context) if part
+        )
+        return ChunkLoadError(
+            f"{plan.destination.label} rejected the chunk from {plan.spec.source_label} with "
+            f"{plan.key.name} in ({lo if lo is not None else '-inf'}, {hi}]: {detail}. Committed chunks are "
+            "kept and checkpointed; fix the data or the table and rerun to continue from this chunk."
+        )
+
+    def _connect(self, factory: ConnectionFactory, *, source: bool = False) -> psycopg.Connection[Any]:
+        conn = factory()
+        if source:
+            conn.execute("SET TimeZone = 'UTC'")  # CSV timestamps for the transform path
+        else:
+            # Safe: each chunk and its checkpoint commit together; the final commit is synchronous.
+            conn.execute("SET synchronous_commit = off")
+        conn.commit()
+        return conn
+
+    def _label(self, plan: TransferPlan) -> str:
+        return f"transfer {self.spec.source_label} -> {plan.destination.label}"
+
+
+def _resume_point(parts: list[PartState]) -> Any:
+    started = [p for p in parts if p.last_key is not None or p.done]
+    if not started:
+        return None
+    if len(parts) == 1:
+        return parts[0].last_key
+    return [p.last_key for p in parts]
+
+
+def run_transfer(
+    spec: TransferSpec, source_dsn: str, destination_dsn: str, **kwargs: Any
+) -> TransferSummary:
+    """Standalone entry point: libpq connection strings instead of Airflow connections."""
+    return TransferEngine(
+        spec, lambda: psycopg.connect(source_dsn), lambda: psycopg.connect(destination_dsn), **kwargs
+    ).run()

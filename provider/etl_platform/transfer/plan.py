@@ -1,0 +1,223 @@
+"""Turns a TransferSpec into checked column mappings and the SQL for each chunk.
+
+All validation that can happen before data moves happens here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from etl_platform.transfer import catalog
+from etl_platform.transfer.catalog import Column, Relation
+from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.spec import TransferSpec, WriteMode
+
+BINARY = "binary"
+TEXT = "text"
+CSV = "csv"
+
+
+@dataclass(frozen=True)
+class TransferPlan:
+    spec: TransferSpec
+    source_from: sql.Composable
+    source_relation: Relation | None  # None for source_sql
+    source_columns: tuple[Column, ...]  # key first; what each chunk SELECTs
+    key: Column
+    destination: Relation
+    dest_columns: tuple[Column, ...]  # pass-through: destination columns matched to source_columns
+    copy_format: str
+    window_params: dict[str, Any]
+    conflict_columns: tuple[str, ...]
+
+    @property
+    def key_ident(self) -> sql.Identifier:
+        return sql.Identifier(self.key.name)
+
+    def window_predicate(self) -> sql.Composable:
+        spec = self.spec
+        if not spec.incremental_column:
+            return sql.SQL("TRUE")
+        col = sql.Identifier(spec.incremental_column)
+        parts: list[sql.Composable] = []
+        if spec.window_start is not None:
+            parts.append(sql.SQL("{} >= %(window_start)s").format(col))
+        if spec.window_end is not None:
+            parts.append(sql.SQL("{} < %(window_end)s").format(col))
+        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+
+    def select_rows(self, *, has_lo: bool, has_hi: bool) -> sql.Composable:
+        """Keyset chunk: an index seek past the last key, never an OFFSET."""
+        conds: list[sql.Composable] = [self.window_predicate()]
+        if has_lo:
+            conds.append(sql.SQL("{} > %(lo)s").format(self.key_ident))
+        if has_hi:
+            conds.append(sql.SQL("{} <= %(hi)s").format(self.key_ident))
+        return sql.SQL("SELECT {cols} FROM {src} WHERE {where} ORDER BY {key} LIMIT %(limit)s").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in self.source_columns),
+            src=self.source_from,
+            where=sql.SQL(" AND ").join(conds),
+            key=self.key_ident,
+        )
+
+    def copy_out(self, *, has_lo: bool, has_hi: bool) -> sql.Composable:
+        fmt = sql.SQL(self.copy_format.upper())  # one of three constants above
+        return sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(
+            self.select_rows(has_lo=has_lo, has_hi=has_hi), fmt
+        )
+
+    def copy_in(self, target: sql.Composable, columns: tuple[str, ...] | None = None) -> sql.Composable:
+        names = columns if columns is not None else tuple(c.name for c in self.dest_columns)
+        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+            target,
+            sql.SQL(", ").join(sql.Identifier(n) for n in names),
+            sql.SQL(self.copy_format.upper()),
+        )
+
+    def count_query(self) -> sql.Composable:
+        return sql.SQL("SELECT 1 FROM {} WHERE {}").format(self.source_from, self.window_predicate())
+
+    def fingerprint(self) -> str:
+        """Identifies what a checkpoint belongs to, so a changed task never resumes a stale one."""
+        spec = self.spec
+        doc = {
+            "source": spec.source_table or spec.source_sql,
+            "destination": self.destination.label,
+            "key": self.key.name,
+            "mode": str(spec.write_mode),
+            "window": [str(spec.window_start), str(spec.window_end), spec.incremental_column],
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_plan(
+    spec: TransferSpec, source: psycopg.Connection[Any], destination: psycopg.Connection[Any]
+) -> TransferPlan:
+    dest = catalog.resolve_table(destination, spec.destination_table, "destination_table")
+    if dest.kind not in ("r", "p"):
+        raise TransferConfigError(f"destination_table {dest.label} is not a table (relkind {dest.kind!r}).")
+
+    if spec.source_table:
+        src_rel = catalog.resolve_table(source, spec.source_table, "source_table")
+        source_from: sql.Composable = src_rel.ident
+        source_relation: Relation | None = src_rel
+        src_cols = tuple(c for c in src_rel.columns)
+        key_name = spec.key_column or _default_key(src_rel)
+        key = src_rel.require_column(key_name, "key_column")
+        if src_rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(source, src_rel, key_name):
+            raise TransferConfigError(
+                f"key_column {key_name!r} of {src_rel.label} has no unique index: chunks need an ordered "
+                "unique key (give the primary key or a uniquely indexed column)."
+            )
+    else:
+        assert spec.source_sql is not None and spec.key_column
+        src_cols = catalog.describe_query(source, spec.source_sql)
+        escaped = spec.source_sql.replace("%", "%%")  # we always bind parameters around it
+        source_relation = None
+        source_from = sql.SQL("({}) AS src").format(sql.SQL(escaped))  # type: ignore[arg-type]
+        found = next((c for c in src_cols if c.name == spec.key_column), None)
+        if found is None:
+            raise TransferConfigError(
+                f"key_column {spec.key_column!r} is not an output column of source_sql "
+                f"(columns: {', '.join(c.name for c in src_cols)})."
+            )
+        key = found
+
+    if spec.incremental_column and all(c.name != spec.incremental_column for c in src_cols):
+        raise TransferConfigError(
+            f"incremental_column {spec.incremental_column!r} is not a column of {spec.source_label}."
+        )
+    if spec.write_mode is WriteMode.DELETE_INSERT:
+        dest.require_column(spec.incremental_column or "", "incremental_column (in destination)")
+
+    ordered = (key, *[c for c in src_cols if c.name != key.name])
+    if spec.transform is None:
+        dest_cols = _match_columns(spec, ordered, dest)
+        binary = all(s.type_name == d.type_name for s, d in zip(ordered, dest_cols, strict=True))
+        copy_format = BINARY if binary else TEXT
+    else:
+        dest_cols = ()
+        copy_format = CSV
+
+    conflict = tuple(spec.conflict_columns or dest.primary_key)
+    if spec.write_mode is WriteMode.UPSERT:
+        if not conflict:
+            raise TransferConfigError(
+                f"write_mode 'upsert' needs conflict_columns: {dest.label} has no primary key."
+            )
+        for name in conflict:
+            dest.require_column(name, "conflict_columns entry")
+
+    window_params = {"window_start": spec.window_start, "window_end": spec.window_end}
+    return TransferPlan(
+        spec=spec,
+        source_from=source_from,
+        source_relation=source_relation,
+        source_columns=ordered,
+        key=key,
+        destination=dest,
+        dest_columns=dest_cols,
+        copy_format=copy_format,
+        window_params=window_params,
+        conflict_columns=conflict,
+    )
+
+
+def check_output_columns(plan: TransferPlan, names: list[str]) -> tuple[str, ...]:
+    """Validates a transform's output columns against the destination (before its first write)."""
+    writable = {c.name for c in plan.destination.columns if not c.generated}
+    unknown = [n for n in names if n not in writable]
+    if unknown:
+        raise TransferConfigError(
+            f"transform output columns {unknown} are not writable columns of {plan.destination.label}."
+        )
+    if len(set(names)) != len(names):
+        raise TransferConfigError(f"transform output has duplicate columns: {names}.")
+    _require_defaults(plan.destination, set(names))
+    if plan.spec.write_mode is WriteMode.UPSERT:
+        missing = [c for c in plan.conflict_columns if c not in names]
+        if missing:
+            raise TransferConfigError(f"transform output lacks the upsert conflict columns {missing}.")
+    return tuple(names)
+
+
+def _default_key(rel: Relation) -> str:
+    if len(rel.primary_key) == 1:
+        return rel.primary_key[0]
+    if not rel.primary_key:
+        raise TransferConfigError(f"source_table {rel.label} has no primary key: set key_column.")
+    raise TransferConfigError(
+        f"source_table {rel.label} has a composite primary key {list(rel.primary_key)}: set key_column "
+        "to a single uniquely indexed column."
+    )
+
+
+def _match_columns(spec: TransferSpec, src_cols: tuple[Column, ...], dest: Relation) -> tuple[Column, ...]:
+    """Pairs every source column with the destination column of the same name."""
+    missing = [c.name for c in src_cols if dest.column(c.name) is None]
+    if missing:
+        raise TransferConfigError(
+            f"source columns {missing} of {spec.source_label} have no column of the same name in "
+            f"{dest.label} (destination columns: {', '.join(c.name for c in dest.columns)})."
+        )
+    matched = tuple(dest.column(c.name) for c in src_cols)
+    generated = [c.name for c in matched if c is not None and c.generated]
+    if generated:
+        raise TransferConfigError(f"destination columns {generated} of {dest.label} are generated columns.")
+    _require_defaults(dest, {c.name for c in src_cols})
+    return tuple(c for c in matched if c is not None)
+
+
+def _require_defaults(dest: Relation, provided: set[str]) -> None:
+    lacking = [c.name for c in dest.columns if c.name not in provided and c.not_null and not c.has_default]
+    if lacking:
+        raise TransferConfigError(
+            f"destination columns {lacking} of {dest.label} are NOT NULL without a default and the "
+            "source does not provide them."
+        )

@@ -1,0 +1,91 @@
+"""What to transfer: the user-facing options, validated on construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from etl_platform.transfer.errors import TransferConfigError
+
+
+class WriteMode(StrEnum):
+    APPEND = "append"
+    TRUNCATE = "truncate"
+    UPSERT = "upsert"
+    DELETE_INSERT = "delete_insert"
+
+
+class TransformFormat(StrEnum):
+    PANDAS = "pandas"
+    ARROW = "arrow"
+
+
+WindowBound = str | datetime | date | int | None
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """One transfer. Table names are "schema.table" or "table" (resolved on the search_path)."""
+
+    destination_table: str
+    source_table: str | None = None
+    source_sql: str | None = None
+    key_column: str | None = None
+    chunk_rows: int = 100_000
+    write_mode: WriteMode | str = WriteMode.APPEND
+    conflict_columns: tuple[str, ...] | None = None
+    incremental_column: str | None = None
+    window_start: WindowBound = None
+    window_end: WindowBound = None
+    transform: Callable[[Any], Any] | None = None
+    transform_format: TransformFormat | str = TransformFormat.PANDAS
+    parallelism: int = 1
+    checkpoint_id: str | None = None
+    checkpoint_schema: str = "etl_platform"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.source_table) == bool(self.source_sql):
+            raise TransferConfigError("Give exactly one of source_table or source_sql.")
+        if self.source_sql and not self.key_column:
+            raise TransferConfigError("key_column is required with source_sql (no primary key to default to).")
+        if not self.destination_table:
+            raise TransferConfigError("destination_table is required.")
+        try:
+            object.__setattr__(self, "write_mode", WriteMode(self.write_mode))
+        except ValueError:
+            raise TransferConfigError(
+                f"write_mode {self.write_mode!r} is not one of {[m.value for m in WriteMode]}."
+            ) from None
+        try:
+            object.__setattr__(self, "transform_format", TransformFormat(self.transform_format))
+        except ValueError:
+            raise TransferConfigError(
+                f"transform_format {self.transform_format!r} is not one of "
+                f"{[f.value for f in TransformFormat]}."
+            ) from None
+        if not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
+            raise TransferConfigError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}.")
+        if not isinstance(self.parallelism, int) or not 1 <= self.parallelism <= 64:
+            raise TransferConfigError(f"parallelism must be an integer from 1 to 64, got {self.parallelism!r}.")
+        if self.transform is not None and not callable(self.transform):
+            raise TransferConfigError("transform must be a callable taking and returning a DataFrame.")
+        has_window = self.window_start is not None or self.window_end is not None
+        if has_window and not self.incremental_column:
+            raise TransferConfigError("window_start/window_end need incremental_column.")
+        if self.write_mode is WriteMode.DELETE_INSERT and not self.incremental_column:
+            raise TransferConfigError(
+                "write_mode 'delete_insert' replaces the rows of the incremental window: "
+                "set incremental_column (and the window)."
+            )
+        if self.conflict_columns is not None:
+            object.__setattr__(self, "conflict_columns", tuple(self.conflict_columns))
+            if not self.conflict_columns:
+                raise TransferConfigError("conflict_columns, when given, must name at least one column.")
+
+    @property
+    def source_label(self) -> str:
+        return self.source_table or "source_sql"

@@ -1,0 +1,81 @@
+"""The per-chunk transform path: PostgreSQL CSV -> Arrow -> user callable -> Arrow -> CSV.
+
+pyarrow's CSV reader and writer are multithreaded C++; a pandas read_csv/to_csv round trip is
+about 2.7x slower. Column types come from the catalog, never inferred, so '00123' stays text and
+numeric keeps its exact digits (it arrives as a string; convert it yourself if you need to).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from etl_platform.transfer.catalog import Column
+from etl_platform.transfer.errors import TransferError
+from etl_platform.transfer.spec import TransformFormat
+
+# pg_type OIDs -> Arrow types that round-trip exactly through PostgreSQL's CSV text.
+_ARROW_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),  # the source session runs with TimeZone=UTC
+}
+
+_WRITE_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+
+
+def arrow_schema(columns: tuple[Column, ...]) -> dict[str, pa.DataType]:
+    return {c.name: _ARROW_TYPES.get(c.type_oid, pa.string()) for c in columns}
+
+
+def csv_to_arrow(data: bytes | bytearray, columns: tuple[Column, ...]) -> pa.Table:
+    types = arrow_schema(columns)
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=list(types), block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise TransferError(f"could not decode a source chunk for the transform: {exc}") from None
+
+
+def apply_transform(
+    table: pa.Table, transform: Callable[[Any], Any], fmt: TransformFormat
+) -> pa.Table:
+    if fmt is TransformFormat.ARROW:
+        result = transform(table)
+        if not isinstance(result, pa.Table):
+            raise TransferError(f"an arrow transform must return a pyarrow.Table, got {type(result).__name__}")
+        return result
+    import pandas as pd
+
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    result = transform(frame)
+    if not isinstance(result, pd.DataFrame):
+        raise TransferError(f"a pandas transform must return a DataFrame, got {type(result).__name__}")
+    return pa.Table.from_pandas(result, preserve_index=False)
+
+
+def arrow_to_csv(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink, _WRITE_OPTIONS)
+    return sink.getvalue()
