@@ -10,10 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
-
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException
+from psycopg.conninfo import make_conninfo
 
 ConnectionFactory = Callable[[], psycopg.Connection[Any]]
 

@@ -103,7 +103,9 @@ def resolve_table(conn: psycopg.Connection[Any], table: str, setting: str) -> Re
                 conn.rollback()
                 row = None
         if row is None:
-            raise TransferConfigError(f"{setting} {table!r} does not exist (or is not visible) in the database.")
+            raise TransferConfigError(
+                f"{setting} {table!r} does not exist (or is not visible) in the database."
+            )
         oid, schema, name, kind = row
         columns = tuple(Column(*c) for c in cur.execute(_COLUMNS, (oid,)).fetchall())
         pk = tuple(r[0] for r in cur.execute(_PRIMARY_KEY, (oid,)).fetchall())
@@ -124,7 +126,9 @@ def describe_query(conn: psycopg.Connection[Any], query: str) -> tuple[Column, .
             cur.execute(probe)
         except psycopg.Error as exc:
             conn.rollback()
-            raise TransferConfigError(f"source_sql is not a valid SELECT: {exc.diag.message_primary}") from None
+            raise TransferConfigError(
+                f"source_sql is not a valid SELECT: {exc.diag.message_primary}"
+            ) from None
         res = cur.pgresult
         assert res is not None
         names = [res.fname(i).decode() for i in range(res.nfields)]  # type: ignore[union-attr]

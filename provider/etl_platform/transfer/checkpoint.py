@@ -60,7 +60,9 @@ class CheckpointStore:
         for attempt in range(3):  # concurrent tasks may race on IF NOT EXISTS
             try:
                 with conn.transaction():
-                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                    conn.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                    )
                     conn.execute(sql.SQL(_DDL).format(table=self.table))  # type: ignore[arg-type]
                 conn.commit()
                 return

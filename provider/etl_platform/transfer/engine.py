@@ -24,7 +24,7 @@ from etl_platform.transfer.checkpoint import CheckpointStore, PartState
 from etl_platform.transfer.errors import ChunkLoadError, TransferError
 from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
-from etl_platform.transfer.progress import MetricsSink, Progress
+from etl_platform.transfer.progress import LoggerLike, MetricsSink, Progress
 from etl_platform.transfer.spec import TransferSpec
 from etl_platform.transfer.writers import ChunkWriter, writer_for
 
@@ -82,7 +82,7 @@ class TransferEngine:
         *,
         metrics: MetricsSink | None = None,
         metric_tags: dict[str, str] | None = None,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
         reset_checkpoint: bool = False,
     ):
         self.spec = spec
@@ -90,7 +90,7 @@ class TransferEngine:
         self.destination = destination
         self.metrics = metrics
         self.metric_tags = metric_tags or {}
-        self.log = logger or log
+        self.log: LoggerLike = logger or log
         self.reset_checkpoint = reset_checkpoint
         self.transfer_id = spec.checkpoint_id or f"adhoc-{uuid.uuid4()}"
         self._stop = threading.Event()
@@ -129,8 +129,9 @@ class TransferEngine:
             rows_before = sum(p.rows for p in parts)
             estimate = catalog.estimate_rows(src, plan.count_query(), plan.window_params)
             src.commit()
-            progress = Progress(self.log, self._label(plan), estimate, rows_before, self.metrics,
-                                self.metric_tags)
+            progress = Progress(
+                self.log, self._label(plan), estimate, rows_before, self.metrics, self.metric_tags
+            )
             pending = [p for p in parts if not p.done]
             self._run_parts(plan, writer, store, progress, pending, len(parts), src, dst)
 
@@ -235,8 +236,15 @@ class TransferEngine:
                 store.advance(dcur, state)
             dst.commit()
             if result.rows_read:
-                progress.chunk_done(state.part, total_parts, result.rows_read, result.rows_written,
-                                    result.bytes, time.perf_counter() - t0, f"({lo}, {result.last_key}]")
+                progress.chunk_done(
+                    state.part,
+                    total_parts,
+                    result.rows_read,
+                    result.rows_written,
+                    result.bytes,
+                    time.perf_counter() - t0,
+                    f"({lo}, {result.last_key}]",
+                )
 
     # -- one chunk ----------------------------------------------------------------------------
 
@@ -247,18 +255,22 @@ class TransferEngine:
         keys: KeyReader,
         src: psycopg.Connection[Any],
         dcur: psycopg.Cursor[Any],
-        query: sql.Composable,
+        query: sql.Composed,
         params: dict[str, Any],
         lo: str | None,
     ) -> _ChunkResult:
         """Forwards raw COPY blocks from source to destination: no decoding, bounded memory."""
         columns = self._out_columns or ()
         messages = nbytes = 0
-        last = prev = b""
+        last: Any = b""
+        prev: Any = b""
         try:
             writer.before_copy(dcur, columns)
-            with src.cursor() as scur, scur.copy(query, params) as out, \
-                    dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
+            with (
+                src.cursor() as scur,
+                scur.copy(query, params) as out,
+                dcur.copy(plan.copy_in(writer.target(), columns)) as inp,
+            ):
                 buf = bytearray()
                 for row in out:
                     messages += 1
@@ -293,14 +305,14 @@ class TransferEngine:
         src: psycopg.Connection[Any],
         dst: psycopg.Connection[Any],
         dcur: psycopg.Cursor[Any],
-        query: sql.Composable,
+        query: sql.Composed,
         params: dict[str, Any],
         lo: str | None,
     ) -> _ChunkResult:
         assert self.spec.transform is not None
         raw = bytearray()
         rows = 0
-        last = b""
+        last: Any = b""
         with src.cursor() as scur, scur.copy(query, params) as out:
             for row in out:
                 rows += 1
@@ -394,9 +406,7 @@ def _resume_point(parts: list[PartState]) -> Any:
     return [p.last_key for p in parts]
 
 
-def run_transfer(
-    spec: TransferSpec, source_dsn: str, destination_dsn: str, **kwargs: Any
-) -> TransferSummary:
+def run_transfer(spec: TransferSpec, source_dsn: str, destination_dsn: str, **kwargs: Any) -> TransferSummary:
     """Standalone entry point: libpq connection strings instead of Airflow connections."""
     return TransferEngine(
         spec, lambda: psycopg.connect(source_dsn), lambda: psycopg.connect(destination_dsn), **kwargs

@@ -52,7 +52,7 @@ class TransferPlan:
             parts.append(sql.SQL("{} < %(window_end)s").format(col))
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
-    def select_rows(self, *, has_lo: bool, has_hi: bool) -> sql.Composable:
+    def select_rows(self, *, has_lo: bool, has_hi: bool) -> sql.Composed:
         """Keyset chunk: an index seek past the last key, never an OFFSET."""
         conds: list[sql.Composable] = [self.window_predicate()]
         if has_lo:
@@ -66,13 +66,13 @@ class TransferPlan:
             key=self.key_ident,
         )
 
-    def copy_out(self, *, has_lo: bool, has_hi: bool) -> sql.Composable:
+    def copy_out(self, *, has_lo: bool, has_hi: bool) -> sql.Composed:
         fmt = sql.SQL(self.copy_format.upper())  # one of three constants above
         return sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(
             self.select_rows(has_lo=has_lo, has_hi=has_hi), fmt
         )
 
-    def copy_in(self, target: sql.Composable, columns: tuple[str, ...] | None = None) -> sql.Composable:
+    def copy_in(self, target: sql.Composable, columns: tuple[str, ...] | None = None) -> sql.Composed:
         names = columns if columns is not None else tuple(c.name for c in self.dest_columns)
         return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
             target,

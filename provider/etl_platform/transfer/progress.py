@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
+
+
+class LoggerLike(Protocol):
+    """A stdlib logger or Airflow's structlog task logger."""
+
+    def info(self, event: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, event: Any, /, *args: Any) -> Any: ...
 
 
 class MetricsSink(Protocol):
     """What the engine needs from a StatsD client; the operator passes Airflow's Stats."""
 
-    def incr(self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None: ...
+    def incr(
+        self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None
+    ) -> None: ...
 
     def timing(self, stat: str, dt: float, *, tags: dict[str, str] | None = None) -> None: ...
 
@@ -19,7 +28,7 @@ class MetricsSink(Protocol):
 class Progress:
     def __init__(
         self,
-        log: logging.Logger,
+        log: LoggerLike,
         label: str,
         estimated_total: int,
         rows_before: int,
@@ -56,7 +65,15 @@ class Progress:
         stream = f" stream {part + 1}/{parts}" if parts > 1 else ""
         self.log.info(
             "%s: chunk %d%s: %s/%s rows (%.1f%%), %s rows/s, ETA %.1f s, keys %s",
-            self.label, chunk_no, stream, f"{done:,}", f"~{total:,}", percent, f"{rate:,.0f}", eta, keys,
+            self.label,
+            chunk_no,
+            stream,
+            f"{done:,}",
+            f"~{total:,}",
+            percent,
+            f"{rate:,.0f}",
+            eta,
+            keys,
         )
         if self.metrics is not None:
             self.metrics.incr("etl.transfer.rows", rows, tags=self.tags)

@@ -51,7 +51,9 @@ class TransferSpec:
         if bool(self.source_table) == bool(self.source_sql):
             raise TransferConfigError("Give exactly one of source_table or source_sql.")
         if self.source_sql and not self.key_column:
-            raise TransferConfigError("key_column is required with source_sql (no primary key to default to).")
+            raise TransferConfigError(
+                "key_column is required with source_sql (no primary key to default to)."
+            )
         if not self.destination_table:
             raise TransferConfigError("destination_table is required.")
         try:
@@ -70,7 +72,9 @@ class TransferSpec:
         if not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
             raise TransferConfigError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}.")
         if not isinstance(self.parallelism, int) or not 1 <= self.parallelism <= 64:
-            raise TransferConfigError(f"parallelism must be an integer from 1 to 64, got {self.parallelism!r}.")
+            raise TransferConfigError(
+                f"parallelism must be an integer from 1 to 64, got {self.parallelism!r}."
+            )
         if self.transform is not None and not callable(self.transform):
             raise TransferConfigError("transform must be a callable taking and returning a DataFrame.")
         has_window = self.window_start is not None or self.window_end is not None

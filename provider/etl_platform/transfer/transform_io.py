@@ -58,13 +58,13 @@ def csv_to_arrow(data: bytes | bytearray, columns: tuple[Column, ...]) -> pa.Tab
         raise TransferError(f"could not decode a source chunk for the transform: {exc}") from None
 
 
-def apply_transform(
-    table: pa.Table, transform: Callable[[Any], Any], fmt: TransformFormat
-) -> pa.Table:
+def apply_transform(table: pa.Table, transform: Callable[[Any], Any], fmt: TransformFormat) -> pa.Table:
     if fmt is TransformFormat.ARROW:
         result = transform(table)
         if not isinstance(result, pa.Table):
-            raise TransferError(f"an arrow transform must return a pyarrow.Table, got {type(result).__name__}")
+            raise TransferError(
+                f"an arrow transform must return a pyarrow.Table, got {type(result).__name__}"
+            )
         return result
     import pandas as pd
 
