@@ -132,6 +132,9 @@ class TransferEngine:
             progress = Progress(
                 self.log, self._label(plan), estimate, rows_before, self.metrics, self.metric_tags
             )
+            if writer.keeps_checkpoint:  # a finished append picks up keys added since it ran
+                for part in parts:
+                    part.done = False
             pending = [p for p in parts if not p.done]
             self._run_parts(plan, writer, store, progress, pending, len(parts), src, dst)
 
@@ -243,7 +246,7 @@ class TransferEngine:
                     result.rows_written,
                     result.bytes,
                     time.perf_counter() - t0,
-                    f"({lo}, {result.last_key}]",
+                    f"({'start' if lo is None else lo}, {result.last_key}]",
                 )
 
     # -- one chunk ----------------------------------------------------------------------------

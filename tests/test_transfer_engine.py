@@ -1,0 +1,422 @@
+"""The transfer engine against real PostgreSQL: exactness, write modes, windows, resume, bad input."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pytest
+from psycopg import sql
+from tests.transfer_fixtures import (
+    AWKWARD_COLUMNS,
+    create_awkward_destination,
+    create_awkward_source,
+    row_count,
+    table_digest,
+)
+
+from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferSpec, run_transfer
+
+
+def _run(src_db: Any, dst_db: Any, **kwargs: Any) -> Any:
+    kwargs.setdefault("source_table", f"{src_db.schema}.items")
+    kwargs.setdefault("destination_table", f"{dst_db.schema}.items")
+    kwargs.setdefault("checkpoint_schema", dst_db.schema)  # tests share the destination database
+    return run_transfer(TransferSpec(**kwargs), src_db.conninfo, dst_db.conninfo)
+
+
+@pytest.fixture
+def awkward(src_db: Any, dst_db: Any) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+    src, dst = src_db.connect(), dst_db.connect()
+    create_awkward_source(src, src_db.schema, "items", rows=2_345)
+    return src, dst
+
+
+@pytest.mark.parametrize(
+    ("mixed_type", "expected_format", "parallelism"),
+    [("integer", "binary", 1), ("bigint", "text", 1), ("integer", "binary", 3)],
+)
+def test_round_trip_is_exact(
+    src_db: Any, dst_db: Any, awkward: Any, mixed_type: str, expected_format: str, parallelism: int
+) -> None:
+    src, dst = awkward
+    create_awkward_destination(dst, dst_db.schema, "items", mixed_type=mixed_type)
+    summary = _run(src_db, dst_db, chunk_rows=500, parallelism=parallelism)
+    assert summary.copy_format == expected_format
+    assert summary.rows == 2_345
+    assert summary.chunks >= 5
+    assert table_digest(dst, dst_db.schema, "items", AWKWARD_COLUMNS) == table_digest(
+        src, src_db.schema, "items", AWKWARD_COLUMNS
+    )
+
+
+def test_identity_transform_round_trips_through_arrow(src_db: Any, dst_db: Any, awkward: Any) -> None:
+    src, dst = awkward
+    create_awkward_destination(dst, dst_db.schema, "items")
+    for fmt, fn in (("pandas", lambda df: df), ("arrow", lambda table: table)):
+        dst.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(dst_db.schema, "items")))
+        summary = _run(src_db, dst_db, chunk_rows=700, transform=fn, transform_format=fmt)
+        assert summary.copy_format == "csv"
+        assert table_digest(dst, dst_db.schema, "items", AWKWARD_COLUMNS) == table_digest(
+            src, src_db.schema, "items", AWKWARD_COLUMNS
+        ), fmt
+
+
+def test_transform_adds_and_drops(src_db: Any, dst_db: Any, awkward: Any) -> None:
+    src, dst = awkward
+    create_awkward_destination(dst, dst_db.schema, "items")
+    dst.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN processed_at timestamptz").format(
+            sql.Identifier(dst_db.schema, "items")
+        )
+    )
+
+    def clean(df: pd.DataFrame) -> pd.DataFrame:
+        return df.dropna(subset=["ts"]).assign(processed_at=pd.Timestamp("2026-05-01T00:00:00Z"))
+
+    summary = _run(src_db, dst_db, chunk_rows=1_000, transform=clean)
+    expected = src.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE ts IS NOT NULL").format(sql.Identifier(src_db.schema, "items"))
+    ).fetchone()
+    assert summary.rows_read == 2_345
+    assert expected is not None and summary.rows == expected[0]
+    got = dst.execute(
+        sql.SQL("SELECT count(*), min(processed_at), count(ts) FROM {}").format(
+            sql.Identifier(dst_db.schema, "items")
+        )
+    ).fetchone()
+    assert got is not None
+    assert got[0] == expected[0] == got[2]
+    assert got[1].isoformat() == "2026-05-01T00:00:00+00:00"
+
+
+def test_transform_output_must_fit_destination(src_db: Any, dst_db: Any, awkward: Any) -> None:
+    _, dst = awkward
+    create_awkward_destination(dst, dst_db.schema, "items")
+    with pytest.raises(TransferConfigError, match=r"\['bogus'\].*items"):
+        _run(src_db, dst_db, transform=lambda df: df.assign(bogus=1))
+    assert row_count(dst, dst_db.schema, "items") == 0
+
+
+def test_arrow_transform_must_return_a_table(src_db: Any, dst_db: Any, awkward: Any) -> None:
+    _, dst = awkward
+    create_awkward_destination(dst, dst_db.schema, "items")
+    with pytest.raises(Exception, match=r"pyarrow\.Table"):
+        _run(src_db, dst_db, transform=lambda t: t.to_pandas(), transform_format="arrow")
+    assert isinstance(pa.table({"a": [1]}), pa.Table)
+
+
+# -- write modes ---------------------------------------------------------------------------------
+
+
+def _simple_tables(src_db: Any, dst_db: Any, rows: int = 1_000) -> tuple[Any, Any]:
+    src, dst = src_db.connect(), dst_db.connect()
+    for conn, schema in ((src, src_db.schema), (dst, dst_db.schema)):
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, v text, ts timestamptz NOT NULL)").format(
+                sql.Identifier(schema, "items")
+            )
+        )
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'v' || g, timestamptz '2026-01-01' + g * interval '1 hour' "
+            "FROM generate_series(1, %s) g"
+        ).format(sql.Identifier(src_db.schema, "items")),
+        (rows,),
+    )
+    src.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(src_db.schema, "items")))
+    return src, dst
+
+
+def _rows(conn: Any, schema: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        sql.SQL("SELECT id, v FROM {} ORDER BY id").format(sql.Identifier(schema, "items"))
+    ).fetchall()
+
+
+def test_append(src_db: Any, dst_db: Any) -> None:
+    src, dst = _simple_tables(src_db, dst_db)
+    summary = _run(src_db, dst_db, chunk_rows=300)
+    assert (summary.rows, summary.chunks) == (1_000, 4)
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+def test_append_rerun_with_same_checkpoint_adds_only_new_rows(src_db: Any, dst_db: Any) -> None:
+    src, dst = _simple_tables(src_db, dst_db)
+    _run(src_db, dst_db, chunk_rows=300, checkpoint_id="daily-1")
+    src.execute(
+        sql.SQL("INSERT INTO {} VALUES (1001, 'late', now())").format(sql.Identifier(src_db.schema, "items"))
+    )
+    again = _run(src_db, dst_db, chunk_rows=300, checkpoint_id="daily-1")
+    assert again.rows == 1 and again.resumed_from == "1000"
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+def test_truncate_ends_with_exactly_the_source_and_readers_never_see_it_empty(
+    src_db: Any, dst_db: Any
+) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=20_000)
+    dst.execute(
+        sql.SQL("INSERT INTO {} SELECT g, 'stale', now() FROM generate_series(1, 50000) g").format(
+            sql.Identifier(dst_db.schema, "items")
+        )
+    )
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with dst_db.connect() as reader:
+            while not stop.is_set():
+                seen.add(row_count(reader, dst_db.schema, "items"))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _run(src_db, dst_db, chunk_rows=1_000, write_mode="truncate")
+    finally:
+        stop.set()
+        watcher.join()
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+    assert seen <= {50_000, 20_000}, seen
+    leftovers = dst.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'stage_%%'", (dst_db.schema,)
+    ).fetchone()
+    assert leftovers == (0,)
+
+
+def test_upsert_updates_and_inserts(src_db: Any, dst_db: Any) -> None:
+    _src, dst = _simple_tables(src_db, dst_db)
+    dst.execute(
+        sql.SQL("INSERT INTO {} SELECT g, 'old', now() FROM generate_series(500, 1500) g").format(
+            sql.Identifier(dst_db.schema, "items")
+        )
+    )
+    summary = _run(src_db, dst_db, chunk_rows=250, write_mode="upsert")
+    assert summary.rows == 1_000
+    got = dict(_rows(dst, dst_db.schema))
+    assert len(got) == 1_500
+    assert all(got[i] == f"v{i}" for i in range(1, 1_001))
+    assert all(got[i] == "old" for i in range(1_001, 1_501))
+    # A second run changes nothing: upsert is idempotent.
+    _run(src_db, dst_db, chunk_rows=250, write_mode="upsert")
+    assert dict(_rows(dst, dst_db.schema)) == got
+
+
+def test_delete_insert_replaces_only_the_window(src_db: Any, dst_db: Any) -> None:
+    _src, dst = _simple_tables(src_db, dst_db, rows=24 * 10)  # ten days, hourly
+    dst.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'old', timestamptz '2026-01-01' + g * interval '1 hour' "
+            "FROM generate_series(1, 240) g WHERE g % 2 = 0"
+        ).format(sql.Identifier(dst_db.schema, "items"))
+    )
+    window = {"window_start": "2026-01-03T00:00:00+00:00", "window_end": "2026-01-05T00:00:00+00:00"}
+    for _ in range(2):  # a replay is harmless
+        _run(src_db, dst_db, write_mode="delete_insert", incremental_column="ts", chunk_rows=10, **window)
+    got = dict(_rows(dst, dst_db.schema))
+    in_window = set(range(48, 96))  # hours 48..95 fall in [Jan 3, Jan 5)
+    assert all(got[i] == f"v{i}" for i in in_window)
+    assert all(v == "old" for i, v in got.items() if i not in in_window)
+    assert len([i for i in got if i not in in_window]) == 120 - 24
+
+
+def test_incremental_window_moves_only_that_window(src_db: Any, dst_db: Any) -> None:
+    _src, dst = _simple_tables(src_db, dst_db, rows=24 * 5)
+    summary = _run(
+        src_db,
+        dst_db,
+        incremental_column="ts",
+        window_start="2026-01-02",
+        window_end="2026-01-03",
+        chunk_rows=7,
+    )
+    ids = [r[0] for r in _rows(dst, dst_db.schema)]
+    assert ids == list(range(24, 48))
+    assert summary.rows == 24
+
+
+def test_source_sql_with_key_column(src_db: Any, dst_db: Any) -> None:
+    src, dst = _simple_tables(src_db, dst_db)
+    query = f"SELECT id, upper(v) AS v, ts FROM {src_db.schema}.items WHERE v LIKE 'v1%'"
+    summary = run_transfer(
+        TransferSpec(
+            source_sql=query,
+            key_column="id",
+            destination_table=f"{dst_db.schema}.items",
+            chunk_rows=50,
+            checkpoint_schema=dst_db.schema,
+            parallelism=2,
+        ),
+        src_db.conninfo,
+        dst_db.conninfo,
+    )
+    expected = [r for r in _rows(src, src_db.schema) if r[1].startswith("v1")]
+    assert summary.rows == len(expected)
+    assert _rows(dst, dst_db.schema) == [(i, v.upper()) for i, v in expected]
+
+
+# -- resume --------------------------------------------------------------------------------------
+
+
+def _fail_once_at(dst: Any, schema: str, key: int) -> None:
+    """A destination trigger that rejects `key` exactly once (sequences survive the rollback)."""
+    dst.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(schema, "fault_seq")))
+    dst.execute(
+        sql.SQL(
+            """CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = {key} AND nextval('{seq}') = 1 THEN
+                RAISE EXCEPTION 'injected fault at id %', NEW.id;
+            END IF;
+            RETURN NEW;
+        END $$"""
+        ).format(fn=sql.Identifier(schema, "fault"), key=sql.Literal(key), seq=sql.SQL(f"{schema}.fault_seq"))
+    )
+    dst.execute(
+        sql.SQL("CREATE TRIGGER fault BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+            sql.Identifier(schema, "items"), sql.Identifier(schema, "fault")
+        )
+    )
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_resume_after_a_failed_chunk_loses_and_duplicates_nothing(
+    src_db: Any, dst_db: Any, parallelism: int
+) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=10_000)
+    _fail_once_at(dst, dst_db.schema, 4_321)
+    with pytest.raises(ChunkLoadError) as failure:
+        _run(src_db, dst_db, chunk_rows=1_000, checkpoint_id="resume-me", parallelism=parallelism)
+    message = str(failure.value)
+    assert f"{dst_db.schema}.items" in message and "injected fault at id 4321" in message
+    assert "(4000, " in message  # the failed chunk's key range
+    committed = row_count(dst, dst_db.schema, "items")
+    assert committed % 1_000 == 0 and committed < 10_000
+    summary = _run(src_db, dst_db, chunk_rows=1_000, checkpoint_id="resume-me", parallelism=parallelism)
+    assert summary.resumed_from is not None
+    assert summary.rows_before_resume == committed
+    assert summary.rows_read == 10_000 - committed  # nothing committed is read again
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+def test_rejected_row_names_table_range_and_reason_and_fixed_rerun_completes(
+    src_db: Any, dst_db: Any
+) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=3_000)
+    dst.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT short_v CHECK (length(v) < 5)").format(
+            sql.Identifier(dst_db.schema, "items")
+        )
+    )
+    with pytest.raises(ChunkLoadError) as failure:
+        _run(src_db, dst_db, chunk_rows=500, checkpoint_id="fix-me")
+    message = str(failure.value)
+    assert f"{dst_db.schema}.items" in message
+    assert "id in (500, 1000]" in message  # 'v1000' is the first value too long
+    assert "short_v" in message
+    assert row_count(dst, dst_db.schema, "items") == 500
+    dst.execute(
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT short_v").format(sql.Identifier(dst_db.schema, "items"))
+    )
+    summary = _run(src_db, dst_db, chunk_rows=500, checkpoint_id="fix-me")
+    assert summary.resumed_from == "500"
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"source_table": "{s}.nope"}, r"source_table '.*\.nope' does not exist"),
+        ({"destination_table": "{d}.nope"}, r"destination_table '.*\.nope' does not exist"),
+        ({"key_column": "missing"}, r"key_column 'missing' is not a column of .*items"),
+        ({"key_column": "v"}, r"key_column 'v' .* has no unique index"),
+        ({"write_mode": "merge"}, r"write_mode 'merge' is not one of"),
+        ({"chunk_rows": 0}, r"chunk_rows must be a positive integer"),
+        ({"incremental_column": "nope", "window_start": "2026-01-01"}, r"incremental_column 'nope'"),
+        ({"write_mode": "delete_insert"}, r"delete_insert.*incremental_column"),
+    ],
+)
+def test_bad_input_is_refused_before_data_moves(
+    src_db: Any, dst_db: Any, kwargs: dict[str, Any], pattern: str
+) -> None:
+    _, dst = _simple_tables(src_db, dst_db)
+    kwargs = {
+        k: v.format(s=src_db.schema, d=dst_db.schema) if isinstance(v, str) else v for k, v in kwargs.items()
+    }
+    with pytest.raises(TransferConfigError, match=pattern):
+        _run(src_db, dst_db, **kwargs)
+    assert row_count(dst, dst_db.schema, "items") == 0
+
+
+def test_column_mismatches_are_named(src_db: Any, dst_db: Any) -> None:
+    _src, dst = _simple_tables(src_db, dst_db)
+    dst.execute(
+        sql.SQL("ALTER TABLE {} RENAME COLUMN v TO value").format(sql.Identifier(dst_db.schema, "items"))
+    )
+    with pytest.raises(TransferConfigError, match=r"source columns \['v'\].*no column of the same name"):
+        _run(src_db, dst_db)
+    dst.execute(
+        sql.SQL("ALTER TABLE {} RENAME COLUMN value TO v").format(sql.Identifier(dst_db.schema, "items"))
+    )
+    dst.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN required int NOT NULL").format(
+            sql.Identifier(dst_db.schema, "items")
+        )
+    )
+    with pytest.raises(TransferConfigError, match=r"\['required'\].*NOT NULL without a default"):
+        _run(src_db, dst_db)
+    assert row_count(dst, dst_db.schema, "items") == 0
+
+
+def test_missing_key_is_refused(src_db: Any, dst_db: Any) -> None:
+    src, _ = _simple_tables(src_db, dst_db)
+    src.execute(sql.SQL("CREATE TABLE {} (a int, b text)").format(sql.Identifier(src_db.schema, "nokey")))
+    with pytest.raises(TransferConfigError, match=r"nokey has no primary key: set key_column"):
+        _run(src_db, dst_db, source_table=f"{src_db.schema}.nokey")
+    with pytest.raises(TransferConfigError, match="key_column is required with source_sql"):
+        TransferSpec(source_sql="SELECT 1 AS a", destination_table="x")
+
+
+def test_quoted_names_need_no_escaping(src_db: Any, dst_db: Any) -> None:
+    src, dst = src_db.connect(), dst_db.connect()
+    for conn, schema in ((src, src_db.schema), (dst, dst_db.schema)):
+        conn.execute(
+            sql.SQL('CREATE TABLE {} ("Order ID" int PRIMARY KEY, "user" text, "From" date)').format(
+                sql.Identifier(schema, "Weird Table; DROP")
+            )
+        )
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'u' || g, date '2026-01-01' + g FROM generate_series(1, 99) g"
+        ).format(sql.Identifier(src_db.schema, "Weird Table; DROP"))
+    )
+    summary = _run(
+        src_db,
+        dst_db,
+        source_table=f"{src_db.schema}.Weird Table; DROP",
+        destination_table=f'"{dst_db.schema}"."Weird Table; DROP"',
+        chunk_rows=10,
+        incremental_column="From",
+        window_start="2026-01-01",
+        window_end="2026-02-01",
+    )
+    assert summary.rows == 30
+
+
+def test_progress_is_logged_per_chunk(src_db: Any, dst_db: Any, caplog: pytest.LogCaptureFixture) -> None:
+    _simple_tables(src_db, dst_db)
+    caplog.set_level("INFO", logger="etl_platform")
+    started = time.perf_counter()
+    _run(src_db, dst_db, chunk_rows=400)
+    lines = [r.getMessage() for r in caplog.records if "chunk" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert "400/~1,000 rows (40.0%)" in lines[0] and "rows/s, ETA" in lines[0]
+    assert "1,000/~1,000 rows (100.0%)" in lines[-1]
+    assert time.perf_counter() - started < 60
