@@ -80,6 +80,12 @@ class TransferSpec:
         has_window = self.window_start is not None or self.window_end is not None
         if has_window and not self.incremental_column:
             raise TransferConfigError("window_start/window_end need incremental_column.")
+        if self.window_start is not None and str(self.window_start) == str(self.window_end):
+            raise TransferConfigError(
+                f"window_start equals window_end ({self.window_start}): the window is empty. Airflow 3's "
+                'schedule="@daily" gives zero-length data intervals; schedule incremental DAGs with '
+                "CronDataIntervalTimetable, or set window_start/window_end."
+            )
         if self.write_mode is WriteMode.DELETE_INSERT and not self.incremental_column:
             raise TransferConfigError(
                 "write_mode 'delete_insert' replaces the rows of the incremental window: "
