@@ -24,8 +24,8 @@ lock: ## re-resolve the pinned dependency set after editing requirements/*.in
 	$(BIN)/uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11
 
 lint: install
-	$(BIN)/ruff check provider tests benchmarks dags plugins scripts
-	$(BIN)/ruff format --check provider tests benchmarks dags plugins scripts
+	$(BIN)/ruff check provider tests benchmarks dags plugins scripts etl_devstack
+	$(BIN)/ruff format --check provider tests benchmarks dags plugins scripts etl_devstack
 	$(BIN)/mypy
 
 test: install lint
@@ -35,7 +35,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 bench: install
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run

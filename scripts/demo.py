@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
+
 from benchmarks.datagen import create_orders
 from etl_devstack.postgres import PgServer, resolve_postgres
-from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO / ".run" / "demo"
@@ -48,7 +49,7 @@ CREATE TABLE warehouse.orders_clean (
 
 def main() -> int:
     rows = int(os.environ.get("ETL_DEMO_ROWS", "1000000"))
-    server = resolve_postgres(os.environ.get("ETL_DEMO_POSTGRES_URL"), allow_embedded=True)
+    server = resolve_postgres(os.environ.get("ETL_DEMO_POSTGRES_URL"))
     where = (
         "embedded PostgreSQL (pgserver)" if server.embedded else f"PostgreSQL at {server.host}:{server.port}"
     )

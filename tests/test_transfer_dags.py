@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from benchmarks.datagen import create_empty_like_orders, create_orders
 from psycopg import sql
-from tests.transfer_fixtures import row_count
 
+from benchmarks.datagen import create_empty_like_orders, create_orders
 from harness import run_dag, task_outcomes, xcom_value
+from tests.transfer_fixtures import row_count
 
 pytestmark = pytest.mark.airflow
 

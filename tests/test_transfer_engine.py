@@ -11,6 +11,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 from psycopg import sql
+
+from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferSpec, run_transfer
 from tests.transfer_fixtures import (
     AWKWARD_COLUMNS,
     create_awkward_destination,
@@ -18,8 +20,6 @@ from tests.transfer_fixtures import (
     row_count,
     table_digest,
 )
-
-from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferSpec, run_transfer
 
 
 def _run(src_db: Any, dst_db: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,100 @@
+"""Session fixtures for PostgreSQL, Redis and Airflow; the logic lives in tests/harness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from harness import (
+    PgServer,
+    RedisDb,
+    RedisServer,
+    SchemaDb,
+    ensure_metadata_db,
+    resolve_test_postgres,
+    resolve_test_redis,
+)
+from harness.airflow_env import configure_airflow_env, remove_airflow_home
+from harness.postgres import create_database, create_schema, drop_database, drop_schema
+from harness.redisdb import redis_db as _redis_db
+
+_created_airflow_home: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Airflow reads its config on first import: point it at a throwaway home before any test imports it.
+    global _created_airflow_home
+    _created_airflow_home = configure_airflow_env()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    remove_airflow_home(_created_airflow_home)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """ETL_TEST_POSTGRES_URL's server, or an embedded one started for this session."""
+    server = resolve_test_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _pg_databases(pg_server: PgServer) -> Iterator[tuple[str, str]]:
+    names = (create_database(pg_server, "etl_test_src"), create_database(pg_server, "etl_test_dst"))
+    yield names
+    for name in names:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture
+def src_db(
+    pg_server: PgServer, _pg_databases: tuple[str, str], request: pytest.FixtureRequest
+) -> Iterator[SchemaDb]:
+    """A fresh schema in the session's source database, dropped after the test."""
+    db = create_schema(pg_server, _pg_databases[0], request.node.name)
+    yield db
+    drop_schema(db)
+
+
+@pytest.fixture
+def dst_db(
+    pg_server: PgServer, _pg_databases: tuple[str, str], request: pytest.FixtureRequest
+) -> Iterator[SchemaDb]:
+    """A fresh schema in the session's destination database, dropped after the test."""
+    db = create_schema(pg_server, _pg_databases[1], request.node.name)
+    yield db
+    drop_schema(db)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = resolve_test_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """ETL_TEST_REDIS_URL, or the embedded server's URL (db 0)."""
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> Iterator[RedisDb]:
+    """This test's own Redis database (index 1..15 round-robin), flushed before and after."""
+    yield from _redis_db(redis_server)
+
+
+@pytest.fixture
+def redis_client(redis_db: RedisDb) -> redis.Redis:
+    return redis_db.client
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The throwaway AIRFLOW_HOME, its SQLite metadata DB migrated on first use."""
+    return ensure_metadata_db()

@@ -1,0 +1,75 @@
+"""Per-session databases and per-test schemas on the test PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from etl_devstack.postgres import PgServer, resolve_postgres
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def resolve_test_postgres() -> PgServer:
+    """ETL_TEST_POSTGRES_URL's server (default 127.0.0.1:5432) if it answers, else an embedded one."""
+    return resolve_postgres(os.environ.get("ETL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+
+
+def create_database(server: PgServer, prefix: str) -> str:
+    dbname = f"{prefix}_{secrets.token_hex(4)}"
+    with server.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    return dbname
+
+
+def drop_database(server: PgServer, dbname: str) -> None:
+    with server.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+@dataclass
+class SchemaDb:
+    """One test's private schema in a session database; search_path points at it in every connection."""
+
+    server: PgServer
+    dbname: str
+    schema: str
+
+    @property
+    def conninfo(self) -> str:
+        return self.server.conninfo(self.dbname, options=f"-csearch_path={self.schema}")
+
+    def uri(self, *, scheme: str = "postgresql") -> str:
+        """AIRFLOW_CONN_<ID> value; the search_path rides along as the `options` extra."""
+        return self.server.uri(self.dbname, scheme=scheme, options=f"-csearch_path={self.schema}")
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.conninfo, autocommit=True)
+
+    def table(self, name: str) -> str:
+        """The schema-qualified name ("schema.table") to hand to the code under test."""
+        return f"{self.schema}.{name}"
+
+
+def schema_name_for(test_name: str) -> str:
+    """A unique, valid, unquoted identifier (≤ 63 bytes) that still says which test made it."""
+    slug = re.sub(r"[^a-z0-9_]+", "_", test_name.lower()).strip("_")[:40]
+    return f"t_{slug}_{secrets.token_hex(4)}"
+
+
+def create_schema(server: PgServer, dbname: str, test_name: str) -> SchemaDb:
+    schema = schema_name_for(test_name)
+    with server.connect(dbname) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return SchemaDb(server, dbname, schema)
+
+
+def drop_schema(db: SchemaDb) -> None:
+    with db.server.connect(db.dbname) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(db.schema)))
