@@ -1,0 +1,84 @@
+"""What the operator reports outside XCom: StatsD metrics through Airflow's Stats, connection errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.datagen import create_empty_like_orders, create_orders
+
+pytestmark = pytest.mark.airflow
+
+
+def test_statsd_receives_transfer_metrics_tagged_by_dag_and_task(
+    airflow_home: Path, src_db: Any, dst_db: Any
+) -> None:
+    create_orders(src_db.connect(), schema=src_db.schema, rows=1_200, days=3)
+    create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(0.5)
+        env = {
+            **os.environ,
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(udp.getsockname()[1]),
+            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",  # tags ride along as ,key=value
+            "AIRFLOW_CONN_ETL_TEST_SRC": src_db.uri(),
+            "AIRFLOW_CONN_ETL_TEST_DST": dst_db.uri(),
+        }
+        conf = {"source_table": f"{src_db.schema}.orders", "destination_table": f"{dst_db.schema}.orders"}
+        airflow = str(Path(sys.executable).parent / "airflow")
+        done = subprocess.run(
+            [airflow, "dags", "test", "transfer_append", "-c", json.dumps(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        received = []
+        while True:
+            try:
+                received.append(udp.recv(65536).decode())
+            except TimeoutError:
+                break
+    lines = [line for packet in received for line in packet.splitlines()]
+    ours = [line for line in lines if ".etl.transfer." in line]
+    rows = [line for line in ours if line.startswith("airflow.etl.transfer.rows,")]
+    assert rows, f"no etl.transfer.rows among {ours[:10]} (all: {lines[:10]})"
+    assert all("dag_id=transfer_append" in line and "task_id=transfer" in line for line in rows)
+    assert sum(int(line.split(":")[1].split("|")[0]) for line in rows) == 1_200
+    assert any(line.startswith("airflow.etl.transfer.chunk_duration,") and "|ms" in line for line in ours)
+    assert any(line.startswith("airflow.etl.transfer.bytes,") for line in ours)
+    assert any(line.startswith("airflow.dag_processing") or "ti." in line for line in lines)
+
+
+def test_unknown_connection_is_named(airflow_home: Path) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    from etl_platform.hooks.postgres import EtlPostgresHook
+
+    with pytest.raises(AirflowException, match="connection 'no_such_conn' is not defined"):
+        EtlPostgresHook("no_such_conn").conninfo()
+
+
+def test_hook_builds_working_connections_without_leaking_the_password(
+    airflow_home: Path, src_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl_platform.hooks.postgres import EtlPostgresHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_ETL_HOOK_CHECK", src_db.uri())
+    hook = EtlPostgresHook("etl_hook_check")
+    with hook.get_conn() as conn:
+        assert conn.execute("SELECT current_schema()").fetchone() == (src_db.schema,)
+    assert hook.test_connection() == (True, "Connection successfully tested")
+    assert "password" not in repr(hook)
