@@ -6,15 +6,18 @@ never decoded; only the first field of each chunk's last row is parsed, for the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import resource
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import IsolationLevel, sql
@@ -29,6 +32,7 @@ from etl_platform.transfer.spec import TransferSpec
 from etl_platform.transfer.writers import ChunkWriter, writer_for
 
 ConnectionFactory = Callable[[], psycopg.Connection[Any]]
+T = TypeVar("T")
 
 WRITE_BLOCK = 256 * 1024  # bytes handed to the destination COPY at a time
 CHECKPOINT_RETENTION_DAYS = 30
@@ -219,18 +223,18 @@ class TransferEngine:
         """Moves one key range chunk by chunk; each chunk commits with its checkpoint."""
         keys = KeyReader(src, plan.key.type_oid, plan.copy_format)
         limit = self.spec.chunk_rows
-        while not state.done:
-            if self._stop.is_set():
-                raise _Stop
+        if self.spec.transform is None:
+            chunks: Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]] = self._piped_chunks(
+                plan, writer, keys, src, state
+            )
+        else:
+            # Read the next chunk while this one is transformed and written.
+            chunks = _prefetch(self._transformed_chunks(plan, writer, keys, src, dst, state), self._stop)
+        for load in chunks:
             lo = state.resume_key
-            params = {**plan.window_params, "lo": lo, "hi": state.hi, "limit": limit}
-            query = plan.copy_out(has_lo=lo is not None, has_hi=state.hi is not None)
             t0 = time.perf_counter()
             with dst.cursor() as dcur:
-                if self.spec.transform is None:
-                    result = self._pipe_chunk(plan, writer, keys, src, dcur, query, params, lo)
-                else:
-                    result = self._transform_chunk(plan, writer, keys, src, dst, dcur, query, params, lo)
+                result = load(dcur)
                 state.rows += result.rows_read
                 state.bytes += result.bytes
                 state.chunks += 1 if result.rows_read else 0
@@ -248,6 +252,67 @@ class TransferEngine:
                     time.perf_counter() - t0,
                     f"({'start' if lo is None else lo}, {result.last_key}]",
                 )
+            if state.done:
+                return
+
+    def _chunk_query(
+        self, plan: TransferPlan, lo: str | None, hi: str | None
+    ) -> tuple[sql.Composed, dict[str, Any]]:
+        if self._stop.is_set():
+            raise _Stop
+        params = {**plan.window_params, "lo": lo, "hi": hi, "limit": self.spec.chunk_rows}
+        return plan.copy_out(has_lo=lo is not None, has_hi=hi is not None), params
+
+    def _piped_chunks(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        keys: KeyReader,
+        src: psycopg.Connection[Any],
+        state: PartState,
+    ) -> Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]]:
+        """One loader per chunk; each reads the source while it writes the destination."""
+        while True:
+            lo = state.resume_key
+            query, params = self._chunk_query(plan, lo, state.hi)
+            yield partial(self._pipe_chunk, plan, writer, keys, src, query=query, params=params, lo=lo)
+
+    def _transformed_chunks(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        keys: KeyReader,
+        src: psycopg.Connection[Any],
+        dst: psycopg.Connection[Any],
+        state: PartState,
+    ) -> Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]]:
+        """Reads chunks ahead (keyset: the next range starts after this chunk's last key)."""
+        lo = state.resume_key
+        while True:
+            query, params = self._chunk_query(plan, lo, state.hi)
+            raw, rows = bytearray(), 0
+            last: Any = b""
+            with src.cursor() as scur, scur.copy(query, params) as out:
+                for row in out:
+                    rows += 1
+                    raw += row
+                    last = row
+            last_key = keys.key_of(last) if rows else None
+            yield partial(
+                self._transform_chunk,
+                plan,
+                writer,
+                keys,
+                dst,
+                raw=raw,
+                rows=rows,
+                last=last,
+                last_key=last_key,
+                lo=lo,
+            )
+            if rows < self.spec.chunk_rows:
+                return
+            lo = last_key
 
     # -- one chunk ----------------------------------------------------------------------------
 
@@ -258,6 +323,7 @@ class TransferEngine:
         keys: KeyReader,
         src: psycopg.Connection[Any],
         dcur: psycopg.Cursor[Any],
+        *,
         query: sql.Composed,
         params: dict[str, Any],
         lo: str | None,
@@ -305,27 +371,19 @@ class TransferEngine:
         plan: TransferPlan,
         writer: ChunkWriter,
         keys: KeyReader,
-        src: psycopg.Connection[Any],
         dst: psycopg.Connection[Any],
         dcur: psycopg.Cursor[Any],
-        query: sql.Composed,
-        params: dict[str, Any],
+        *,
+        raw: bytearray,
+        rows: int,
+        last: Any,
+        last_key: str | None,
         lo: str | None,
     ) -> _ChunkResult:
         assert self.spec.transform is not None
-        raw = bytearray()
-        rows = 0
-        last: Any = b""
-        with src.cursor() as scur, scur.copy(query, params) as out:
-            for row in out:
-                rows += 1
-                raw += row
-                last = row
         if not rows:
             return _ChunkResult(0, 0, 0, None)
-        last_key = keys.key_of(last)
         table = transform_io.csv_to_arrow(raw, plan.source_columns)
-        del raw
         try:
             result = transform_io.apply_transform(table, self.spec.transform, plan.spec.transform_format)  # type: ignore[arg-type]
         except TransferError:
@@ -335,6 +393,7 @@ class TransferEngine:
                 f"transform failed on the chunk of {plan.spec.source_label} with "
                 f"{plan.key.name} in ({lo}, {last_key}]: {type(exc).__name__}: {exc}"
             ) from exc
+        del table
         columns = self._output_columns(plan, writer, dst, result.column_names)
         payload = transform_io.arrow_to_csv(result)
         try:
@@ -398,6 +457,48 @@ class TransferEngine:
 
     def _label(self, plan: TransferPlan) -> str:
         return f"transfer {self.spec.source_label} -> {plan.destination.label}"
+
+
+_DONE = object()
+
+
+def _prefetch(items: Iterator[T], stop: threading.Event, depth: int = 1) -> Iterator[T]:
+    """Runs `items` in a background thread, at most `depth` ahead; errors surface in the consumer."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    cancelled = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not cancelled.is_set():
+                    try:
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if cancelled.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, name="etl-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancelled.set()
+        stop_waiting = time.monotonic() + 30
+        while thread.is_alive() and time.monotonic() < stop_waiting:
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        thread.join(timeout=1)
 
 
 def _resume_point(parts: list[PartState]) -> Any:
