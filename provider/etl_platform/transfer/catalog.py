@@ -144,12 +144,10 @@ def describe_query(conn: psycopg.Connection[Any], query: str) -> tuple[Column, .
     return tuple(Column(n, o, t[0]) for n, o, t in zip(names, oids, types, strict=True))
 
 
-def estimate_rows(conn: psycopg.Connection[Any], select: sql.Composable, params: dict[str, Any]) -> int:
+def estimate_rows(conn: psycopg.Connection[Any], select: sql.Composable) -> int:
     """The planner's row estimate for a SELECT: free, and good enough for percent and ETA."""
     with conn.cursor() as cur:
-        plan = cur.execute(
-            sql.SQL("EXPLAIN (FORMAT JSON) {}").format(select), params, prepare=False
-        ).fetchone()
+        plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(select), prepare=False).fetchone()
     return int(plan[0][0]["Plan"]["Plan Rows"]) if plan else 0
 
 

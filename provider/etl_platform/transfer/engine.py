@@ -24,6 +24,7 @@ from psycopg import IsolationLevel, sql
 
 from etl_platform.transfer import catalog, ranges, transform_io
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
+from etl_platform.transfer.copy_out import copy_out_rows
 from etl_platform.transfer.errors import ChunkLoadError, TransferError
 from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
@@ -131,7 +132,7 @@ class TransferEngine:
                 writer.prepare(dst, self._out_columns)
 
             rows_before = sum(p.rows for p in parts)
-            estimate = catalog.estimate_rows(src, plan.count_query(), plan.window_params)
+            estimate = catalog.estimate_rows(src, plan.count_query())
             src.commit()
             progress = Progress(
                 self.log, self._label(plan), estimate, rows_before, self.metrics, self.metric_tags
@@ -182,6 +183,7 @@ class TransferEngine:
         src.isolation_level = IsolationLevel.REPEATABLE_READ
         src.read_only = True
         if len(pending) == 1:
+            src.execute("SELECT 1")  # opens the snapshot's transaction; chunks are read through libpq
             self._stream(plan, writer, store, progress, pending[0], total_parts, src, dst)
             src.commit()
             return
@@ -255,13 +257,10 @@ class TransferEngine:
             if state.done:
                 return
 
-    def _chunk_query(
-        self, plan: TransferPlan, lo: str | None, hi: str | None
-    ) -> tuple[sql.Composed, dict[str, Any]]:
+    def _chunk_query(self, plan: TransferPlan, lo: str | None, hi: str | None) -> sql.Composed:
         if self._stop.is_set():
             raise _Stop
-        params = {**plan.window_params, "lo": lo, "hi": hi, "limit": self.spec.chunk_rows}
-        return plan.copy_out(has_lo=lo is not None, has_hi=hi is not None), params
+        return plan.copy_out(lo, hi)
 
     def _piped_chunks(
         self,
@@ -274,8 +273,8 @@ class TransferEngine:
         """One loader per chunk; each reads the source while it writes the destination."""
         while True:
             lo = state.resume_key
-            query, params = self._chunk_query(plan, lo, state.hi)
-            yield partial(self._pipe_chunk, plan, writer, keys, src, query=query, params=params, lo=lo)
+            query = self._chunk_query(plan, lo, state.hi)
+            yield partial(self._pipe_chunk, plan, writer, keys, src, query=query, lo=lo)
 
     def _transformed_chunks(
         self,
@@ -289,14 +288,14 @@ class TransferEngine:
         """Reads chunks ahead (keyset: the next range starts after this chunk's last key)."""
         lo = state.resume_key
         while True:
-            query, params = self._chunk_query(plan, lo, state.hi)
+            query = self._chunk_query(plan, lo, state.hi)
             raw, rows = bytearray(), 0
             last: Any = b""
-            with src.cursor() as scur, scur.copy(query, params) as out:
-                for row in out:
-                    rows += 1
-                    raw += row
-                    last = row
+            for row in copy_out_rows(src, query):
+                rows += 1
+                raw += row
+                last = row
+            last = bytes(last)  # libpq's buffer is not ours to keep
             last_key = keys.key_of(last) if rows else None
             yield partial(
                 self._transform_chunk,
@@ -325,7 +324,6 @@ class TransferEngine:
         dcur: psycopg.Cursor[Any],
         *,
         query: sql.Composed,
-        params: dict[str, Any],
         lo: str | None,
     ) -> _ChunkResult:
         """Forwards raw COPY blocks from source to destination: no decoding, bounded memory."""
@@ -335,13 +333,9 @@ class TransferEngine:
         prev: Any = b""
         try:
             writer.before_copy(dcur, columns)
-            with (
-                src.cursor() as scur,
-                scur.copy(query, params) as out,
-                dcur.copy(plan.copy_in(writer.target(), columns)) as inp,
-            ):
+            with dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
                 buf = bytearray()
-                for row in out:
+                for row in copy_out_rows(src, query):
                     messages += 1
                     prev, last = last, row
                     buf += row

@@ -33,7 +33,6 @@ class TransferPlan:
     destination: Relation
     dest_columns: tuple[Column, ...]  # pass-through: destination columns matched to source_columns
     copy_format: str
-    window_params: dict[str, Any]
     conflict_columns: tuple[str, ...]
 
     @property
@@ -47,30 +46,30 @@ class TransferPlan:
         col = sql.Identifier(spec.incremental_column)
         parts: list[sql.Composable] = []
         if spec.window_start is not None:
-            parts.append(sql.SQL("{} >= %(window_start)s").format(col))
+            parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(spec.window_start)))
         if spec.window_end is not None:
-            parts.append(sql.SQL("{} < %(window_end)s").format(col))
+            parts.append(sql.SQL("{} < {}").format(col, sql.Literal(spec.window_end)))
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
-    def select_rows(self, *, has_lo: bool, has_hi: bool) -> sql.Composed:
-        """Keyset chunk: an index seek past the last key, never an OFFSET."""
+    def copy_out(self, lo: str | None, hi: str | None) -> sql.Composed:
+        """Keyset chunk (lo, hi]: an index seek past the last key, never an OFFSET.
+
+        Values are inlined as literals (COPY takes no bind parameters), so the chunk can be sent
+        straight through libpq; a str literal is untyped and PostgreSQL reads it as the key's type.
+        """
         conds: list[sql.Composable] = [self.window_predicate()]
-        if has_lo:
-            conds.append(sql.SQL("{} > %(lo)s").format(self.key_ident))
-        if has_hi:
-            conds.append(sql.SQL("{} <= %(hi)s").format(self.key_ident))
-        return sql.SQL("SELECT {cols} FROM {src} WHERE {where} ORDER BY {key} LIMIT %(limit)s").format(
+        if lo is not None:
+            conds.append(sql.SQL("{} > {}").format(self.key_ident, sql.Literal(lo)))
+        if hi is not None:
+            conds.append(sql.SQL("{} <= {}").format(self.key_ident, sql.Literal(hi)))
+        select = sql.SQL("SELECT {cols} FROM {src} WHERE {where} ORDER BY {key} LIMIT {limit}").format(
             cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in self.source_columns),
             src=self.source_from,
             where=sql.SQL(" AND ").join(conds),
             key=self.key_ident,
+            limit=sql.Literal(self.spec.chunk_rows),
         )
-
-    def copy_out(self, *, has_lo: bool, has_hi: bool) -> sql.Composed:
-        fmt = sql.SQL(self.copy_format.upper())  # one of three constants above
-        return sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(
-            self.select_rows(has_lo=has_lo, has_hi=has_hi), fmt
-        )
+        return sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(select, sql.SQL(self.copy_format.upper()))
 
     def copy_in(self, target: sql.Composable, columns: tuple[str, ...] | None = None) -> sql.Composed:
         names = columns if columns is not None else tuple(c.name for c in self.dest_columns)
@@ -154,7 +153,6 @@ def build_plan(
         for name in conflict:
             dest.require_column(name, "conflict_columns entry")
 
-    window_params = {"window_start": spec.window_start, "window_end": spec.window_end}
     return TransferPlan(
         spec=spec,
         source_from=source_from,
@@ -164,7 +162,6 @@ def build_plan(
         destination=dest,
         dest_columns=dest_cols,
         copy_format=copy_format,
-        window_params=window_params,
         conflict_columns=conflict,
     )
 

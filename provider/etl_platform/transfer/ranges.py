@@ -27,15 +27,19 @@ def plan_parts(conn: psycopg.Connection[Any], plan: TransferPlan, parallelism: i
 def _quantiles(conn: psycopg.Connection[Any], plan: TransferPlan, fractions: list[float]) -> list[str]:
     key = plan.key_ident
     base = sql.SQL(
-        "SELECT percentile_disc(%(f)s::float8[]) WITHIN GROUP (ORDER BY {key})::text[] FROM {src} {sample} "
-        "WHERE {where}"
+        "SELECT percentile_disc({f}) WITHIN GROUP (ORDER BY {key})::text[] FROM {src} {sample} WHERE {where}"
     )
-    params = {**plan.window_params, "f": fractions}
     sample = _sample_clause(conn, plan)
     attempts = [sample, sql.SQL("")] if sample is not None else [sql.SQL("")]
     for clause in attempts:
-        query = base.format(key=key, src=plan.source_from, sample=clause, where=plan.window_predicate())
-        row = conn.execute(query, params).fetchone()
+        query = base.format(
+            f=sql.Literal(fractions),
+            key=key,
+            src=plan.source_from,
+            sample=clause,
+            where=plan.window_predicate(),
+        )
+        row = conn.execute(query).fetchone()
         conn.commit()
         values = row[0] if row else None
         if values and all(v is not None for v in values):

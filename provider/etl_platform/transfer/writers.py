@@ -112,10 +112,7 @@ class StagedSwapWriter(ChunkWriter):
         if plan.spec.write_mode is WriteMode.TRUNCATE:
             conn.execute(sql.SQL("TRUNCATE {}").format(self.dest))
         else:
-            conn.execute(
-                sql.SQL("DELETE FROM {} WHERE {}").format(self.dest, plan.window_predicate()),
-                plan.window_params,
-            )
+            conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self.dest, plan.window_predicate()))
         columns = _table_columns(conn, self.stage)
         if columns:
             conn.execute(
