@@ -441,9 +441,9 @@ class TransferEngine:
 
     def _connect(self, factory: ConnectionFactory, *, source: bool = False) -> psycopg.Connection[Any]:
         conn = factory()
-        if source:
-            conn.execute("SET TimeZone = 'UTC'")  # CSV timestamps for the transform path
-        else:
+        # UTC both ways: the transform path's CSV carries timestamps without a zone.
+        conn.execute("SET TimeZone = 'UTC'")
+        if not source:
             # Safe: each chunk and its checkpoint commit together; the final commit is synchronous.
             conn.execute("SET synchronous_commit = off")
         conn.commit()
