@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
+PY_DIRS := $(wildcard provider tests benchmarks dags plugins scripts etl_devstack)
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | sha1sum | cut -c1-12)
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -24,8 +25,8 @@ lock: ## re-resolve the pinned dependency set after editing requirements/*.in
 	$(BIN)/uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11
 
 lint: install
-	$(BIN)/ruff check provider tests benchmarks dags plugins scripts etl_devstack
-	$(BIN)/ruff format --check provider tests benchmarks dags plugins scripts etl_devstack
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
 
 test: install lint
