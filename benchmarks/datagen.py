@@ -59,8 +59,13 @@ def create_orders(
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
         cur.execute(sql.SQL(ORDERS_DDL).format(table=ident))  # type: ignore[arg-type]
         for first in range(1, rows + 1, batch):
-            params = {"start": start, "rows": rows, "days": days, "first": first,
-                      "last": min(first + batch - 1, rows)}
+            params = {
+                "start": start,
+                "rows": rows,
+                "days": days,
+                "first": first,
+                "last": min(first + batch - 1, rows),
+            }
             cur.execute(sql.SQL(ORDERS_FILL).format(table=ident), params)  # type: ignore[arg-type]
             conn.commit()
         cur.execute(sql.SQL("ANALYZE {}").format(ident))
