@@ -1,0 +1,114 @@
+"""Runs maintenance DDL the safe way: short transactions, a lock_timeout, bounded retries.
+
+A DDL statement that waits behind a long query would queue every later writer behind itself;
+lock_timeout makes it give up instead, and we retry with backoff.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+
+from etl_platform.partitions.errors import PartitionError
+from etl_platform.transfer.progress import LoggerLike
+
+RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure)
+
+
+@dataclass
+class DdlRunner:
+    """Executes (or, with dry_run, only logs) statements; `planned` keeps them for the report."""
+
+    conn: psycopg.Connection[Any]
+    log: LoggerLike
+    lock_timeout: str = "2s"
+    attempts: int = 5
+    backoff_seconds: float = 0.5
+    dry_run: bool = False
+    planned: list[str] = field(default_factory=list)
+    retries: int = 0
+
+    def transaction(self, what: str, work: Callable[[Callable[..., Any]], Any]) -> Any:
+        """Runs `work(execute)` in one transaction under lock_timeout, retrying lock failures."""
+        statements: list[str] = []
+
+        def execute(statement: sql.Composed | sql.SQL, params: Any = None) -> psycopg.Cursor[Any]:
+            text = statement.as_string(self.conn)
+            statements.append(text)
+            if self.dry_run and _changes_something(text):
+                return self.conn.cursor()
+            return self.conn.execute(statement, params)
+
+        for attempt in range(1, self.attempts + 1):
+            statements.clear()
+
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(
+                        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
+                    )
+                    result = work(execute)
+                    if self.dry_run:
+                        raise _DryRunRollback(result)
+            except _DryRunRollback as done:
+                self._record(what, statements, dry=True)
+                return done.result
+            except RETRYABLE as exc:
+                if attempt == self.attempts:
+                    raise PartitionError(
+                        f"{what}: gave up after {attempt} attempts, each waiting at most {self.lock_timeout} "
+                        f"for locks ({type(exc).__name__}: {exc.diag.message_primary})."
+                    ) from None
+                self.retries += 1
+                delay = self.backoff_seconds * 2 ** (attempt - 1)
+                self.log.warning("%s: %s; retry %d in %.1f s", what, exc.diag.message_primary, attempt, delay)
+                time.sleep(delay)
+                continue
+            self._record(what, statements, dry=False)
+            return result
+        return None
+
+    def autocommit(self, what: str, statement: sql.Composed) -> None:
+        """Statements that refuse to run in a transaction block (CONCURRENTLY), with the same retries."""
+        text = statement.as_string(self.conn)
+        if self.dry_run:
+            self._record(what, [text], dry=True)
+            return
+        previous = self.conn.autocommit
+        self.conn.autocommit = True
+        try:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
+                    self.conn.execute(statement)
+                    break
+                except RETRYABLE as exc:
+                    if attempt == self.attempts:
+                        raise PartitionError(f"{what}: gave up after {attempt} attempts ({exc}).") from None
+                    self.retries += 1
+                    time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            self.conn.execute("RESET lock_timeout")
+        finally:
+            self.conn.autocommit = previous
+        self._record(what, [text], dry=False)
+
+    def _record(self, what: str, statements: list[str], *, dry: bool) -> None:
+        changes = [s for s in statements if _changes_something(s)]
+        self.planned.extend(changes)
+        for text in changes:
+            self.log.info("%s%s: %s", "[dry run] " if dry else "", what, text)
+
+
+class _DryRunRollback(Exception):
+    def __init__(self, result: Any):
+        self.result = result
+
+
+def _changes_something(statement: str) -> bool:
+    head = statement.lstrip().split(None, 1)[0].upper()
+    return head not in ("SELECT", "SET", "SHOW")
