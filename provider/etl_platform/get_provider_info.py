@@ -27,7 +27,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "ETL Platform PostgreSQL",
-                "python-modules": ["etl_platform.operators.transfer"],
+                "python-modules": ["etl_platform.operators.transfer", "etl_platform.operators.partitions"],
             }
         ],
         "connection-types": [

@@ -1,0 +1,220 @@
+"""Partition maintenance operators for PostgreSQL declarative range partitioning.
+
+What pg_partman's run_maintenance() does, from Airflow, without its lock problems: every DDL
+statement runs in a short transaction under ``lock_timeout`` with bounded retries, new partitions
+are attached (never created with PARTITION OF), old ones detached CONCURRENTLY where possible.
+Each operator returns (XCom) and logs a report, and sends StatsD metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from etl_platform.hooks.postgres import EtlPostgresHook
+from etl_platform.partitions import maintenance
+from etl_platform.partitions.ddl import DdlRunner
+from etl_platform.partitions.errors import PartitionConfigError
+from etl_platform.partitions.intervals import Interval
+from etl_platform.partitions.maintenance import MaintenanceReport
+
+
+class _PartitionOperator(BaseOperator):
+    """Shared plumbing: connection, DDL runner settings, report, metrics."""
+
+    template_fields: Sequence[str] = ("table",)
+    ui_color = "#e8d5ff"
+
+    def __init__(
+        self,
+        *,
+        postgres_conn_id: str,
+        table: str,
+        lock_timeout: str = "2s",
+        max_attempts: int = 5,
+        retry_backoff_seconds: float = 0.5,
+        dry_run: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_attempts < 1:
+            raise ValueError(f"{self.task_id}: max_attempts must be at least 1, got {max_attempts!r}.")
+        self.postgres_conn_id = postgres_conn_id
+        self.table = table
+        self.lock_timeout = lock_timeout
+        self.max_attempts = max_attempts
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self.dry_run = dry_run
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.observability.stats import Stats
+
+        with EtlPostgresHook(self.postgres_conn_id).get_conn() as conn:
+            maintenance.prepare_session(conn)
+            runner = DdlRunner(
+                conn,
+                self.log,
+                lock_timeout=self.lock_timeout,
+                attempts=self.max_attempts,
+                backoff_seconds=self.retry_backoff_seconds,
+                dry_run=self.dry_run,
+            )
+            try:
+                report = self.maintain(runner)
+            except PartitionConfigError as exc:
+                raise AirflowFailException(str(exc)) from None
+        tags = {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id, "table": report.table}
+        if not self.dry_run:
+            Stats.incr("etl.partitions.created", len(report.created), tags=tags)
+            Stats.incr("etl.partitions.detached", len(report.detached), tags=tags)
+            Stats.incr("etl.partitions.dropped", len(report.dropped), tags=tags)
+            Stats.incr("etl.partitions.rows_drained", report.rows_moved, tags=tags)
+        Stats.timing("etl.partitions.seconds", report.seconds * 1000.0, tags=tags)
+        self.log.info(
+            "%s %s: created %d, detached %d, dropped %d, archived %d, indexed %d, rows moved %d, "
+            "skipped %d, %.2f s%s",
+            report.action,
+            report.table,
+            len(report.created),
+            len(report.detached),
+            len(report.dropped),
+            len(report.archived),
+            len(report.indexed),
+            report.rows_moved,
+            len(report.skipped),
+            report.seconds,
+            " (dry run: nothing changed)" if self.dry_run else "",
+        )
+        return report.as_dict()
+
+    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
+        raise NotImplementedError
+
+
+class EnsurePartitionsOperator(_PartitionOperator):
+    """Make sure partitions exist from ``start`` through ``premake`` intervals past the current one.
+
+    :param postgres_conn_id: Airflow postgres connection.
+    :param table: the partitioned table, ``"schema.table"`` (templated).
+    :param interval: ``day``, ``week``, ``month``, ``year`` for date/timestamp keys, or an integer
+        width for integer keys.
+    :param start: first interval to back-fill (a date, or an integer key); default: the current one.
+    :param premake: intervals to create ahead of now (integer keys: ahead of the highest key).
+    :param lock_timeout: PostgreSQL lock_timeout for each DDL transaction.
+    :param max_attempts: attempts per DDL transaction when a lock is not granted in time.
+    :param dry_run: log the planned DDL (also in the report's ``planned_sql``) and change nothing.
+    """
+
+    template_fields: Sequence[str] = ("table", "start")
+
+    def __init__(self, *, interval: str | int = "month", start: Any = None, premake: int = 3, **kwargs: Any):
+        super().__init__(**kwargs)
+        try:
+            Interval.parse(interval)
+        except PartitionConfigError as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
+        if not isinstance(premake, int) or premake < 0:
+            raise ValueError(f"{self.task_id}: premake must be a non-negative integer, got {premake!r}.")
+        self.interval = interval
+        self.start = start
+        self.premake = premake
+
+    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
+        return maintenance.ensure_partitions(
+            runner, self.table, self.interval, start=self.start or None, premake=self.premake
+        )
+
+
+class PartitionRetentionOperator(_PartitionOperator):
+    """Detach partitions lying entirely before now - ``retention``; then keep, archive or drop them.
+
+    :param retention: a PostgreSQL interval (``"13 months"``) for date/timestamp keys, or an integer
+        distance below the highest key for integer keys.
+    :param mode: ``keep`` (detached table stays where it is), ``archive`` (moved to
+        ``archive_schema``) or ``drop``. Dropping is refused when foreign keys reference the table.
+    :param concurrently: use DETACH ... CONCURRENTLY where PostgreSQL allows it (no default
+        partition); an interrupted concurrent detach is finished on the next run.
+    """
+
+    template_fields: Sequence[str] = ("table", "retention")
+
+    def __init__(
+        self,
+        *,
+        retention: str | int,
+        mode: str = "keep",
+        archive_schema: str = "archive",
+        concurrently: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if mode not in maintenance.RETENTION_MODES:
+            raise ValueError(f"{self.task_id}: mode {mode!r} is not one of {maintenance.RETENTION_MODES}.")
+        self.retention = retention
+        self.mode = mode
+        self.archive_schema = archive_schema
+        self.concurrently = concurrently
+
+    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
+        return maintenance.apply_retention(
+            runner,
+            self.table,
+            self.retention,
+            mode=self.mode,
+            archive_schema=self.archive_schema,
+            concurrently=self.concurrently,
+        )
+
+
+class DrainDefaultPartitionOperator(_PartitionOperator):
+    """Move rows out of the default partition into proper partitions, creating them as needed.
+
+    One committed transaction per target partition: the default partition's rows never block
+    later maintenance.
+    """
+
+    def __init__(self, *, interval: str | int = "month", **kwargs: Any):
+        super().__init__(**kwargs)
+        try:
+            Interval.parse(interval)
+        except PartitionConfigError as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
+        self.interval = interval
+
+    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
+        return maintenance.drain_default(runner, self.table, self.interval)
+
+
+class CreatePartitionedIndexOperator(_PartitionOperator):
+    """Build an index on a partitioned table without blocking writes; safe to rerun after a failure.
+
+    ON ONLY the parent, CONCURRENTLY on each partition (an invalid leftover from an interrupted run
+    is dropped and rebuilt), then ATTACH; the parent index becomes valid when all are attached.
+    """
+
+    template_fields: Sequence[str] = ("table", "index_name")
+
+    def __init__(
+        self,
+        *,
+        index_name: str,
+        columns: Sequence[str],
+        unique: bool = False,
+        method: str = "btree",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if not columns:
+            raise ValueError(f"{self.task_id}: columns must name at least one column.")
+        self.index_name = index_name
+        self.columns = list(columns)
+        self.unique = unique
+        self.method = method
+
+    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
+        return maintenance.create_partitioned_index(
+            runner, self.table, self.index_name, self.columns, unique=self.unique, method=self.method
+        )
