@@ -47,7 +47,7 @@ class _PartitionOperator(BaseOperator):
         self.lock_timeout = lock_timeout
         self.max_attempts = max_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
-        self.dry_run = dry_run
+        self.ddl_dry_run = dry_run  # BaseOperator.dry_run is a method
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.observability.stats import Stats
@@ -60,14 +60,14 @@ class _PartitionOperator(BaseOperator):
                 lock_timeout=self.lock_timeout,
                 attempts=self.max_attempts,
                 backoff_seconds=self.retry_backoff_seconds,
-                dry_run=self.dry_run,
+                dry_run=self.ddl_dry_run,
             )
             try:
                 report = self.maintain(runner)
             except PartitionConfigError as exc:
                 raise AirflowFailException(str(exc)) from None
         tags = {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id, "table": report.table}
-        if not self.dry_run:
+        if not self.ddl_dry_run:
             Stats.incr("etl.partitions.created", len(report.created), tags=tags)
             Stats.incr("etl.partitions.detached", len(report.detached), tags=tags)
             Stats.incr("etl.partitions.dropped", len(report.dropped), tags=tags)
@@ -86,7 +86,7 @@ class _PartitionOperator(BaseOperator):
             report.rows_moved,
             len(report.skipped),
             report.seconds,
-            " (dry run: nothing changed)" if self.dry_run else "",
+            " (dry run: nothing changed)" if self.ddl_dry_run else "",
         )
         return report.as_dict()
 
