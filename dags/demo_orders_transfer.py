@@ -1,17 +1,22 @@
-"""The `make demo` job: a full refresh of the orders table into the warehouse, with a transform.
+"""The `make demo` job: a full refresh of the orders table into the monthly-partitioned warehouse.
 
-Connections: `etl_demo_source` and `etl_demo_warehouse` (scripts/demo.py sets them as
-AIRFLOW_CONN_* environment variables).
+migrate_ledger -> ensure_partitions -> load_orders (transform, parallelism 2, recorded in the ledger).
+Connections `etl_demo_source` and `etl_demo_warehouse` come from scripts/demo.py as AIRFLOW_CONN_*
+environment variables.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, chain
 
+from etl_platform.operators.ledger import EnsureLedgerSchemaOperator
+from etl_platform.operators.partitions import EnsurePartitionsOperator
 from etl_platform.operators.transfer import StreamingTransferOperator
 from etl_platform.transforms import clean_orders
+
+SOURCE, WAREHOUSE = "etl_demo_source", "etl_demo_warehouse"
 
 with DAG(
     dag_id="demo_orders_transfer",
@@ -21,14 +26,26 @@ with DAG(
     tags=["etl-platform", "demo"],
     doc_md=__doc__,
 ):
-    StreamingTransferOperator(
-        task_id="load_orders",
-        source_conn_id="etl_demo_source",
-        destination_conn_id="etl_demo_warehouse",
-        source_table="public.orders",
-        destination_table="warehouse.orders_clean",
-        write_mode="truncate",
-        transform=clean_orders,
-        parallelism=2,
-        queue="load",
+    chain(
+        EnsureLedgerSchemaOperator(task_id="migrate_ledger", postgres_conn_id=WAREHOUSE),
+        EnsurePartitionsOperator(
+            task_id="ensure_partitions",
+            postgres_conn_id=WAREHOUSE,
+            table="warehouse.orders_clean",
+            interval="month",
+            start="2026-01-01",  # the generated orders start there
+            premake=3,
+        ),
+        StreamingTransferOperator(
+            task_id="load_orders",
+            source_conn_id=SOURCE,
+            destination_conn_id=WAREHOUSE,
+            source_table="public.orders",
+            destination_table="warehouse.orders_clean",
+            write_mode="truncate",
+            transform=clean_orders,
+            parallelism=2,
+            ledger_conn_id=WAREHOUSE,
+            queue="load",
+        ),
     )

@@ -32,7 +32,7 @@ WAREHOUSE_DDL = """
 CREATE SCHEMA IF NOT EXISTS warehouse;
 DROP TABLE IF EXISTS warehouse.orders_clean;
 CREATE TABLE warehouse.orders_clean (
-    id           bigint PRIMARY KEY,
+    id           bigint NOT NULL,
     customer_id  integer NOT NULL,
     order_ts     timestamptz NOT NULL,
     status       text NOT NULL,
@@ -42,8 +42,10 @@ CREATE TABLE warehouse.orders_clean (
     channel      text NOT NULL,
     country      char(2) NOT NULL,
     note         text,
-    processed_at timestamptz NOT NULL
-);
+    processed_at timestamptz NOT NULL,
+    PRIMARY KEY (id, order_ts)
+) PARTITION BY RANGE (order_ts);
+CREATE TABLE warehouse.orders_clean_default PARTITION OF warehouse.orders_clean DEFAULT;
 """
 
 
@@ -159,9 +161,21 @@ def _report(server: PgServer, summary: dict[str, Any], seconds: float, peak_mb: 
             "AND amount IS NOT NULL"
         ).fetchone()[0]  # type: ignore[index]
         loaded = wh.execute("SELECT count(*) FROM warehouse.orders_clean").fetchone()[0]  # type: ignore[index]
+        partitions = wh.execute(
+            "SELECT count(*) FILTER (WHERE NOT c.relispartition OR pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'), "
+            "count(*) FILTER (WHERE s.n > 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "CROSS JOIN LATERAL (SELECT count(*) AS n FROM warehouse.orders_clean o WHERE o.tableoid = c.oid) s "
+            "WHERE i.inhparent = 'warehouse.orders_clean'::regclass"
+        ).fetchone()
+        ledger = wh.execute(
+            "SELECT status, rows, round(seconds::numeric, 2), round(peak_rss_mb::numeric) FROM etl_audit.task_runs "
+            "WHERE pipeline = 'demo_orders_transfer' ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
     status = "OK" if loaded == expected else "MISMATCH"
     print()
-    print("etl-platform demo: orders -> warehouse.orders_clean (transform: clean_orders, parallelism 2)")
+    print(
+        "etl-platform demo: orders -> warehouse.orders_clean (monthly partitions, transform clean_orders, parallelism 2)"
+    )
     print(f"  rows read           {summary['rows_read']:>14,}")
     print(f"  rows loaded         {summary['rows']:>14,}   warehouse holds {loaded:,} ({status})")
     print(f"  transfer seconds    {summary['seconds']:>14.2f}")
@@ -169,6 +183,10 @@ def _report(server: PgServer, summary: dict[str, Any], seconds: float, peak_mb: 
     print(f"  task peak memory    {summary['peak_rss_mb']:>11.1f} MB")
     print(f"  chunks              {summary['chunks']:>14,}   format {summary['copy_format']}")
     print(f"  whole DAG run       {seconds:>14.1f} s (airflow dags test, process peak {peak_mb:.0f} MB)")
+    if partitions:
+        print(f"  monthly partitions  {partitions[0]:>14,}   ({partitions[1]} holding rows)")
+    if ledger:
+        print(f"  ledger row          status {ledger[0]}, {ledger[1]:,} rows, {ledger[2]} s, {ledger[3]} MB")
     if loaded != expected:
         raise SystemExit(f"warehouse holds {loaded} rows, expected {expected}")
 

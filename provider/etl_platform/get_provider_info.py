@@ -27,7 +27,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "ETL Platform PostgreSQL",
-                "python-modules": ["etl_platform.operators.transfer", "etl_platform.operators.partitions"],
+                "python-modules": [
+                    "etl_platform.operators.transfer",
+                    "etl_platform.operators.partitions",
+                    "etl_platform.operators.ledger",
+                ],
             }
         ],
         "connection-types": [

@@ -7,12 +7,14 @@ speed of a psql COPY pipe, in constant memory, resuming after the last committed
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.hooks.postgres import EtlPostgresHook
+from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
 from etl_platform.transfer.engine import TransferEngine
 from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.spec import TransferSpec
@@ -43,6 +45,9 @@ class StreamingTransferOperator(BaseOperator):
     :param parallelism: concurrent key-range streams inside this task, on one consistent snapshot.
     :param checkpoint_schema: destination schema holding checkpoints and staging tables.
     :param reset_checkpoint: forget this run's checkpoint and start from the first key.
+    :param ledger_conn_id: connection to the database holding the run ledger (``etl_audit``); when
+        set, each attempt is recorded there (rows, bytes, seconds, peak memory, status, resumed
+        from, error) for the dashboard and alerts.
 
     Returns (XCom) a summary: rows, bytes, chunks, seconds, rows_per_second, peak_rss_mb,
     resumed_from, and more.
@@ -81,6 +86,7 @@ class StreamingTransferOperator(BaseOperator):
         parallelism: int = 1,
         checkpoint_schema: str = "etl_platform",
         reset_checkpoint: bool = False,
+        ledger_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +107,7 @@ class StreamingTransferOperator(BaseOperator):
         self.parallelism = parallelism
         self.checkpoint_schema = checkpoint_schema
         self.reset_checkpoint = reset_checkpoint
+        self.ledger_conn_id = ledger_conn_id
         # Refuse nonsense when the DAG is parsed, not when it runs.
         try:
             self._spec(checkpoint_id="parse-check")
@@ -146,9 +153,37 @@ class StreamingTransferOperator(BaseOperator):
             logger=self.log,
             reset_checkpoint=self.reset_checkpoint,
         )
+        ledger, attempt = self._ledger(context, spec)
+        if ledger is not None:
+            ledger.started(attempt)
         try:
             summary = engine.run().as_dict()
-        except TransferConfigError as exc:
-            raise AirflowFailException(str(exc)) from None  # retrying cannot fix a bad setting
+        except Exception as exc:
+            if ledger is not None:
+                ledger.finished(attempt, None, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, TransferConfigError):
+                raise AirflowFailException(str(exc)) from None  # retrying cannot fix a bad setting
+            raise
+        if ledger is not None:
+            ledger.finished(attempt, summary, None)
         self.log.info("transfer summary: %s", summary)
         return summary
+
+    def _ledger(self, context: Context, spec: TransferSpec) -> tuple[LedgerWriter | None, TaskAttempt]:
+        ti = context["ti"]
+        now = datetime.now(UTC)
+        dag_run = context.get("dag_run")
+        attempt = TaskAttempt(
+            pipeline=ti.dag_id,
+            run_id=context["run_id"],
+            run_started_at=getattr(dag_run, "start_date", None) or now,
+            task_id=ti.task_id,
+            map_index=getattr(ti, "map_index", -1),
+            try_number=getattr(ti, "try_number", 1) or 1,
+            started_at=now,
+            source=spec.source_table or "source_sql",
+            destination=spec.destination_table,
+        )
+        if not self.ledger_conn_id:
+            return None, attempt
+        return LedgerWriter(EtlPostgresHook(self.ledger_conn_id).connection_factory(), self.log), attempt
