@@ -60,3 +60,6 @@ with _dag("transfer_retry", schedule=None):
         retry_delay=timedelta(seconds=0),
         **COMMON,  # type: ignore[arg-type]
     )
+
+with _dag("transfer_ledger", schedule=None):
+    StreamingTransferOperator(task_id="transfer", ledger_conn_id="etl_test_ledger", **COMMON)  # type: ignore[arg-type]
