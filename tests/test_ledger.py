@@ -60,7 +60,7 @@ def test_migration_is_idempotent_and_builds_the_dashboard_indexes(pg_server: Any
 def test_create_monthly_partition_is_idempotent_and_drains_the_default(
     pg_server: Any, ledger_db: str
 ) -> None:
-    with psycopg.connect(pg_server.conninfo(ledger_db), autocommit=True) as conn:
+    with psycopg.connect(pg_server.conninfo(ledger_db, options="-c TimeZone=UTC"), autocommit=True) as conn:
         migrate(conn)
         conn.execute(
             "INSERT INTO etl_audit.task_runs (pipeline, run_id, task_id, started_at) "
