@@ -31,9 +31,23 @@ def get_provider_info() -> dict[str, Any]:
                     "etl_platform.operators.transfer",
                     "etl_platform.operators.partitions",
                     "etl_platform.operators.ledger",
+                    "etl_platform.operators.health",
                 ],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": "ETL Platform PostgreSQL",
+                "python-modules": ["etl_platform.sensors.performance"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "ETL Platform PostgreSQL",
+                "python-modules": ["etl_platform.triggers.performance"],
+            }
+        ],
+        "notifications": ["etl_platform.notifications.performance.PerformanceAlertNotifier"],
         "connection-types": [
             {
                 "connection-type": "etl_postgres",

@@ -56,10 +56,23 @@ class EtlPostgresHook(BaseHook):
         try:
             conn = self.get_connection(self.postgres_conn_id)
         except Exception as exc:
-            raise AirflowException(
-                f"Airflow connection {self.postgres_conn_id!r} is not defined or cannot be read: "
-                f"{type(exc).__name__}"
-            ) from None
+            raise self._unknown(exc) from None
+        return self._conninfo_of(conn)
+
+    async def aconninfo(self) -> str:
+        """The same, for triggers: never blocks the event loop."""
+        try:
+            conn = await self.aget_connection(self.postgres_conn_id)
+        except Exception as exc:
+            raise self._unknown(exc) from None
+        return self._conninfo_of(conn)
+
+    def _unknown(self, exc: Exception) -> AirflowException:
+        return AirflowException(
+            f"Airflow connection {self.postgres_conn_id!r} is not defined or cannot be read: {type(exc).__name__}"
+        )
+
+    def _conninfo_of(self, conn: Any) -> str:
         extra: dict[str, Any] = conn.extra_dejson or {}
         params: dict[str, Any] = {
             "host": conn.host or None,

@@ -1,0 +1,1 @@
+"""Platform health: read database, memory and queue load and grade it against thresholds."""

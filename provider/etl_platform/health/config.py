@@ -1,0 +1,103 @@
+"""What a health check reads and where its thresholds lie; validated when the DAG is parsed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+METRICS: dict[str, tuple[float, float]] = {
+    # metric: (warning, critical), the original platform design's levels
+    "avg_response_time": (2.0, 5.0),  # seconds
+    "db_connections": (80.0, 95.0),  # % of usable connections
+    "memory_usage_percent": (75.0, 90.0),
+    "queue_length": (100.0, 500.0),  # Celery messages waiting
+    "pgbouncer_clients_waiting": (1.0, 20.0),  # read when a PgBouncer connection is given
+    "pgbouncer_max_wait": (1.0, 5.0),  # seconds
+}
+CHECKS = ("db_connections", "avg_response_time", "memory_usage_percent", "queue_length")
+ON_UNAVAILABLE = ("fail", "warn", "ignore")
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Serializable (it travels to the triggerer): connection ids, never connection secrets."""
+
+    postgres_conn_id: str | None = None
+    pgbouncer_conn_id: str | None = None
+    redis_conn_id: str | None = None  # default: the Celery broker from Airflow's [celery] broker_url
+    queues: tuple[str, ...] = ()
+    checks: tuple[str, ...] = CHECKS
+    thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    on_unavailable: dict[str, str] = field(default_factory=dict)
+    check_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "queues", tuple(self.queues))
+        object.__setattr__(self, "checks", tuple(self.checks))
+        unknown = [c for c in self.checks if c not in CHECKS]
+        if unknown:
+            raise ValueError(f"checks {unknown} are unknown; choose from {list(CHECKS)}.")
+        merged = dict(METRICS)
+        for metric, levels in (self.thresholds or {}).items():
+            merged[metric] = _levels(metric, levels)
+        object.__setattr__(self, "thresholds", merged)
+        for check, behaviour in (self.on_unavailable or {}).items():
+            if check not in CHECKS:
+                raise ValueError(
+                    f"on_unavailable names an unknown check {check!r}; choose from {list(CHECKS)}."
+                )
+            if behaviour not in ON_UNAVAILABLE:
+                raise ValueError(
+                    f"on_unavailable[{check!r}] = {behaviour!r}; choose from {list(ON_UNAVAILABLE)}."
+                )
+        if "queue_length" in self.checks and not self.queues:
+            raise ValueError("the queue_length check needs `queues` (the Celery queue names to watch).")
+        needs_pg = {"db_connections", "avg_response_time"} & set(self.checks)
+        if needs_pg and not self.postgres_conn_id:
+            raise ValueError(f"checks {sorted(needs_pg)} need postgres_conn_id.")
+        if not isinstance(self.check_timeout, int | float) or self.check_timeout <= 0:
+            raise ValueError(
+                f"check_timeout must be a positive number of seconds, got {self.check_timeout!r}."
+            )
+
+    def behaviour(self, check: str) -> str:
+        return (self.on_unavailable or {}).get(check, "warn")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["queues"] = list(self.queues)
+        data["checks"] = list(self.checks)
+        data["thresholds"] = {k: list(v) for k, v in self.thresholds.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HealthConfig:
+        return cls(**{**data, "thresholds": {k: tuple(v) for k, v in data.get("thresholds", {}).items()}})
+
+
+def _levels(metric: str, levels: Any) -> tuple[float, float]:
+    if metric not in METRICS:
+        raise ValueError(f"thresholds name an unknown metric {metric!r}; choose from {list(METRICS)}.")
+    if isinstance(levels, dict):
+        unknown = set(levels) - {"warning", "critical"}
+        if unknown:
+            raise ValueError(
+                f"thresholds[{metric!r}] has unknown keys {sorted(unknown)}; use warning and critical."
+            )
+        warning, critical = (
+            levels.get("warning", METRICS[metric][0]),
+            levels.get("critical", METRICS[metric][1]),
+        )
+    else:
+        try:
+            warning, critical = levels
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"thresholds[{metric!r}] must be {{'warning': w, 'critical': c}} or (w, c), got {levels!r}."
+            ) from None
+    for name, value in (("warning", warning), ("critical", critical)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"thresholds[{metric!r}].{name} must be a non-negative number, got {value!r}.")
+    if warning > critical:
+        raise ValueError(f"thresholds[{metric!r}]: warning {warning} is above critical {critical}.")
+    return float(warning), float(critical)

@@ -1,0 +1,73 @@
+"""PlatformHealthSnapshotOperator: read every check once, emit gauges, alert; never waits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from etl_platform.health.config import HealthConfig
+from etl_platform.health.evaluate import evaluate
+from etl_platform.health.metrics import emit_readings
+from etl_platform.health.sources import resolve_sources
+from etl_platform.notifications.performance import PerformanceAlertNotifier
+
+
+class PlatformHealthSnapshotOperator(BaseOperator):
+    """The monitoring DAG's task: one reading of every metric as StatsD gauges, an alert on critical.
+
+    Takes the same source and threshold arguments as PerformanceCheckSensor; unavailable sources
+    are reported (``on_unavailable`` defaults to ``warn``) rather than failing the task.
+    """
+
+    template_fields: Sequence[str] = ("queues",)
+
+    def __init__(
+        self,
+        *,
+        postgres_conn_id: str | None = None,
+        pgbouncer_conn_id: str | None = None,
+        redis_conn_id: str | None = None,
+        queues: Sequence[str] = (),
+        thresholds: dict[str, Any] | None = None,
+        check_timeout: float = 5.0,
+        alert_on: Sequence[str] = ("critical",),
+        notifier: PerformanceAlertNotifier | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.config_kwargs: dict[str, Any] = {
+            "postgres_conn_id": postgres_conn_id,
+            "pgbouncer_conn_id": pgbouncer_conn_id,
+            "redis_conn_id": redis_conn_id,
+            "thresholds": thresholds or {},
+            "check_timeout": check_timeout,
+        }
+        self.queues = list(queues)
+        self.alert_on = tuple(alert_on)
+        self.notifier = notifier or PerformanceAlertNotifier()
+        try:
+            self._config()
+        except ValueError as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
+
+    def _config(self) -> HealthConfig:
+        checks = ["memory_usage_percent"]
+        if self.config_kwargs["postgres_conn_id"]:
+            checks += ["db_connections", "avg_response_time"]
+        if self.queues:
+            checks.append("queue_length")
+        return HealthConfig(queues=tuple(self.queues), checks=tuple(checks), **self.config_kwargs)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        report = asyncio.run(evaluate(self._config(), resolve_sources))
+        emit_readings(report, {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id})
+        self.log.info("platform health %s in %.3f s: %s", report.level, report.seconds, report.summary())
+        if report.level in self.alert_on:
+            breached = report.breaches(report.level)
+            self.notifier.send(
+                report.level, "; ".join(r.describe() for r in breached), report.as_dict()["readings"], context
+            )
+        return report.as_dict()

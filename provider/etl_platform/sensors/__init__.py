@@ -1,0 +1,1 @@
+"""Sensors: gates that wait for a condition, deferrable by default."""

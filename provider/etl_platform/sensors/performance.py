@@ -1,0 +1,168 @@
+"""PerformanceCheckSensor: hold heavy ETL back while the platform is overloaded, and alert.
+
+Below warning everywhere it succeeds at once. At warning it alerts and proceeds (or waits, with
+``wait_on_warning=True``). At critical it alerts and waits - deferred to the triggerer by default -
+until every reading is back under critical, or fails at ``timeout`` naming each metric that
+breached, with its value and thresholds. Its XCom is the last readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+from etl_platform.health.config import CHECKS, HealthConfig
+from etl_platform.health.evaluate import HealthReport, evaluate
+from etl_platform.health.metrics import emit_readings
+from etl_platform.health.sources import resolve_sources
+from etl_platform.notifications.performance import PerformanceAlertNotifier
+from etl_platform.triggers.performance import PerformanceCheckTrigger, proceed_status
+
+
+class PerformanceCheckSensor(BaseSensorOperator):
+    """Wait until the platform is healthy enough for heavy work.
+
+    :param postgres_conn_id: database whose connections and statement latency are read.
+    :param pgbouncer_conn_id: optional PgBouncer admin connection (``SHOW POOLS``: clients waiting,
+        longest wait).
+    :param redis_conn_id: Redis broker holding the Celery queues; default Airflow's
+        ``[celery] broker_url``.
+    :param queues: Celery queue names whose waiting messages count towards ``queue_length``
+        (templated).
+    :param checks: subset of ``db_connections``, ``avg_response_time``, ``memory_usage_percent``,
+        ``queue_length`` (default: all).
+    :param thresholds: per metric ``{"warning": w, "critical": c}`` overriding the defaults
+        (2/5 s, 80/95 %, 75/90 %, 100/500 messages).
+    :param on_unavailable: per check ``fail``, ``warn`` (default) or ``ignore`` when its source is
+        down; a check never hangs longer than ``check_timeout`` seconds.
+    :param wait_on_warning: wait at warning level too, instead of proceeding.
+    :param notifier: a :class:`PerformanceAlertNotifier` (log + StatsD; add ``webhook_url`` to POST).
+    :param deferrable: wait in the triggerer (default) rather than in a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("queues",)
+    ui_color = "#ffe0cc"
+
+    def __init__(
+        self,
+        *,
+        postgres_conn_id: str | None = None,
+        pgbouncer_conn_id: str | None = None,
+        redis_conn_id: str | None = None,
+        queues: Sequence[str] = (),
+        checks: Sequence[str] | None = None,
+        thresholds: dict[str, Any] | None = None,
+        on_unavailable: dict[str, str] | None = None,
+        check_timeout: float = 5.0,
+        wait_on_warning: bool = False,
+        notifier: PerformanceAlertNotifier | None = None,
+        deferrable: bool = True,
+        poke_interval: float = 30,
+        timeout: float = 3600,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.postgres_conn_id = postgres_conn_id
+        self.pgbouncer_conn_id = pgbouncer_conn_id
+        self.redis_conn_id = redis_conn_id
+        self.queues = list(queues)
+        self.checks = (
+            list(checks) if checks is not None else [c for c in CHECKS if c != "queue_length" or queues]
+        )
+        self.thresholds = thresholds or {}
+        self.on_unavailable = on_unavailable or {}
+        self.check_timeout = check_timeout
+        self.wait_on_warning = wait_on_warning
+        self.notifier = notifier or PerformanceAlertNotifier()
+        self.deferrable = deferrable
+        try:  # nonsense thresholds are refused when the DAG is parsed
+            self._config()
+        except ValueError as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
+        self._alerted: set[str] = set()
+
+    def _config(self) -> HealthConfig:
+        return HealthConfig(
+            postgres_conn_id=self.postgres_conn_id,
+            pgbouncer_conn_id=self.pgbouncer_conn_id,
+            redis_conn_id=self.redis_conn_id,
+            queues=tuple(self.queues),
+            checks=tuple(self.checks),
+            thresholds=self.thresholds,
+            on_unavailable=self.on_unavailable,
+            check_timeout=self.check_timeout,
+        )
+
+    def _tags(self, context: Context) -> dict[str, str]:
+        return {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id}
+
+    def check(self, context: Context) -> HealthReport:
+        report = asyncio.run(evaluate(self._config(), resolve_sources))
+        emit_readings(report, self._tags(context))
+        return report
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout:
+                report = self.check(context)
+                raise AirflowSensorTimeout(self._timeout_message(report)) from None
+        report = self.check(context)
+        done = self._react(report, context)
+        if done:
+            return report.as_dict()
+        self.defer(
+            trigger=PerformanceCheckTrigger(
+                config=self._config().to_dict(),
+                poke_interval=self.poke_interval,
+                deadline=time.time() + self.timeout,
+                wait_on_warning=self.wait_on_warning,
+                metric_tags=self._tags(context),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 2 * self.check_timeout + 30),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        report = self.check(context)
+        return PokeReturnValue(is_done=self._react(report, context), xcom_value=report.as_dict())
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        report = HealthReport.from_dict(event["report"])
+        if event["status"] == "timeout":
+            raise AirflowSensorTimeout(self._timeout_message(report))
+        self._react(report, context)
+        return report.as_dict()
+
+    def _react(self, report: HealthReport, context: Context) -> bool:
+        """Logs and alerts on a report; True when the task may proceed."""
+        if report.failed:
+            raise AirflowFailException(f"platform health check unavailable: {'; '.join(report.failed)}")
+        level = report.level
+        status = proceed_status(report, self.wait_on_warning)
+        if level == "ok":
+            self.log.info("platform healthy: %s", report.summary())
+        else:
+            breached = report.breaches(level)
+            message = f"{level}: " + "; ".join(r.describe() for r in breached)
+            self.log.warning("platform health %s (%s)", message, "proceeding" if status else "waiting")
+            if level not in self._alerted:  # one alert per level per attempt
+                self._alerted.add(level)
+                self.notifier.send(level, message, report.as_dict()["readings"], context)
+        return status == "success"
+
+    def _timeout_message(self, report: HealthReport) -> str:
+        breached = report.breaches("critical") or report.breaches("warning")
+        return (
+            f"platform still overloaded after {self.timeout:g} s; breaching: "
+            + "; ".join(r.describe() for r in breached)
+            if breached
+            else f"timed out after {self.timeout:g} s; last readings: {report.summary()}"
+        )
