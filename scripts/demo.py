@@ -22,31 +22,12 @@ from psycopg import sql
 
 from benchmarks.datagen import create_orders
 from etl_devstack.postgres import PgServer, resolve_postgres
+from etl_devstack.warehouse import create_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO / ".run" / "demo"
 SOURCE_DB, WAREHOUSE_DB = "etl_demo_source", "etl_demo_warehouse"
 DAG_ID, TASK_ID = "demo_orders_transfer", "load_orders"
-
-WAREHOUSE_DDL = """
-CREATE SCHEMA IF NOT EXISTS warehouse;
-DROP TABLE IF EXISTS warehouse.orders_clean;
-CREATE TABLE warehouse.orders_clean (
-    id           bigint NOT NULL,
-    customer_id  integer NOT NULL,
-    order_ts     timestamptz NOT NULL,
-    status       text NOT NULL,
-    amount       numeric(12,2) NOT NULL,
-    quantity     integer NOT NULL,
-    discount     numeric(5,2),
-    channel      text NOT NULL,
-    country      char(2) NOT NULL,
-    note         text,
-    processed_at timestamptz NOT NULL,
-    PRIMARY KEY (id, order_ts)
-) PARTITION BY RANGE (order_ts);
-CREATE TABLE warehouse.orders_clean_default PARTITION OF warehouse.orders_clean DEFAULT;
-"""
 
 
 def main() -> int:
@@ -86,7 +67,7 @@ def _prepare_databases(server: PgServer, rows: int) -> None:
         else:
             print(f"[demo] reusing the {rows:,} generated orders", flush=True)
     with server.connect(WAREHOUSE_DB) as wh:
-        wh.execute(WAREHOUSE_DDL)
+        create_warehouse(wh)
 
 
 def _airflow_env(server: PgServer) -> dict[str, str]:

@@ -32,6 +32,9 @@ def get_provider_info() -> dict[str, Any]:
                     "etl_platform.operators.partitions",
                     "etl_platform.operators.ledger",
                     "etl_platform.operators.health",
+                    "etl_platform.operators.key_ranges",
+                    "etl_platform.operators.analyze",
+                    "etl_platform.operators.notify",
                 ],
             }
         ],

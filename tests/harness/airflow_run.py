@@ -61,8 +61,12 @@ def run_dag(
     conf: dict[str, Any] | None = None,
     logical_date: datetime | None = None,
     conn_env: Mapping[str, str] | None = None,
+    dags_folder: Path | None = None,
 ) -> DagRun:
     """Parse the test dags folder, run `dag_id` once with `dag.test()` and return the finished DagRun.
+
+    `dags_folder` runs a DAG from another folder (the production dags/): its DAGs are serialized into
+    the metadata DB first, as dag.test() only syncs the configured bundle.
 
     dag.test() runs every task in this process, retries included (UP_FOR_RETRY tasks run again once
     retry_delay has passed) and triggers inline. `logical_date=None` means now.
@@ -70,9 +74,15 @@ def run_dag(
     from airflow.dag_processing.dagbag import DagBag
 
     ensure_metadata_db()
-    bag = DagBag(dag_folder=str(TEST_DAGS_FOLDER))
+    bag = DagBag(dag_folder=str(dags_folder or TEST_DAGS_FOLDER))
     assert not bag.import_errors, f"DAG import errors: {bag.import_errors}"
     assert dag_id in bag.dags, f"{dag_id!r} not in {sorted(bag.dags)}"
+    if dags_folder is not None:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()
+        sync_bag_to_db(bag, "dags-folder", None)
     kwargs: dict[str, Any] = {"run_conf": conf}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date

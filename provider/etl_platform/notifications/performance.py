@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+
+from etl_platform.notifications.webhook import post_json
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,4 @@ class PerformanceAlertNotifier(BaseNotifier):
         Stats.incr("etl.health.alerts", tags={"level": level})
         if not self.webhook_url:
             return True
-        request = urllib.request.Request(
-            self.webhook_url,
-            data=json.dumps(body, default=str).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return 200 <= response.status < 300
-        except Exception as exc:
-            log.warning("platform health alert webhook failed: %s", type(exc).__name__)
-            return False
+        return post_json(self.webhook_url, body, self.timeout)

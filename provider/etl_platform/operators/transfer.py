@@ -43,6 +43,9 @@ class StreamingTransferOperator(BaseOperator):
         and out, or a ``pyarrow.Table`` with ``transform_format="arrow"``. Without it rows are
         never decoded.
     :param parallelism: concurrent key-range streams inside this task, on one consistent snapshot.
+    :param key_min: move only keys above this (templated; with ``key_max``, one of the ranges a
+        :class:`~etl_platform.operators.key_ranges.KeyRangePlanOperator` planned, via ``expand_kwargs``).
+    :param key_max: move only keys up to and including this (templated).
     :param checkpoint_schema: destination schema holding checkpoints and staging tables.
     :param reset_checkpoint: forget this run's checkpoint and start from the first key.
     :param ledger_conn_id: connection to the database holding the run ledger (``etl_audit``); when
@@ -61,6 +64,8 @@ class StreamingTransferOperator(BaseOperator):
         "incremental_column",
         "window_start",
         "window_end",
+        "key_min",
+        "key_max",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"source_sql": "sql"}
@@ -84,6 +89,8 @@ class StreamingTransferOperator(BaseOperator):
         transform: Callable[[Any], Any] | None = None,
         transform_format: str = "pandas",
         parallelism: int = 1,
+        key_min: str | None = None,
+        key_max: str | None = None,
         checkpoint_schema: str = "etl_platform",
         reset_checkpoint: bool = False,
         ledger_conn_id: str | None = None,
@@ -105,6 +112,8 @@ class StreamingTransferOperator(BaseOperator):
         self.transform = transform
         self.transform_format = transform_format
         self.parallelism = parallelism
+        self.key_min = key_min
+        self.key_max = key_max
         self.checkpoint_schema = checkpoint_schema
         self.reset_checkpoint = reset_checkpoint
         self.ledger_conn_id = ledger_conn_id
@@ -130,6 +139,8 @@ class StreamingTransferOperator(BaseOperator):
             transform=self.transform,
             transform_format=self.transform_format,
             parallelism=self.parallelism,
+            key_min=self.key_min if self.key_min not in ("", "None") else None,
+            key_max=self.key_max if self.key_max not in ("", "None") else None,
             checkpoint_id=checkpoint_id,
             checkpoint_schema=self.checkpoint_schema,
         )

@@ -40,15 +40,19 @@ class TransferPlan:
         return sql.Identifier(self.key.name)
 
     def window_predicate(self) -> sql.Composable:
+        """The rows this transfer owns: the incremental window and the key bounds, if any."""
         spec = self.spec
-        if not spec.incremental_column:
-            return sql.SQL("TRUE")
-        col = sql.Identifier(spec.incremental_column)
         parts: list[sql.Composable] = []
-        if spec.window_start is not None:
-            parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(spec.window_start)))
-        if spec.window_end is not None:
-            parts.append(sql.SQL("{} < {}").format(col, sql.Literal(spec.window_end)))
+        if spec.incremental_column:
+            col = sql.Identifier(spec.incremental_column)
+            if spec.window_start is not None:
+                parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(spec.window_start)))
+            if spec.window_end is not None:
+                parts.append(sql.SQL("{} < {}").format(col, sql.Literal(spec.window_end)))
+        if spec.key_min is not None:
+            parts.append(sql.SQL("{} > {}").format(self.key_ident, sql.Literal(str(spec.key_min))))
+        if spec.key_max is not None:
+            parts.append(sql.SQL("{} <= {}").format(self.key_ident, sql.Literal(str(spec.key_max))))
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
     def copy_out(self, lo: str | None, hi: str | None) -> sql.Composed:
@@ -91,6 +95,7 @@ class TransferPlan:
             "key": self.key.name,
             "mode": str(spec.write_mode),
             "window": [str(spec.window_start), str(spec.window_end), spec.incremental_column],
+            "keys": [str(spec.key_min), str(spec.key_max)],
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 

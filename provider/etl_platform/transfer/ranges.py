@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.transfer.catalog import Relation
 from etl_platform.transfer.checkpoint import PartState
 from etl_platform.transfer.plan import TransferPlan
 
@@ -16,7 +17,7 @@ _SAMPLE_ROWS = 20_000
 def plan_parts(conn: psycopg.Connection[Any], plan: TransferPlan, parallelism: int) -> list[PartState]:
     """`parallelism` ranges (lo, hi] of roughly equal row counts; one open range when 1."""
     if parallelism == 1:
-        return [PartState(part=0, lo=None, hi=None)]
+        return [PartState(part=0, lo=None, hi=None)]  # key bounds live in the window predicate
     fractions = [i / parallelism for i in range(1, parallelism)]
     bounds = _quantiles(conn, plan, fractions)
     unique = sorted(set(bounds), key=bounds.index)
@@ -25,20 +26,27 @@ def plan_parts(conn: psycopg.Connection[Any], plan: TransferPlan, parallelism: i
 
 
 def _quantiles(conn: psycopg.Connection[Any], plan: TransferPlan, fractions: list[float]) -> list[str]:
-    key = plan.key_ident
+    return split_points(
+        conn, plan.source_from, plan.key_ident, plan.window_predicate(), plan.source_relation, fractions
+    )
+
+
+def split_points(
+    conn: psycopg.Connection[Any],
+    source: sql.Composable,
+    key: sql.Identifier,
+    where: sql.Composable,
+    relation: Relation | None,
+    fractions: list[float],
+) -> list[str]:
+    """Keys at the given fractions of the key order (text form), from a sample on large tables."""
     base = sql.SQL(
         "SELECT percentile_disc({f}) WITHIN GROUP (ORDER BY {key})::text[] FROM {src} {sample} WHERE {where}"
     )
-    sample = _sample_clause(conn, plan)
+    sample = _sample_clause(conn, relation)
     attempts = [sample, sql.SQL("")] if sample is not None else [sql.SQL("")]
     for clause in attempts:
-        query = base.format(
-            f=sql.Literal(fractions),
-            key=key,
-            src=plan.source_from,
-            sample=clause,
-            where=plan.window_predicate(),
-        )
+        query = base.format(f=sql.Literal(fractions), key=key, src=source, sample=clause, where=where)
         row = conn.execute(query).fetchone()
         conn.commit()
         values = row[0] if row else None
@@ -47,9 +55,8 @@ def _quantiles(conn: psycopg.Connection[Any], plan: TransferPlan, fractions: lis
     return []
 
 
-def _sample_clause(conn: psycopg.Connection[Any], plan: TransferPlan) -> sql.Composable | None:
+def _sample_clause(conn: psycopg.Connection[Any], rel: Relation | None) -> sql.Composable | None:
     """TABLESAMPLE over about 20,000 rows when the source is a plain table large enough to need it."""
-    rel = plan.source_relation
     if rel is None or rel.kind not in ("r", "m"):
         return None
     row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (rel.oid,)).fetchone()

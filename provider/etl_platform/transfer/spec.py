@@ -43,6 +43,8 @@ class TransferSpec:
     transform: Callable[[Any], Any] | None = None
     transform_format: TransformFormat | str = TransformFormat.PANDAS
     parallelism: int = 1
+    key_min: str | int | None = None  # exclusive lower bound of the keys to move (mapped key ranges)
+    key_max: str | int | None = None  # inclusive upper bound
     checkpoint_id: str | None = None
     checkpoint_schema: str = "etl_platform"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Airflow listeners shipped with the provider (registered by etl_platform.plugin)."""

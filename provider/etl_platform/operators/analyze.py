@@ -1,0 +1,32 @@
+"""AnalyzeTableOperator: refresh planner statistics after a load, so the next queries plan well."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from etl_platform.hooks.postgres import EtlPostgresHook
+from etl_platform.transfer.catalog import resolve_table
+
+
+class AnalyzeTableOperator(BaseOperator):
+    """Run ANALYZE on ``table`` (templated); a partitioned table's partitions are analyzed too."""
+
+    template_fields: Sequence[str] = ("table",)
+
+    def __init__(self, *, postgres_conn_id: str, table: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.postgres_conn_id = postgres_conn_id
+        self.table = table
+
+    def execute(self, context: Context) -> str:
+        from psycopg import sql
+
+        with EtlPostgresHook(self.postgres_conn_id).get_conn() as conn:
+            rel = resolve_table(conn, self.table, "table")
+            conn.execute(sql.SQL("ANALYZE {}").format(rel.ident))
+            conn.commit()
+        self.log.info("analyzed %s", rel.label)
+        return rel.label
