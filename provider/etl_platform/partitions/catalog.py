@@ -13,6 +13,7 @@ from psycopg import sql
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Bound
 from etl_platform.transfer.catalog import resolve_table
+from etl_platform.transfer.errors import TransferConfigError
 
 TEMPORAL_TYPES = {"date", "timestamp without time zone", "timestamp with time zone"}
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -24,7 +25,7 @@ LEFT JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[
 WHERE p.partrelid = %s
 """
 _PARTITIONS = """
-SELECT n.nspname, c.relname, c.oid::int, pg_get_expr(c.relpartbound, c.oid), i.inhdetachpending
+SELECT n.nspname, c.relname, c.oid::int, pg_get_expr(c.relpartbound, 0), i.inhdetachpending
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -97,7 +98,10 @@ class PartitionedTable:
 
 def load_partitioned_table(conn: psycopg.Connection[Any], table: str) -> PartitionedTable:
     """Describe `table` or raise naming it: unknown, not partitioned, not RANGE on one column."""
-    rel = resolve_table(conn, table, "table")
+    try:
+        rel = resolve_table(conn, table, "table")
+    except TransferConfigError as exc:
+        raise PartitionConfigError(str(exc)) from None
     key = conn.execute(_PARTITION_KEY, (rel.oid,)).fetchone()
     if rel.kind != "p" or key is None:
         raise PartitionConfigError(f"table {rel.label} is not a partitioned table.")

@@ -33,6 +33,11 @@ class DdlRunner:
     planned: list[str] = field(default_factory=list)
     retries: int = 0
 
+    def query(self, what: str, statement: sql.Composed | sql.SQL) -> list[tuple[Any, ...]]:
+        """A read that may wait on a lock (max(key), a scan of the default partition): same timeout and retries."""
+        rows: list[tuple[Any, ...]] = self.transaction(what, lambda execute: execute(statement).fetchall())
+        return rows
+
     def transaction(self, what: str, work: Callable[[Callable[..., Any]], Any]) -> Any:
         """Runs `work(execute)` in one transaction under lock_timeout, retrying lock failures."""
         statements: list[str] = []
@@ -73,8 +78,9 @@ class DdlRunner:
             return result
         return None
 
-    def autocommit(self, what: str, statement: sql.Composed) -> None:
+    def autocommit(self, what: str, statement: sql.Composed, attempts: int | None = None) -> None:
         """Statements that refuse to run in a transaction block (CONCURRENTLY), with the same retries."""
+        attempts = attempts or self.attempts
         text = statement.as_string(self.conn)
         if self.dry_run:
             self._record(what, [text], dry=True)
@@ -82,18 +88,18 @@ class DdlRunner:
         previous = self.conn.autocommit
         self.conn.autocommit = True
         try:
-            for attempt in range(1, self.attempts + 1):
+            for attempt in range(1, attempts + 1):
                 try:
                     self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
                     self.conn.execute(statement)
                     break
                 except RETRYABLE as exc:
-                    if attempt == self.attempts:
+                    if attempt == attempts:
                         raise PartitionError(f"{what}: gave up after {attempt} attempts ({exc}).") from None
                     self.retries += 1
                     time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            self.conn.execute("RESET lock_timeout")
         finally:
+            self.conn.execute("RESET lock_timeout")
             self.conn.autocommit = previous
         self._record(what, [text], dry=False)
 

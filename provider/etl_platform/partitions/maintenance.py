@@ -21,7 +21,7 @@ from psycopg import sql
 
 from etl_platform.partitions.catalog import Partition, PartitionedTable, load_partitioned_table
 from etl_platform.partitions.ddl import DdlRunner
-from etl_platform.partitions.errors import PartitionConfigError
+from etl_platform.partitions.errors import PartitionConfigError, PartitionError
 from etl_platform.partitions.intervals import Bound, Interval, partition_name
 
 RETENTION_MODES = ("keep", "archive", "drop")
@@ -77,11 +77,11 @@ def ensure_partitions(
         current = iv.floor(today or datetime.utcnow().date())
         first = iv.floor(_as_bound(start, tbl) if start is not None else current)
     else:
-        top = runner.conn.execute(
-            sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(tbl.column), tbl.ident)
-        ).fetchone()
-        runner.conn.commit()
-        current = iv.floor(int(top[0]) if top and top[0] is not None else _as_bound(start, tbl))
+        top = runner.query(
+            f"read the highest key of {tbl.label}",
+            sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(tbl.column), tbl.ident),
+        )[0]
+        current = iv.floor(int(top[0]) if top[0] is not None else _as_bound(start, tbl))
         first = iv.floor(_as_bound(start, tbl) if start is not None else current)
     end = iv.shift(current, premake + 1)
     for lo in iv.starts(first, end):
@@ -105,11 +105,15 @@ def _create_partition(
     check = sql.Identifier(f"{name[:50]}_bound")
     col = sql.Identifier(tbl.column)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in tbl.columns)
-    lo_lit, hi_lit = sql.Literal(lo), sql.Literal(hi)
+    lo_lit, hi_lit = _bound_literal(tbl, lo), _bound_literal(tbl, hi)
     default = tbl.default
 
     def work(execute: Any) -> int:
-        if default is not None:  # first, so no writer can add rows for this range meanwhile
+        if default is not None:
+            # Writers must not route a row for this range into the default partition meanwhile: a row
+            # routed before the ATTACH would be rejected by the default's new constraint after it. So
+            # inserts through the parent wait (briefly) for this transaction; reads never do.
+            execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(tbl.ident))
             execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default.ident))
         execute(
             sql.SQL(
@@ -179,12 +183,12 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
             col, sql.Literal(iv.step), sql.Literal(iv.step)
         )
     )
-    rows = runner.conn.execute(
+    rows = runner.query(
+        f"read the ranges held by {default.label}",
         sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NOT NULL ORDER BY 1").format(
             bucket, default.ident, col
-        )
-    ).fetchall()
-    runner.conn.commit()
+        ),
+    )
     for (lo,) in rows:
         hi = iv.next(lo)
         overlapping = tbl.covering(lo, hi)
@@ -217,7 +221,7 @@ def apply_retention(
     if mode not in RETENTION_MODES:
         raise PartitionConfigError(f"retention mode {mode!r} is not one of {RETENTION_MODES}.")
     tbl = load_partitioned_table(runner.conn, table)
-    cutoff = _cutoff(runner.conn, tbl, retention, now)
+    cutoff = _cutoff(runner, tbl, retention, now)
     report = MaintenanceReport(tbl.label, f"retention:{mode}", dry_run=runner.dry_run)
     old = [p for p in tbl.ranged if p.hi is not None and p.hi <= cutoff]  # type: ignore[operator]
     if mode == "drop":
@@ -230,7 +234,7 @@ def apply_retention(
             )
             report.finalized.append(part.label)
     for part in old:
-        if _holds_rows_from(runner.conn, tbl, part, cutoff):
+        if _holds_rows_from(runner, tbl, part, cutoff):
             report.skipped.append(f"{part.label} holds rows inside the retention window")
             continue
         if not part.detach_pending:
@@ -254,30 +258,41 @@ def _archive(runner: DdlRunner, part: Partition, schema: str) -> None:
 
 
 def _drop(runner: DdlRunner, part: Partition) -> None:
-    def work(execute: Any) -> None:
-        execute(sql.SQL("DROP TABLE {}").format(part.ident))
-
-    runner.transaction(f"drop {part.label}", work)
+    runner.transaction(f"drop {part.label}", _executes(sql.SQL("DROP TABLE {}").format(part.ident)))
 
 
 def _detach(runner: DdlRunner, tbl: PartitionedTable, part: Partition, concurrently: bool) -> None:
     if concurrently and tbl.default is None:  # PostgreSQL refuses CONCURRENTLY beside a default partition
-        runner.autocommit(
-            f"detach {part.label}",
-            sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(tbl.ident, part.ident),
-        )
+        try:
+            runner.autocommit(
+                f"detach {part.label}",
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(tbl.ident, part.ident),
+            )
+        except (PartitionError, psycopg.errors.ObjectNotInPrerequisiteState):
+            # A concurrent detach that timed out in its wait phase is left pending; finish it instead.
+            if not _detach_pending(runner.conn, part):
+                raise
+            runner.autocommit(
+                f"finish detaching {part.label}",
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(tbl.ident, part.ident),
+            )
     else:
         runner.transaction(
             f"detach {part.label}",
-            lambda execute: execute(
-                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(tbl.ident, part.ident)
-            ),
+            _executes(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(tbl.ident, part.ident)),
         )
 
 
-def _cutoff(
-    conn: psycopg.Connection[Any], tbl: PartitionedTable, retention: str | int, now: datetime | None
-) -> Bound:
+def _detach_pending(conn: psycopg.Connection[Any], part: Partition) -> bool:
+    row = conn.execute(
+        "SELECT bool_or(inhdetachpending) FROM pg_inherits WHERE inhrelid = %s", (part.oid,)
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def _cutoff(runner: DdlRunner, tbl: PartitionedTable, retention: str | int, now: datetime | None) -> Bound:
+    conn = runner.conn
     if tbl.temporal:
         if not isinstance(retention, str):
             raise PartitionConfigError(
@@ -285,7 +300,8 @@ def _cutoff(
             )
         try:
             row = conn.execute(
-                "SELECT (coalesce(%s::timestamptz, now()) - %s::interval)::date", (now, retention)
+                "SELECT (coalesce(%s::timestamptz, now()) - %s::interval)::date, %s::interval > interval '0'",
+                (now, retention, retention),
             ).fetchone()
         except psycopg.Error as exc:
             conn.rollback()
@@ -294,28 +310,28 @@ def _cutoff(
             ) from None
         conn.commit()
         assert row is not None
+        if not row[1]:
+            raise PartitionConfigError(f"retention {retention!r} must be a positive interval.")
         return row[0]  # type: ignore[no-any-return]
     if isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0:
         raise PartitionConfigError(
             f"retention {retention!r} for integer-partitioned {tbl.label} must be a positive integer."
         )
-    top = conn.execute(
-        sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(tbl.column), tbl.ident)
-    ).fetchone()
-    conn.commit()
-    return (int(top[0]) if top and top[0] is not None else 0) - retention
+    top = runner.query(
+        f"read the highest key of {tbl.label}",
+        sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(tbl.column), tbl.ident),
+    )[0]
+    return (int(top[0]) if top[0] is not None else 0) - retention
 
 
-def _holds_rows_from(
-    conn: psycopg.Connection[Any], tbl: PartitionedTable, part: Partition, cutoff: Bound
-) -> bool:
-    row = conn.execute(
+def _holds_rows_from(runner: DdlRunner, tbl: PartitionedTable, part: Partition, cutoff: Bound) -> bool:
+    row = runner.query(
+        f"check {part.label} for recent rows",
         sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} >= {})").format(
-            part.ident, sql.Identifier(tbl.column), sql.Literal(cutoff)
-        )
-    ).fetchone()
-    conn.commit()
-    return bool(row and row[0])
+            part.ident, sql.Identifier(tbl.column), _bound_literal(tbl, cutoff)
+        ),
+    )[0]
+    return bool(row[0])
 
 
 def _refuse_referenced(conn: psycopg.Connection[Any], tbl: PartitionedTable, parts: list[Partition]) -> None:
@@ -370,30 +386,28 @@ def create_partitioned_index(
 
     runner.transaction(f"create {index_name} on only {tbl.label}", create_parent)
     for part in tbl.partitions:
+        if _has_attached_index(runner.conn, parent_index, part):  # e.g. ATTACH PARTITION made one already
+            report.skipped.append(part.label)
+            continue
         child_name = f"{part.name[: 62 - len(index_name)]}_{index_name}"[:63]
         child_index = sql.Identifier(part.schema, child_name)
-        state = _index_state(runner.conn, part.schema, child_name)
-        if state == "invalid":  # an interrupted CREATE INDEX CONCURRENTLY: start that one again
-            runner.autocommit(
-                f"drop invalid {child_name}", sql.SQL("DROP INDEX CONCURRENTLY {}").format(child_index)
-            )
-            state = "missing"
-        if state == "missing":
-            runner.autocommit(
-                f"index {part.label}",
-                sql.SQL("CREATE {} CONCURRENTLY IF NOT EXISTS {} ON {} USING {} ({})").format(
-                    kind, sql.Identifier(child_name), part.ident, sql.SQL(method), cols
-                ),
-            )
-            report.indexed.append(f"{part.schema}.{child_name}")
-        else:
-            report.skipped.append(f"{part.schema}.{child_name}")
-        if not _index_attached(runner.conn, parent_index, part.schema, child_name):
-            runner.transaction(
-                f"attach {child_name}",
-                _executes(sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(parent_index, child_index)),
-            )
+        build = sql.SQL("CREATE {} CONCURRENTLY {} ON {} USING {} ({})").format(
+            kind, sql.Identifier(child_name), part.ident, sql.SQL(method), cols
+        )
+        _build_valid_index(runner, part, child_name, child_index, build)
+        report.indexed.append(f"{part.schema}.{child_name}")
+        runner.transaction(
+            f"attach {child_name}",
+            _executes(sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(parent_index, child_index)),
+        )
     return _finish(report, runner, started)
+
+
+def _bound_literal(tbl: PartitionedTable, value: Bound) -> sql.Composable:
+    """A bound as a constant of the key's own type, so the CHECK constraint proves the partition bound."""
+    return sql.SQL("{}::{}").format(
+        sql.Literal(str(value)), sql.SQL(tbl.column_type)
+    )  # type from format_type()
 
 
 def _executes(statement: sql.Composed) -> Any:
@@ -413,13 +427,38 @@ def _index_state(conn: psycopg.Connection[Any], schema: str, name: str) -> str:
     return "missing" if row is None else ("valid" if row[0] else "invalid")
 
 
-def _index_attached(conn: psycopg.Connection[Any], parent: sql.Identifier, schema: str, name: str) -> bool:
+def _build_valid_index(
+    runner: DdlRunner, part: Partition, name: str, index: sql.Identifier, build: sql.Composed
+) -> None:
+    """CREATE INDEX CONCURRENTLY until the index is valid; an invalid leftover (a build that failed or
+    timed out, now or in an earlier run) is dropped before each try, never attached."""
+    for attempt in range(1, runner.attempts + 1):
+        state = _index_state(runner.conn, part.schema, name)
+        if state == "valid":
+            return
+        if state == "invalid":
+            runner.autocommit(f"drop invalid {name}", sql.SQL("DROP INDEX CONCURRENTLY {}").format(index))
+        try:
+            runner.autocommit(f"index {part.label}", build, attempts=1)
+        except PartitionError:
+            if attempt == runner.attempts:
+                raise
+            runner.retries += 1
+            time.sleep(runner.backoff_seconds * 2 ** (attempt - 1))
+            continue
+        if runner.dry_run or _index_state(runner.conn, part.schema, name) == "valid":
+            return
+    raise PartitionError(
+        f"could not build a valid index {part.schema}.{name} after {runner.attempts} attempts."
+    )
+
+
+def _has_attached_index(conn: psycopg.Connection[Any], parent_index: sql.Identifier, part: Partition) -> bool:
     row = conn.execute(
         sql.SQL(
-            "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = to_regclass({}) "
-            "AND n.nspname = {} AND c.relname = {})"
-        ).format(sql.Literal(parent.as_string(conn)), sql.Literal(schema), sql.Literal(name))
+            "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass({}) AND x.indrelid = {})"
+        ).format(sql.Literal(parent_index.as_string(conn)), sql.Literal(part.oid))
     ).fetchone()
     conn.commit()
     return bool(row and row[0])
