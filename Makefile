@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | s
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install lint test demo bench clean
+.PHONY: install system-deps lint test demo bench clean
+.PHONY: up down e2e
 
 install: $(STAMP)
 
@@ -19,7 +20,15 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --python $(BIN)/python requirements/dev.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(MAKE) --no-print-directory system-deps
 	rm -f $(VENV)/.installed-* && touch $@
+
+system-deps: ## Debian packages the tests use: pgbouncer (a real one for SHOW POOLS and the config test)
+	@command -v pgbouncer >/dev/null 2>&1 || /usr/sbin/pgbouncer --version >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null) \
+	      || echo "warning: could not install pgbouncer; its tests will say so"; \
+	  else echo "note: install pgbouncer (Debian package) for the PgBouncer tests"; fi; }
 
 lock: ## re-resolve the pinned dependency set after editing requirements/*.in
 	$(BIN)/uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11
@@ -40,3 +49,12 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
+
+up: install ## the docker-compose topology as local processes (ETL_PLATFORM_* settings: scripts/platform.py)
+	$(BIN)/python scripts/platform.py up
+
+down: ## stop what `make up` started (logs stay in .run/platform/logs)
+	$(BIN)/python scripts/platform.py down
+
+e2e: install ## the platform end to end: real processes, a triggered DAG run, a killed worker
+	$(BIN)/python -m pytest -m e2e tests/e2e $(E2E_ARGS)

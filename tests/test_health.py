@@ -310,3 +310,34 @@ def test_unknown_connection_fails_the_gate_without_hanging(pg_server: Any) -> No
     assert task_outcomes(run)["gate"].state == "success"
     assert xcom_value(run, "gate")["level"] == "warning"
     assert time.perf_counter() - started < 30
+
+
+def test_pgbouncer_pools_report_clients_waiting(pg_server: Any) -> None:
+    from harness.pgbouncer import running_pgbouncer
+
+    with running_pgbouncer(pg_server, pool_size=1) as bouncer:
+        config = HealthConfig(
+            pgbouncer_conn_id="pgb",
+            checks=("memory_usage_percent",),
+            thresholds={"pgbouncer_clients_waiting": (1, 3)},
+        )
+        sources = Sources(pgbouncer=bouncer.conninfo("pgbouncer"))
+        idle = _run(config, sources)
+        assert _reading(idle, "pgbouncer_clients_waiting").value == 0
+        assert _reading(idle, "pgbouncer_clients_waiting").level == "ok"
+        # One server connection, three clients in transactions: two of them wait in PgBouncer.
+        sleepers = [threading.Thread(target=_sleep_through, args=(bouncer.conninfo(),)) for _ in range(3)]
+        for thread in sleepers:
+            thread.start()
+        time.sleep(0.8)
+        busy = _run(config, sources)
+        for thread in sleepers:
+            thread.join()
+    waiting = _reading(busy, "pgbouncer_clients_waiting")
+    assert waiting.value == 2 and waiting.level == "warning", waiting
+    assert _reading(busy, "pgbouncer_max_wait").value is not None
+
+
+def _sleep_through(conninfo: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SELECT pg_sleep(2)")
