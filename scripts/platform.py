@@ -1,0 +1,136 @@
+"""`make up` / `make down`: the docker-compose topology as local processes (etl_devstack.platform).
+
+    python scripts/platform.py up       # start PostgreSQL/Redis if needed, Airflow and the workers
+    python scripts/platform.py status   # what runs
+    python scripts/platform.py down     # stop exactly what `up` started
+    python scripts/platform.py airflow -- dags list   # the airflow CLI against the running platform
+
+Settings come from ETL_PLATFORM_* variables (see PlatformSettings.from_env): POSTGRES_URL, REDIS_URL,
+PORT (8080), HOST, STATSD (127.0.0.1:9125), ROWS (200000), DAYS, JOB_SCHEDULE (true).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as `python scripts/platform.py`, this folder is sys.path[0] and this file would shadow the
+# standard library's `platform` module for everything imported below (psutil, pgserver, celery...):
+# swap it for the repository root, which etl_devstack, benchmarks and config are imported from.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+if os.path.dirname(_HERE) not in sys.path:
+    sys.path.insert(0, os.path.dirname(_HERE))
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from etl_devstack.platform import (  # noqa: E402
+    DEFAULT_RUN_DIR,
+    REPO_ROOT,
+    Platform,
+    PlatformError,
+    PlatformSettings,
+    airflow_bin,
+    redact_url,
+)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def cmd_up(platform: Platform) -> int:
+    try:
+        started = platform.up(echo=lambda msg: print(f"[up] {msg}", flush=True))
+    except PlatformError as exc:
+        print(f"[up] failed: {exc}", file=sys.stderr)
+        return 1
+    if not started:
+        print_status(platform)
+        return 0
+    state = platform.state()
+    user, password = platform.login()
+    pg = state.pg_server()
+    where = f"embedded, socket {pg.host}" if pg.embedded else f"{pg.host}:{pg.port}"
+    run = _relative(platform.run_dir)
+    run_arg = "" if platform.run_dir == DEFAULT_RUN_DIR.resolve() else f" --run-dir {run}"
+    workers = ", ".join(
+        f"{w.celery_hostname} -q {','.join(w.queues)} -c {w.concurrency}" for w in platform.settings.workers
+    )
+    print(
+        "\n".join(
+            [
+                "",
+                "etl-platform is up",
+                f"  UI:          {platform.ui_url}",
+                f"  login:       {user} / {password}",
+                f"               (stored in {_relative(platform.passwords_file)})",
+                f"  PostgreSQL:  {where}, databases {', '.join(state.databases.values())}",
+                f"  Redis:       {redact_url(state.redis_url)}{' (embedded)' if state.redis_embedded else ''}",
+                f"  StatsD:      {platform.settings.statsd}",
+                f"  workers:     {workers}",
+                f"  run folder:  {run} (logs in {run}/logs, secrets in {run}/secrets.env)",
+                f"  airflow CLI: .venv/bin/python scripts/platform.py{run_arg} airflow -- dags list",
+                f"  stop:        {'make down' if not run_arg else f'.venv/bin/python scripts/platform.py{run_arg} down'}",
+            ]
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def print_status(platform: Platform) -> None:
+    procs = platform.status()
+    if not procs:
+        print(f"nothing is up in {_relative(platform.run_dir)}")
+        return
+    for proc in procs:
+        print(f"  {proc.name:<22} pid {proc.pid:<8} {'running' if proc.alive else 'DEAD':<8} {proc.log}")
+    if platform.is_up():
+        print(f"  UI: {platform.ui_url}")
+
+
+def cmd_down(platform: Platform) -> int:
+    stopped = platform.down(echo=lambda msg: print(f"[down] {msg}", flush=True))
+    if stopped:
+        print(
+            f"[down] stopped {len(stopped)}: {', '.join(stopped)}; logs kept in {_relative(platform.logs_dir)}"
+        )
+    return 0
+
+
+def cmd_airflow(platform: Platform, args: list[str]) -> int:
+    return subprocess.call([airflow_bin(), *args], env=platform.env(), cwd=REPO_ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="run folder (.run/platform)")
+    parser.add_argument("command", choices=["up", "down", "status", "airflow"])
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="for `airflow`: the CLI arguments")
+    ns = parser.parse_args(argv)
+    platform = Platform(ns.run_dir, PlatformSettings.from_env())
+    if ns.command == "up":
+        return cmd_up(platform)
+    if ns.command == "down":
+        return cmd_down(platform)
+    if ns.command == "status":
+        print_status(platform)
+        return 0
+    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    try:
+        return cmd_airflow(platform, args)
+    except PlatformError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

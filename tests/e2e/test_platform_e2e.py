@@ -1,0 +1,277 @@
+"""The platform end to end: real api-server, scheduler, dag-processor, triggerer and Celery workers.
+
+Runs the production `etl_orders` DAG through the CeleryExecutor on the test PostgreSQL and Redis and
+checks what docker-compose would run in production: routing by queue, exact data in the warehouse,
+StatsD metrics, and recovery from a load worker killed in the middle of a transfer.
+
+The platform runs with [scheduler] use_job_schedule=False: unpausing etl_orders (catchup=True,
+start 2026-01-01) would otherwise make the scheduler create a run per day since then. Manual runs of
+a paused DAG are never started in Airflow 3.3 (the scheduler only picks runs of unpaused DAGs).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from etl_devstack.platform import Platform
+from etl_platform.transfer.checkpoint import CheckpointStore
+from tests.e2e.helpers import (
+    AirflowApi,
+    StatsdListener,
+    alive_pids,
+    explain,
+    interval_digest,
+    table_rows,
+    wait_until,
+    workers_that_received,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+DAG_ID = "etl_orders"
+SOURCE_TABLE, WAREHOUSE_TABLE = "public.orders", "warehouse.orders_clean"
+FIRST_RUN = datetime(2026, 1, 6, 1, tzinfo=UTC)  # data interval [2026-01-05 01:00, 2026-01-06 01:00)
+SECOND_RUN = datetime(2026, 1, 8, 1, tzinfo=UTC)  # [2026-01-07 01:00, 2026-01-08 01:00)
+RUN_TIMEOUT_S = 600
+CHUNK_PAUSE_S = 5  # each checkpoint UPDATE sleeps this long in the second run: a window to kill in
+
+_loaded: list[datetime] = []  # logical dates whose intervals the warehouse should hold
+
+
+def _conninfo(platform: Platform, role: str) -> str:
+    state = platform.state()
+    return state.pg_server().conninfo(state.databases[role])
+
+
+def _metadata(platform: Platform, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    with psycopg.connect(_conninfo(platform, "airflow"), autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def _task_instances(platform: Platform, run_id: str) -> dict[str, dict[str, Any]]:
+    rows = _metadata(
+        platform,
+        "SELECT task_id, state, queue, hostname, try_number, external_executor_id "
+        "FROM task_instance WHERE dag_id = %s AND run_id = %s",
+        (DAG_ID, run_id),
+    )
+    keys = ("state", "queue", "hostname", "try_number", "external_executor_id")
+    return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
+
+
+def _ensure_dag_ready(platform: Platform, api: AirflowApi) -> None:
+    """Wait until the dag-processor serialized etl_orders, then unpause it (idempotent)."""
+
+    def parsed() -> bool:
+        errors = api.request("GET", "/api/v2/importErrors").get("import_errors", [])
+        broken = [e for e in errors if e.get("filename", "").endswith(f"{DAG_ID}.py")]
+        assert not broken, f"{DAG_ID} does not import: {broken}"
+        return api.get_or_none(f"/api/v2/dags/{DAG_ID}") is not None
+
+    wait_until(
+        parsed,
+        timeout=300,
+        what=f"the dag-processor to parse {DAG_ID}",
+        interval=2,
+        explain=lambda: explain(platform, names=["dag-processor"]),
+    )
+    api.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+
+
+def _trigger(api: AirflowApi, logical_date: datetime) -> str:
+    run = api.request(
+        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": logical_date.isoformat()}
+    )
+    start, end = logical_date - timedelta(days=1), logical_date
+    assert datetime.fromisoformat(run["data_interval_start"]) == start, run
+    assert datetime.fromisoformat(run["data_interval_end"]) == end, run
+    return str(run["dag_run_id"])
+
+
+def _wait_for_run(platform: Platform, api: AirflowApi, run_id: str, timeout: float = RUN_TIMEOUT_S) -> str:
+    def finished() -> str | None:
+        state = api.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+        return state if state in ("success", "failed") else None
+
+    return wait_until(
+        finished,
+        timeout=timeout,
+        what=f"run {run_id} to finish",
+        interval=2,
+        explain=lambda: explain(platform, DAG_ID, run_id),
+    )
+
+
+def _assert_interval_exact(platform: Platform, logical_date: datetime) -> tuple[int, int, str]:
+    start, end = logical_date - timedelta(days=1), logical_date
+    source = interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, start, end)
+    loaded = interval_digest(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE, start, end)
+    assert source[0] > 0, f"the generated source has no rows in [{start}, {end})"
+    assert loaded[0] == loaded[1], f"duplicate ids in the warehouse for [{start}, {end}): {loaded}"
+    assert loaded == source, f"warehouse {loaded} != source {source} for [{start}, {end})"
+    return source
+
+
+def _assert_routed(platform: Platform, tis: dict[str, dict[str, Any]]) -> None:
+    """Each task ran on a worker whose -q list holds the task's queue.
+
+    The task instance's hostname is this machine's for every worker here (in docker-compose it
+    is the worker container's), so the worker is identified by the Celery task id that the
+    executor stored on the task instance (external_executor_id) in the worker logs.
+    """
+    routes = {}
+    for task_id, ti in tis.items():
+        assert ti["hostname"], f"{task_id} has no hostname: {ti}"
+        celery_id = ti["external_executor_id"]
+        assert celery_id, f"{task_id} has no Celery task id: {ti}"
+        received = workers_that_received(platform, celery_id)
+        assert received, f"no worker log mentions {task_id}'s Celery task {celery_id}"
+        for name in received:
+            queues = platform.worker(name).queues
+            assert ti["queue"] in queues, f"{task_id} (queue {ti['queue']}) ran on {name} serving {queues}"
+        routes[task_id] = (ti["queue"], received)
+    print(f"routing: {routes}")
+
+
+def test_daily_run_routes_loads_exactly_and_reports_metrics(
+    platform: Platform, api: AirflowApi, statsd: StatsdListener
+) -> None:
+    _ensure_dag_ready(platform, api)
+    run_id = _trigger(api, FIRST_RUN)
+    state = _wait_for_run(platform, api, run_id)
+    tis = _task_instances(platform, run_id)
+    assert state == "success", f"run {run_id} {state}: {tis}\n{explain(platform, DAG_ID, run_id)}"
+    assert set(tis) == {"check_platform", "ensure_partitions", "load_orders", "analyze", "notify"}, tis
+    assert all(ti["state"] == "success" for ti in tis.values()), tis
+    _assert_routed(platform, tis)
+
+    rows, _, _ = _assert_interval_exact(platform, FIRST_RUN)
+    _loaded.append(FIRST_RUN)
+    assert table_rows(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE) == rows
+
+    wanted = {
+        "airflow's scheduler heartbeat": lambda names: "airflow.scheduler_heartbeat" in names,
+        "airflow's ti.finish": lambda names: any(n.startswith("airflow.ti.finish") for n in names),
+        "etl.transfer.rows": lambda names: "airflow.etl.transfer.rows" in names,
+        "etl.task.duration (resource monitor)": lambda names: "airflow.etl.task.duration" in names,
+        "etl.health.* gauges (gate sensor)": lambda names: any(
+            n.startswith("airflow.etl.health.") for n in names
+        ),
+    }
+
+    def missing() -> list[str]:
+        names = statsd.names()
+        return [label for label, found in wanted.items() if not found(names)]
+
+    wait_until(
+        lambda: not missing(),
+        timeout=60,
+        what="StatsD metrics",
+        explain=lambda: f"missing {missing()}; got {sorted(statsd.names())}",
+    )
+    transferred = sum(
+        int(line.split(":", 1)[1].split("|", 1)[0]) for line in statsd.matching("airflow.etl.transfer.rows")
+    )
+    assert transferred >= rows, f"etl.transfer.rows adds up to {transferred}, the run moved {rows}"
+    assert any("dag_id=etl_orders" in line for line in statsd.matching("airflow.etl.task.duration")), (
+        "the resource monitor's metric lacks its dag_id tag"
+    )
+    assert any(line.endswith("|g") for line in statsd.matching("airflow.etl.health.")), "no health gauge"
+
+
+@pytest.fixture
+def slow_chunks(platform: Platform) -> Any:
+    """Every checkpoint UPDATE (one per committed chunk) sleeps CHUNK_PAUSE_S before it commits.
+
+    The second run's transfer then takes long enough to be killed between two chunks on purpose,
+    not by luck. The checkpoint table is created as the engine would create it.
+    """
+    conninfo = _conninfo(platform, "warehouse")
+    with psycopg.connect(conninfo) as conn:
+        CheckpointStore("etl_platform", "e2e").ensure(conn)
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION etl_platform.e2e_slow_chunk() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep({}); RETURN NULL; END $$"
+            ).format(sql.Literal(CHUNK_PAUSE_S))
+        )
+        conn.execute(
+            "CREATE TRIGGER e2e_slow_chunk AFTER UPDATE ON etl_platform.transfer_checkpoints "
+            "FOR EACH STATEMENT EXECUTE FUNCTION etl_platform.e2e_slow_chunk()"
+        )
+        conn.commit()
+    yield
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS e2e_slow_chunk ON etl_platform.transfer_checkpoints")
+        conn.execute("DROP FUNCTION IF EXISTS etl_platform.e2e_slow_chunk()")
+
+
+def test_load_worker_killed_mid_transfer_retries_and_resumes_exactly(
+    platform: Platform, api: AirflowApi, slow_chunks: Any
+) -> None:
+    _ensure_dag_ready(platform, api)
+    run_id = _trigger(api, SECOND_RUN)
+    transfer_id = f"{DAG_ID}/load_orders/{run_id}/%"
+
+    def mid_transfer() -> tuple[int, int] | None:
+        with psycopg.connect(_conninfo(platform, "warehouse"), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(chunks), 0), coalesce(sum(rows), 0), coalesce(bool_or(done), false) "
+                "FROM etl_platform.transfer_checkpoints WHERE transfer_id LIKE %s",
+                (transfer_id,),
+            ).fetchone()
+        assert row is not None
+        chunks, rows, done = int(row[0]), int(row[1]), bool(row[2])
+        return (chunks, rows) if chunks >= 1 and not done else None
+
+    chunks, rows = wait_until(
+        mid_transfer,
+        timeout=RUN_TIMEOUT_S,
+        interval=0.2,
+        what="the second run's transfer to commit a chunk",
+        explain=lambda: explain(platform, DAG_ID, run_id),
+    )
+    before = _task_instances(platform, run_id)["load_orders"]
+    assert before["state"] == "running", before
+    assert "load" in workers_that_received(platform, before["external_executor_id"]), before
+
+    killed = platform.kill("worker-load", signal.SIGKILL)
+    wait_until(
+        lambda: not alive_pids(killed), timeout=15, interval=0.2, what=f"killed processes {killed} to exit"
+    )
+    print(f"killed the load worker ({len(killed)} processes) after {chunks} chunk(s), {rows} rows committed")
+
+    platform.start_process("worker-load")  # what a process supervisor would do
+    platform.wait_ready(time.monotonic() + 180, workers=[platform.worker("load")])
+
+    state = _wait_for_run(platform, api, run_id, timeout=RUN_TIMEOUT_S)
+    tis = _task_instances(platform, run_id)
+    assert state == "success", f"run {run_id} {state}: {tis}\n{explain(platform, DAG_ID, run_id)}"
+    load = tis["load_orders"]
+    assert load["state"] == "success" and load["try_number"] > before["try_number"], (before, load)
+    _assert_routed(platform, tis)
+
+    _assert_interval_exact(platform, SECOND_RUN)
+    _loaded.append(SECOND_RUN)
+    expected = sum(
+        interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, d - timedelta(days=1), d)[0]
+        for d in _loaded
+    )
+    assert table_rows(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE) == expected
+
+    with psycopg.connect(_conninfo(platform, "warehouse"), autocommit=True) as conn:
+        attempts = conn.execute(
+            "SELECT try_number, status, resumed_from FROM etl_audit.task_runs "
+            "WHERE pipeline = %s AND run_id = %s AND task_id = 'load_orders' ORDER BY try_number",
+            (DAG_ID, run_id),
+        ).fetchall()
+    final = attempts[-1]
+    assert final[0] == load["try_number"] and final[1] == "success", attempts
+    assert final[2] is not None, f"the retry started over instead of resuming: {attempts}"
