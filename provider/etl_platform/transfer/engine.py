@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from etl_platform.transfer import catalog, ranges, transform_io
+from etl_platform.transfer import catalog, ranges
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
 from etl_platform.transfer.copy_out import copy_out_rows
 from etl_platform.transfer.errors import ChunkLoadError, TransferError
@@ -35,7 +35,9 @@ from etl_platform.transfer.writers import ChunkWriter, writer_for
 ConnectionFactory = Callable[[], psycopg.Connection[Any]]
 T = TypeVar("T")
 
-WRITE_BLOCK = 256 * 1024  # bytes handed to the destination COPY at a time
+# Bytes handed to the destination COPY at a time. (psycopg's QueuedLibpqWriter, a writer thread, was
+# measured slower here: 3.55 s against 3.13 s for 2M rows, median of 4.)
+WRITE_BLOCK = 256 * 1024
 CHECKPOINT_RETENTION_DAYS = 30
 
 log = logging.getLogger(__name__)
@@ -375,6 +377,8 @@ class TransferEngine:
         lo: str | None,
     ) -> _ChunkResult:
         assert self.spec.transform is not None
+        from etl_platform.transfer import transform_io  # pyarrow/pandas: only transforms pay for them
+
         if not rows:
             return _ChunkResult(0, 0, 0, None)
         table = transform_io.csv_to_arrow(raw, plan.source_columns)
