@@ -44,8 +44,10 @@ test: install lint
 demo: install
 	$(BIN)/python scripts/demo.py
 
-bench: install
+bench: install ## transfer methods (BENCH_ARGS=--rows N ...), partition maintenance, health-check cost
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.partitions
+	$(BIN)/python -m benchmarks.health
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
