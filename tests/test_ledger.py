@@ -88,7 +88,7 @@ def test_create_monthly_partition_is_idempotent_and_drains_the_default(
 
 @pytest.mark.airflow
 def test_transfer_writes_a_ledger_row_per_attempt(
-    pg_server: Any, ledger_db: str, src_db: Any, dst_db: Any
+    pg_server: Any, ledger_db: str, src_db: Any, dst_db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with psycopg.connect(pg_server.conninfo(ledger_db)) as conn:
         migrate(conn)
@@ -100,6 +100,7 @@ def test_transfer_writes_a_ledger_row_per_attempt(
         "etl_test_dst": dst_db.uri(),
         "etl_test_ledger": pg_server.uri(ledger_db),
     }
+    monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "etl_test_ledger")  # the DAG-run listener
     run = run_dag("transfer_ledger", conf=conf, conn_env=conns)
     assert task_outcomes(run)["transfer"].state == "success"
     bad = run_dag("transfer_ledger", conf={**conf, "destination_table": "nope.nope"}, conn_env=conns)
@@ -110,10 +111,10 @@ def test_transfer_writes_a_ledger_row_per_attempt(
             "FROM etl_audit.task_runs WHERE pipeline = 'transfer_ledger' ORDER BY started_at"
         ).fetchall()
         pipelines = conn.execute(
-            "SELECT run_id, status, rows FROM etl_audit.pipeline_runs WHERE pipeline = 'transfer_ledger' "
-            "ORDER BY started_at"
+            "SELECT run_id, status, rows, finished_at IS NOT NULL FROM etl_audit.pipeline_runs "
+            "WHERE pipeline = 'transfer_ledger' ORDER BY started_at"
         ).fetchall()
     assert rows[0][:6] == (run.run_id, "success", 1_500, True, True, True)
     assert rows[1][0] == bad.run_id and rows[1][1] == "failed" and "nope.nope" in rows[1][6]
-    # A pipeline run stays 'running' until its DAG run ends; a failed transfer marks it failed at once.
-    assert pipelines == [(run.run_id, "running", 1_500), (bad.run_id, "failed", 0)]
+    # Attempts record themselves; the DAG-run listener closes the pipeline run with the run's outcome.
+    assert pipelines == [(run.run_id, "success", 1_500, True), (bad.run_id, "failed", 0, True)]

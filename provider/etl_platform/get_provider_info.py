@@ -51,6 +51,21 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["etl_platform.notifications.performance.PerformanceAlertNotifier"],
+        "config": {
+            "etl_platform": {
+                "description": "Settings of the etl-platform provider.",
+                "options": {
+                    "ledger_conn_id": {
+                        "description": "Airflow connection of the run ledger (etl_audit). When set, the "
+                        "ledger listener closes each pipeline run with its DAG run's outcome.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "etl_warehouse",
+                        "default": "",
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "etl_postgres",

@@ -37,7 +37,6 @@ WHERE id = %(id)s AND started_at = %(started_at)s
 _ADD_TO_PIPELINE = """
 UPDATE etl_audit.pipeline_runs
 SET rows = rows + coalesce(%(rows)s, 0), bytes = bytes + coalesce(%(bytes)s, 0),
-    status = CASE WHEN %(status)s = 'failed' THEN 'failed' ELSE status END,
     error = coalesce(%(error)s, error), updated_at = now()
 WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND started_at = %(run_started_at)s
 """
