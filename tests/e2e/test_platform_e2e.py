@@ -156,6 +156,21 @@ def test_daily_run_routes_loads_exactly_and_reports_metrics(
     _loaded.append(FIRST_RUN)
     assert table_rows(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE) == rows
 
+    def pipeline_run() -> Any:  # closed by the scheduler's ledger listener when the DAG run ends
+        with psycopg.connect(_conninfo(platform, "warehouse"), autocommit=True) as conn:
+            return conn.execute(
+                "SELECT status, rows, finished_at IS NOT NULL FROM etl_audit.pipeline_runs "
+                "WHERE pipeline = %s AND run_id = %s",
+                (DAG_ID, run_id),
+            ).fetchone()
+
+    wait_until(
+        lambda: pipeline_run() == ("success", rows, True),
+        timeout=30,
+        what="ledger pipeline run",
+        explain=lambda: f"pipeline_runs row: {pipeline_run()}",
+    )
+
     wanted = {
         "airflow's scheduler heartbeat": lambda names: "airflow.scheduler_heartbeat" in names,
         "airflow's ti.finish": lambda names: any(n.startswith("airflow.ti.finish") for n in names),
