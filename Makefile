@@ -52,11 +52,11 @@ bench: install ## transfer methods (BENCH_ARGS=--rows N ...), partition maintena
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
 
-up: install ## the docker-compose topology as local processes (ETL_PLATFORM_* settings: scripts/platform.py)
-	$(BIN)/python scripts/platform.py up
+up: install ## the docker-compose topology as local processes (ETL_PLATFORM_* settings: scripts/platformctl.py)
+	$(BIN)/python scripts/platformctl.py up
 
 down: ## stop what `make up` started (logs stay in .run/platform/logs)
-	$(BIN)/python scripts/platform.py down
+	$(BIN)/python scripts/platformctl.py down
 
 e2e: install ## the platform end to end: real processes, a triggered DAG run, a killed worker
 	$(BIN)/python -m pytest -m e2e tests/e2e $(E2E_ARGS)

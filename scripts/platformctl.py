@@ -1,9 +1,9 @@
 """`make up` / `make down`: the docker-compose topology as local processes (etl_devstack.platform).
 
-    python scripts/platform.py up       # start PostgreSQL/Redis if needed, Airflow and the workers
-    python scripts/platform.py status   # what runs
-    python scripts/platform.py down     # stop exactly what `up` started
-    python scripts/platform.py airflow -- dags list   # the airflow CLI against the running platform
+    python scripts/platformctl.py up       # start PostgreSQL/Redis if needed, Airflow and the workers
+    python scripts/platformctl.py status   # what runs
+    python scripts/platformctl.py down     # stop exactly what `up` started
+    python scripts/platformctl.py airflow -- dags list   # the airflow CLI against the running platform
 
 Settings come from ETL_PLATFORM_* variables (see PlatformSettings.from_env): POSTGRES_URL, REDIS_URL,
 PORT (8080), HOST, STATSD (127.0.0.1:9125), ROWS (200000), DAYS, JOB_SCHEDULE (true).
@@ -11,22 +11,12 @@ PORT (8080), HOST, STATSD (127.0.0.1:9125), ROWS (200000), DAYS, JOB_SCHEDULE (t
 
 from __future__ import annotations
 
-import os
+import argparse
+import subprocess
 import sys
+from pathlib import Path
 
-# Run as `python scripts/platform.py`, this folder is sys.path[0] and this file would shadow the
-# standard library's `platform` module for everything imported below (psutil, pgserver, celery...):
-# swap it for the repository root, which etl_devstack, benchmarks and config are imported from.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-if os.path.dirname(_HERE) not in sys.path:
-    sys.path.insert(0, os.path.dirname(_HERE))
-
-import argparse  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from etl_devstack.platform import (  # noqa: E402
+from etl_devstack.platform import (
     DEFAULT_RUN_DIR,
     REPO_ROOT,
     Platform,
@@ -75,8 +65,8 @@ def cmd_up(platform: Platform) -> int:
                 f"  StatsD:      {platform.settings.statsd}",
                 f"  workers:     {workers}",
                 f"  run folder:  {run} (logs in {run}/logs, secrets in {run}/secrets.env)",
-                f"  airflow CLI: .venv/bin/python scripts/platform.py{run_arg} airflow -- dags list",
-                f"  stop:        {'make down' if not run_arg else f'.venv/bin/python scripts/platform.py{run_arg} down'}",
+                f"  airflow CLI: .venv/bin/python scripts/platformctl.py{run_arg} airflow -- dags list",
+                f"  stop:        {'make down' if not run_arg else f'.venv/bin/python scripts/platformctl.py{run_arg} down'}",
             ]
         ),
         flush=True,
