@@ -12,6 +12,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+ORDERS_COLUMNS = (
+    "id", "customer_id", "order_ts", "status", "amount", "quantity", "discount", "channel", "country", "note",
+)  # fmt: skip
+
 ORDERS_DDL = """
 CREATE TABLE {table} (
     id           bigint PRIMARY KEY,

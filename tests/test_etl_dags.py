@@ -10,9 +10,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from benchmarks.datagen import create_orders
+from benchmarks.datagen import ORDERS_COLUMNS, create_orders
 from etl_devstack.warehouse import create_warehouse
 from harness import REPO_ROOT, run_dag, task_outcomes, xcom_value
+from tests.transfer_fixtures import table_digest
 
 pytestmark = pytest.mark.airflow
 ROWS, DAYS = 2_400, 10  # 240 orders a day from 2026-01-01
@@ -45,12 +46,9 @@ def platform(pg_server: Any, redis_db: Any, monkeypatch: pytest.MonkeyPatch) -> 
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _digest(conn: Any, table: str, where: str = "TRUE") -> Any:
-    cols = "id, customer_id, order_ts, status, amount, quantity, discount, channel, country, note"
-    return conn.execute(
-        f"SELECT count(*), md5(string_agg(r::text, ',' ORDER BY r.id)) FROM (SELECT {cols} FROM {table} "
-        f"WHERE {where}) r"
-    ).fetchone()
+def _digest(conn: Any, table: str, where: str = "TRUE") -> str:
+    schema, name = table.split(".")
+    return table_digest(conn, schema, name, ORDERS_COLUMNS, where)
 
 
 def test_etl_orders_loads_exactly_its_interval_and_reruns_idempotently(platform: dict[str, Any]) -> None:

@@ -8,24 +8,12 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from benchmarks.datagen import create_empty_like_orders, create_orders
+from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders, create_orders
 from harness import run_dag, task_outcomes, xcom_value
-from tests.transfer_fixtures import row_count
+from tests.transfer_fixtures import row_count, table_digest
 
 pytestmark = pytest.mark.airflow
 
-ORDERS_COLUMNS = (
-    "id",
-    "customer_id",
-    "order_ts",
-    "status",
-    "amount",
-    "quantity",
-    "discount",
-    "channel",
-    "country",
-    "note",
-)
 ROWS = 4_800  # 20 days of orders, 240 a day
 
 
@@ -42,13 +30,8 @@ def orders(src_db: Any, dst_db: Any) -> dict[str, Any]:
     }
 
 
-def _digest(conn: Any, schema: str, where: str = "TRUE") -> Any:
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in ORDERS_COLUMNS)
-    return conn.execute(
-        sql.SQL(
-            "SELECT count(*), md5(string_agg(r::text, ',' ORDER BY r.id)) FROM (SELECT {} FROM {} WHERE {}) r"
-        ).format(cols, sql.Identifier(schema, "orders"), sql.SQL(where))  # type: ignore[arg-type]
-    ).fetchone()
+def _digest(conn: Any, schema: str, where: str = "TRUE") -> str:
+    return table_digest(conn, schema, "orders", ORDERS_COLUMNS, where)
 
 
 @pytest.mark.parametrize("mode", ["append", "truncate", "upsert"])

@@ -107,14 +107,18 @@ def create_awkward_destination(
     conn.execute(ddl)
 
 
-def table_digest(conn: psycopg.Connection[Any], schema: str, table: str, columns: tuple[str, ...]) -> str:
-    """An md5 over every row's text form, columns in a fixed order: equal digests mean equal tables."""
+def table_digest(
+    conn: psycopg.Connection[Any], schema: str, table: str, columns: tuple[str, ...], where: str = "TRUE"
+) -> str:
+    """An md5 over every row's text form, columns in a fixed order: equal digests mean equal tables.
+
+    `where` is a test's own constant SQL predicate (a time window), never user input."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     row = conn.execute(
         sql.SQL(
             "SELECT count(*)::text || ':' || coalesce(md5(string_agg(r::text, E'\\n' ORDER BY r.id)), '') "
-            "FROM (SELECT {} FROM {}) AS r"
-        ).format(cols, sql.Identifier(schema, table))
+            "FROM (SELECT {} FROM {} WHERE {}) AS r"
+        ).format(cols, sql.Identifier(schema, table), sql.SQL(where))  # type: ignore[arg-type]
     ).fetchone()
     assert row is not None
     return str(row[0])

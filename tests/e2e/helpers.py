@@ -16,22 +16,10 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from benchmarks.datagen import ORDERS_COLUMNS
 from etl_devstack.platform import Platform
 
 T = TypeVar("T")
-
-ORDER_COLUMNS = (
-    "id",
-    "customer_id",
-    "order_ts",
-    "status",
-    "amount",
-    "quantity",
-    "discount",
-    "channel",
-    "country",
-    "note",
-)
 
 
 def wait_until(
@@ -138,7 +126,7 @@ def interval_digest(conninfo: str, table: str, start: datetime, end: datetime) -
         "md5(coalesce(string_agg(ROW({cols})::text, E'\\n' ORDER BY id), '')) "
         "FROM {table} WHERE order_ts >= %s AND order_ts < %s"
     ).format(
-        cols=sql.SQL(", ").join(sql.Identifier(c) for c in ORDER_COLUMNS),
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in ORDERS_COLUMNS),
         table=sql.Identifier(*table.split(".")),
     )
     with psycopg.connect(conninfo, autocommit=True, options="-c TimeZone=UTC") as conn:
