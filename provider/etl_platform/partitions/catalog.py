@@ -8,11 +8,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Bound
-from etl_platform.transfer.catalog import resolve_table
+from etl_platform.transfer.catalog import SchemaQualified, resolve_table
 from etl_platform.transfer.errors import TransferConfigError
 
 TEMPORAL_TYPES = {"date", "timestamp without time zone", "timestamp with time zone"}
@@ -36,7 +35,7 @@ _BOUND = re.compile(r"^FOR VALUES FROM \((?P<lo>.+)\) TO \((?P<hi>.+)\)$")
 
 
 @dataclass(frozen=True)
-class Partition:
+class Partition(SchemaQualified):
     schema: str
     name: str
     oid: int
@@ -45,17 +44,9 @@ class Partition:
     detach_pending: bool = False
     is_default: bool = False
 
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.schema}.{self.name}"
-
 
 @dataclass(frozen=True)
-class PartitionedTable:
+class PartitionedTable(SchemaQualified):
     oid: int
     schema: str
     name: str
@@ -65,14 +56,6 @@ class PartitionedTable:
     columns: tuple[str, ...] = ()  # writable (non-generated) columns, in the parent's order
     owner: str = ""
     partitions: tuple[Partition, ...] = field(default=())
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.schema}.{self.name}"
 
     @property
     def temporal(self) -> bool:

@@ -24,14 +24,11 @@ class Column:
     generated: bool = False
 
 
-@dataclass(frozen=True)
-class Relation:
-    oid: int
+class SchemaQualified:
+    """A schema-qualified relation name: `ident` for SQL, `label` for messages."""
+
     schema: str
     name: str
-    kind: str  # pg_class.relkind
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
 
     @property
     def ident(self) -> sql.Identifier:
@@ -40,6 +37,16 @@ class Relation:
     @property
     def label(self) -> str:
         return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Relation(SchemaQualified):
+    oid: int
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
