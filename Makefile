@@ -23,12 +23,17 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(MAKE) --no-print-directory system-deps
 	rm -f $(VENV)/.installed-* && touch $@
 
-system-deps: ## Debian packages the tests use: pgbouncer (a real one for SHOW POOLS and the config test)
-	@command -v pgbouncer >/dev/null 2>&1 || /usr/sbin/pgbouncer --version >/dev/null 2>&1 || { \
+system-deps: ## Debian packages the tests use: pgbouncer (SHOW POOLS, config test), chromium + chromedriver (browser test)
+	@missing=""; \
+	{ command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer; } || missing="$$missing pgbouncer"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null) \
-	      || echo "warning: could not install pgbouncer; its tests will say so"; \
-	  else echo "note: install pgbouncer (Debian package) for the PgBouncer tests"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will say so"; \
+	  else echo "note: install the Debian packages$$missing for the PgBouncer and browser tests"; fi; \
+	fi
 
 lock: ## re-resolve the pinned dependency set after editing requirements/*.in
 	$(BIN)/uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11
