@@ -20,7 +20,7 @@ from tests.e2e.helpers import AirflowApi, StatsdListener, platform_processes
 E2E_ROWS, E2E_DAYS = 1_200_000, 10
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def statsd() -> Iterator[StatsdListener]:
     """The platform's StatsD target: a UDP socket in this process."""
     listener = StatsdListener().start()
@@ -28,13 +28,13 @@ def statsd() -> Iterator[StatsdListener]:
     listener.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def e2e_redis(redis_server: RedisServer) -> Iterator[RedisDb]:
     """A Redis database of its own for the broker, flushed before and after."""
     yield from _redis_db(redis_server)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform(
     pg_server: PgServer,
     e2e_redis: RedisDb,
@@ -72,7 +72,7 @@ def platform(
         assert not leftovers, f"processes left after down(): {[(p.pid, p.name()) for p in leftovers]}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(platform: Platform) -> Iterator[AirflowApi]:
     client = AirflowApi(platform)
     yield client
