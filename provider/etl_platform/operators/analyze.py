@@ -8,10 +8,11 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from etl_platform.hooks.postgres import EtlPostgresHook
+from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.catalog import resolve_table
 
 
-class AnalyzeTableOperator(BaseOperator):
+class AnalyzeTableOperator(ProfiledExecute, BaseOperator):
     """Run ANALYZE on ``table`` (templated); a partitioned table's partitions are analyzed too."""
 
     template_fields: Sequence[str] = ("table",)

@@ -13,9 +13,10 @@ from etl_platform.health.evaluate import evaluate
 from etl_platform.health.metrics import emit_readings
 from etl_platform.health.sources import resolve_sources
 from etl_platform.notifications.performance import PerformanceAlertNotifier
+from etl_platform.profiling import ProfiledExecute
 
 
-class PlatformHealthSnapshotOperator(BaseOperator):
+class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
     """The monitoring DAG's task: one reading of every metric as StatsD gauges, an alert on critical.
 
     Takes the same source and threshold arguments as PerformanceCheckSensor; unavailable sources

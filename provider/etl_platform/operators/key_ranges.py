@@ -14,12 +14,13 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.hooks.postgres import EtlPostgresHook
+from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.catalog import has_unique_index_on, resolve_table
 from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.ranges import split_points
 
 
-class KeyRangePlanOperator(BaseOperator):
+class KeyRangePlanOperator(ProfiledExecute, BaseOperator):
     """Plan ``ranges`` key ranges of roughly equal row counts over ``source_table``.
 
     :param source_conn_id: Airflow postgres connection of the source.

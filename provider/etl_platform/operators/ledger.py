@@ -8,9 +8,10 @@ from airflow.sdk import BaseOperator, Context
 
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.ledger.migrate import migrate
+from etl_platform.profiling import ProfiledExecute
 
 
-class EnsureLedgerSchemaOperator(BaseOperator):
+class EnsureLedgerSchemaOperator(ProfiledExecute, BaseOperator):
     """Apply include/sql migrations to the ledger database; a no-op when it is up to date.
 
     :param postgres_conn_id: Airflow postgres connection of the ledger database.

@@ -8,9 +8,10 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from etl_platform.notifications.webhook import post_json
+from etl_platform.profiling import ProfiledExecute
 
 
-class RunSummaryOperator(BaseOperator):
+class RunSummaryOperator(ProfiledExecute, BaseOperator):
     """Summarise the XCom summaries of ``transfer_task_ids`` and post them to ``webhook_url`` (optional).
 
     A failing webhook is logged, never raised: the load already happened.

@@ -20,9 +20,10 @@ from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Interval
 from etl_platform.partitions.maintenance import MaintenanceReport
+from etl_platform.profiling import ProfiledExecute
 
 
-class _PartitionOperator(BaseOperator):
+class _PartitionOperator(ProfiledExecute, BaseOperator):
     """Shared plumbing: connection, DDL runner settings, report, metrics."""
 
     template_fields: Sequence[str] = ("table",)

@@ -15,12 +15,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
+from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.engine import TransferEngine
 from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.spec import TransferSpec
 
 
-class StreamingTransferOperator(BaseOperator):
+class StreamingTransferOperator(ProfiledExecute, BaseOperator):
     """Copy rows from ``source_table`` (or ``source_sql``) into ``destination_table``.
 
     :param source_conn_id: Airflow ``postgres`` connection to read from.

@@ -22,10 +22,11 @@ from etl_platform.health.evaluate import HealthReport, evaluate
 from etl_platform.health.metrics import emit_readings
 from etl_platform.health.sources import resolve_sources
 from etl_platform.notifications.performance import PerformanceAlertNotifier
+from etl_platform.profiling import ProfiledExecute
 from etl_platform.triggers.performance import PerformanceCheckTrigger, proceed_status
 
 
-class PerformanceCheckSensor(BaseSensorOperator):
+class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
     """Wait until the platform is healthy enough for heavy work.
 
     :param postgres_conn_id: database whose connections and statement latency are read.
