@@ -57,12 +57,30 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "ledger_conn_id": {
                         "description": "Airflow connection of the run ledger (etl_audit). When set, the "
-                        "ledger listener closes each pipeline run with its DAG run's outcome.",
+                        "listeners record every DAG run there (opened when it starts, closed with its "
+                        "outcome) and the dashboard reads it.",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "etl_warehouse",
                         "default": "",
-                    }
+                    },
+                    "redis_conn_id": {
+                        "description": "Airflow connection of the Redis that carries the live run events "
+                        "(etl:runs:<pipeline>) and the dashboard's shared cache. Empty: the Celery broker's "
+                        "Redis ([celery] broker_url).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "etl_redis_cache",
+                        "default": "",
+                    },
+                    "dashboard_cache_ttl": {
+                        "description": "Seconds a dashboard stats entry lives in process memory and in "
+                        "Redis; a finished DAG run invalidates entries sooner.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "60",
+                        "default": "60",
+                    },
                 },
             }
         },

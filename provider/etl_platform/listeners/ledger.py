@@ -1,7 +1,10 @@
-"""Closes pipeline runs in the run ledger when their DAG run ends (runs where the scheduler runs).
+"""The run ledger's view of DAG runs: every run opened when it starts, closed with its outcome.
 
-Enabled by `[etl_platform] ledger_conn_id` (env AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID). Task attempts
-record themselves; only the DAG run knows whether the pipeline as a whole succeeded.
+Called by the run-event listener (listeners/run_events.py) in the scheduler, which then publishes the
+change; enabled by `[etl_platform] ledger_conn_id` (env AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID). Opening
+every run (not only those with transfer tasks) lets the dashboard show all pipelines; started_at is the
+DAG run's start_date, the value the transfer operator records too, so the two inserts meet ON CONFLICT.
+Task attempts record themselves; only the DAG run knows whether the pipeline as a whole succeeded.
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ import logging
 from typing import Any
 
 import psycopg
-from airflow.listeners import hookimpl
 
 log = logging.getLogger(__name__)
 
+_OPEN = """
+INSERT INTO etl_audit.pipeline_runs (pipeline, run_id, started_at, status)
+VALUES (%(pipeline)s, %(run_id)s, %(started_at)s, 'running')
+ON CONFLICT (pipeline, run_id, started_at) DO NOTHING
+"""
 _CLOSE = """
 UPDATE etl_audit.pipeline_runs
 SET status = %(status)s, finished_at = now(), updated_at = now(), error = coalesce(%(error)s, error)
@@ -21,27 +28,38 @@ WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s
 """
 
 
-@hookimpl
-def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    _close(dag_run, "success", None)
+def ledger_conn_id() -> str | None:
+    from airflow.sdk import conf
+
+    return conf.get("etl_platform", "ledger_conn_id", fallback=None) or None
 
 
-@hookimpl
-def on_dag_run_failed(dag_run: Any, msg: str) -> None:
-    _close(dag_run, "failed", msg or "DAG run failed")
+def open_run(dag_run: Any) -> bool:
+    """Insert the pipeline run as running (a no-op if it exists); False if not recorded."""
+    started_at = getattr(dag_run, "start_date", None)
+    if started_at is None:
+        log.warning("ledger: DAG run %s has no start_date; not recorded", getattr(dag_run, "run_id", "?"))
+        return False
+    params = {"pipeline": dag_run.dag_id, "run_id": dag_run.run_id, "started_at": started_at}
+    return _execute(_OPEN, params, "open", dag_run)
 
 
-def _close(dag_run: Any, status: str, error: str | None) -> None:
+def close_run(dag_run: Any, status: str, error: str | None) -> bool:
+    """Mark the pipeline run finished with `status`; False if not written."""
+    params = {"status": status, "error": error, "pipeline": dag_run.dag_id, "run_id": dag_run.run_id}
+    return _execute(_CLOSE, params, "close", dag_run)
+
+
+def _execute(statement: str, params: dict[str, Any], what: str, dag_run: Any) -> bool:
     try:
-        from airflow.sdk import conf
-
-        conn_id = conf.get("etl_platform", "ledger_conn_id", fallback=None)
+        conn_id = ledger_conn_id()
         if not conn_id:
-            return
+            return False
         from etl_platform.hooks.postgres import EtlPostgresHook
 
-        params = {"status": status, "error": error, "pipeline": dag_run.dag_id, "run_id": dag_run.run_id}
         with psycopg.connect(EtlPostgresHook(conn_id).conninfo(), connect_timeout=5) as conn:
-            conn.execute(_CLOSE, params)
+            conn.execute(statement, params)
+        return True
     except Exception as exc:  # bookkeeping must never disturb the scheduler
-        log.warning("ledger: could not close pipeline run %s: %s", getattr(dag_run, "run_id", "?"), exc)
+        log.warning("ledger: could not %s pipeline run %s: %s", what, getattr(dag_run, "run_id", "?"), exc)
+        return False

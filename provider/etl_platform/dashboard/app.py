@@ -1,0 +1,261 @@
+"""The dashboard's FastAPI app (mounted by the api-server at /etl through plugins/etl_dashboard.py).
+
+Cheap to build: create_app() only declares routes. Settings, the ledger pool, Redis and the cache's
+invalidation subscriber are set up in the app's lifespan, which Airflow's api-server enters for mounted
+plugin apps; a dashboard that cannot start answers 503 and never takes the api-server down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import psycopg
+import redis
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+
+from etl_platform.dashboard.auth import require_dag_run_reader
+from etl_platform.dashboard.cache import CacheLevel, TwoLevelCache, run_invalidation_subscriber
+from etl_platform.dashboard.db import create_pool
+from etl_platform.dashboard.metrics import DashboardMetrics, MetricsMiddleware
+from etl_platform.dashboard.settings import DashboardSettings
+from etl_platform.dashboard.stream import event_stream, subscribe
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+CACHE_HEADER = "X-ETL-Cache"
+SERIES_DEFAULT_SPAN = timedelta(days=14)
+KNOWN_PATHS = frozenset({"/", "/api/runs", "/api/stats", "/api/series", "/api/stream", "/metrics"})
+
+
+class DashboardRuntime:
+    """What the lifespan opens; routes reach it through `request.app.state.dashboard`."""
+
+    def __init__(self, settings: DashboardSettings | None) -> None:
+        self.settings = settings
+        self.metrics = DashboardMetrics(ledger_stats=self._scrape_stats)
+        self.pool: ConnectionPool | None = None
+        self.redis: redis.Redis | None = None
+        self.cache: TwoLevelCache | None = None
+        self.subscriber: asyncio.Task[None] | None = None
+        self.error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        try:
+            if self.settings is None:
+                self.settings = await run_in_threadpool(DashboardSettings.from_airflow)
+        except Exception as exc:
+            self.error = f"dashboard not configured: {exc}"
+            log.error("ETL dashboard disabled: %s", exc)
+            return
+        settings = self.settings
+        self.pool = create_pool(
+            settings.ledger_conninfo,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            statement_timeout_ms=settings.statement_timeout_ms,
+        )
+        self.pool.open(wait=False)  # a ledger that is down now must not stop the api-server
+        if settings.redis_url:
+            self.redis = redis.Redis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.redis_timeout_s,
+                socket_connect_timeout=settings.redis_timeout_s,
+            )
+        self.cache = TwoLevelCache(
+            self.redis, settings.cache_ttl_s, on_redis_error=self.metrics.cache_redis_errors.inc
+        )
+        if settings.redis_url:
+            self.subscriber = asyncio.create_task(
+                run_invalidation_subscriber(self.cache, settings.redis_url), name="etl-dashboard-invalidation"
+            )
+
+    async def stop(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.subscriber
+        if self.pool is not None:
+            await run_in_threadpool(self.pool.close)
+        if self.redis is not None:
+            self.redis.close()
+
+    # ------------------------------------------------------------------ helpers
+    def ready(self) -> tuple[DashboardSettings, ConnectionPool, TwoLevelCache]:
+        if self.settings is None or self.pool is None or self.cache is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=self.error or "dashboard starting"
+            )
+        return self.settings, self.pool, self.cache
+
+    def stats(self, since: datetime | None, until: datetime | None) -> tuple[dict[str, Any], CacheLevel]:
+        from etl_platform.dashboard import queries
+
+        _, pool, cache = self.ready()
+
+        def compute() -> dict[str, Any]:
+            with _bad_request(), pool.connection() as conn:
+                return dict(jsonable_encoder(queries.fetch_stats(conn, since, until)))
+
+        key = f"stats:{_iso(since)}:{_iso(until)}"
+        value, level = cache.get_or_compute(key, compute)
+        self.metrics.cache.labels(result=level).inc()
+        return value, level
+
+    def _scrape_stats(self) -> dict[str, Any] | None:
+        if self.cache is None:
+            return None
+        return self.stats(None, None)[0]
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Query timestamps without an offset are taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@contextlib.contextmanager
+def _bad_request() -> Iterator[None]:
+    """A ValueError from the query layer is the client's mistake: 400 with its message."""
+    try:
+        yield
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+
+
+def _runtime(request: Request) -> DashboardRuntime:
+    runtime: DashboardRuntime = request.app.state.dashboard
+    return runtime
+
+
+RuntimeDep = Annotated[DashboardRuntime, Depends(_runtime)]
+Since = Annotated[datetime | None, Query(description="on started_at, inclusive (ISO 8601)")]
+Until = Annotated[datetime | None, Query(description="on started_at, exclusive (ISO 8601)")]
+
+
+def create_app(settings: DashboardSettings | None = None) -> FastAPI:
+    """The dashboard app; `settings` None: resolved from Airflow's configuration when it starts."""
+    runtime = DashboardRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="ETL performance dashboard",
+        lifespan=lifespan,
+        dependencies=[Depends(require_dag_run_reader)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.dashboard = runtime
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=runtime.metrics,
+        known_paths=KNOWN_PATHS,
+        slow_request_s=lambda: runtime.settings.slow_request_s if runtime.settings else 1.0,
+    )
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def ledger_unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        log.warning("dashboard: ledger unavailable: %s", type(exc).__name__)
+        return JSONResponse({"detail": "ledger unavailable"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.get("/api/runs")
+    def runs(
+        rt: RuntimeDep,
+        pipeline: str | None = None,
+        status: str | None = None,
+        since: Since = None,
+        until: Until = None,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+        cursor: str | None = None,
+    ) -> Any:
+        from etl_platform.dashboard import queries
+
+        settings, pool, _ = rt.ready()
+        with _bad_request():
+            filters = queries.RunFilters(pipeline, status, _utc(since), _utc(until))
+            with pool.connection() as conn:
+                page = queries.fetch_runs_page(conn, filters, page_size, cursor, settings.cursor_key)
+        return jsonable_encoder(page)
+
+    @app.get("/api/stats")
+    def stats(rt: RuntimeDep, response: Response, since: Since = None, until: Until = None) -> Any:
+        value, level = rt.stats(_utc(since), _utc(until))
+        response.headers[CACHE_HEADER] = level
+        return value
+
+    @app.get("/api/series")
+    def series(
+        rt: RuntimeDep,
+        pipeline: str | None = None,
+        since: Since = None,
+        until: Until = None,
+        bucket: str = "day",
+    ) -> Any:
+        from etl_platform.dashboard import queries
+
+        _, pool, _ = rt.ready()
+        end = _utc(until) or datetime.now(UTC)
+        start = _utc(since) or end - SERIES_DEFAULT_SPAN
+        with _bad_request(), pool.connection() as conn:
+            return jsonable_encoder(queries.fetch_series(conn, pipeline, start, end, bucket))
+
+    @app.get("/api/stream")
+    async def stream(
+        rt: RuntimeDep, pipeline: Annotated[str | None, Query(min_length=1, max_length=250)] = None
+    ) -> StreamingResponse:
+        settings, _, _ = rt.ready()
+        subscription = await subscribe(settings.redis_url, pipeline)
+        return StreamingResponse(
+            event_stream(subscription, settings.keepalive_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/metrics")
+    def metrics(rt: RuntimeDep) -> Response:
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/")
+    def index() -> FileResponse:
+        return _static_file("index.html")
+
+    @app.get("/static/{path:path}")
+    def static(path: str) -> FileResponse:
+        return _static_file(path)
+
+    return app
+
+
+def _static_file(path: str) -> FileResponse:
+    """A file under static/ (never outside it: the resolved path must stay in the folder)."""
+    root = STATIC_DIR.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    return FileResponse(target, headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,89 @@
+"""Server-Sent Events of run status changes, relayed from Redis pub/sub (redis.asyncio).
+
+Each client gets its own subscription: the pipeline's channel, or the pattern for all pipelines. The
+subscription is made before the response starts, so a client that got the response headers misses
+no event published afterwards, and an unreachable Redis is a 503 rather than a broken stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import HTTPException, status
+
+from etl_platform.dashboard.events import CHANNEL_PATTERN, channel
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    """An open pub/sub on one client connection; close() releases both."""
+
+    def __init__(self, client: aioredis.Redis, pubsub: Any) -> None:
+        self.client = client
+        self.pubsub = pubsub
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+
+async def subscribe(redis_url: str | None, pipeline: str | None, timeout_s: float = 2.0) -> Subscription:
+    """Subscribe to `etl:runs:<pipeline>` (or psubscribe `etl:runs:*`); 503 when Redis is unreachable."""
+    if not redis_url:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no Redis configured for run events")
+    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s)
+    pubsub = client.pubsub()
+    try:
+        if pipeline:
+            await pubsub.subscribe(channel(pipeline))
+        else:
+            await pubsub.psubscribe(CHANNEL_PATTERN)
+        await pubsub.get_message(timeout=timeout_s)  # the subscribe confirmation: now we listen
+    except (redis.RedisError, OSError) as exc:
+        await Subscription(client, pubsub).close()
+        log.warning("dashboard stream: Redis unavailable: %s", type(exc).__name__)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="run events unavailable") from None
+    return Subscription(client, pubsub)
+
+
+def format_event(data: Any) -> str | None:
+    """One `run` SSE event (single-line JSON data), or None for a payload that is not a JSON object."""
+    try:
+        event = json.loads(data)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(event, dict):
+        return None
+    return f"event: run\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+
+async def event_stream(subscription: Subscription, keepalive_s: float = 15.0) -> AsyncIterator[str]:
+    """Relay events until the client goes away (the server cancels this generator) or Redis fails."""
+    last_sent = time.monotonic()
+    try:
+        yield ": subscribed\n\n"
+        while True:
+            wait = max(0.05, min(1.0, keepalive_s - (time.monotonic() - last_sent)))
+            message = await subscription.pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if message is not None and message.get("type") in ("message", "pmessage"):
+                text = format_event(message.get("data"))
+                if text is not None:
+                    last_sent = time.monotonic()
+                    yield text
+            if time.monotonic() - last_sent >= keepalive_s:
+                last_sent = time.monotonic()
+                yield ": keepalive\n\n"
+    except (redis.RedisError, OSError) as exc:
+        log.warning("dashboard stream: Redis subscription lost: %s", type(exc).__name__)
+    finally:
+        await subscription.close()
