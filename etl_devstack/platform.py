@@ -48,6 +48,7 @@ from etl_devstack.redis import probe_redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "dags"
+PLUGINS_FOLDER = REPO_ROOT / "plugins"
 DEFAULT_RUN_DIR = REPO_ROOT / ".run" / "platform"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Written by another part of the project; used when present (see celery_config_option()).
@@ -394,6 +395,11 @@ class Platform:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(state.ports["trigger_log_server"]),
             "AIRFLOW_CONN_ETL_SOURCE": server.uri(dbs["source"]),
             "AIRFLOW_CONN_ETL_WAREHOUSE": server.uri(dbs["warehouse"]),
+            # config/airflow.env points run events and the dashboard cache at etl_redis_cache; locally
+            # that is the one Redis (keys and channels are prefixed etl:, apart from Celery's).
+            "AIRFLOW_CONN_ETL_REDIS_CACHE": state.redis_url,
+            # plugins/etl_dashboard.py: the dashboard app at /etl and its page in the UI nav.
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
             **self._secrets(),
         }
         env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{ADMIN_USER}:admin")
