@@ -1,0 +1,162 @@
+"""The dashboard on the real platform: the api-server loads the plugin, the scheduler and the workers
+publish run events, the ledger records a DAG run that has no transfer task.
+
+A manual run of `performance_monitoring` (one short task on the notifications queue) is watched through
+the dashboard's SSE stream; its success event must arrive within 2 s of the end_date the REST API reports.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from etl_devstack.platform import Platform
+from tests.e2e.helpers import AirflowApi, explain, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+DAG_ID = "performance_monitoring"
+EVENT_DEADLINE_S = 2.0
+
+
+def test_plugin_is_loaded_with_its_nav_entry_and_needs_a_token(platform: Platform, api: AirflowApi) -> None:
+    plugins = api.request("GET", "/api/v2/plugins")["plugins"]
+    dashboard = next((p for p in plugins if p["name"] == "etl_dashboard"), None)
+    assert dashboard is not None, [p["name"] for p in plugins]
+    assert [a["url_prefix"] for a in dashboard["fastapi_apps"]] == ["/etl"]
+    views = {v["name"]: v for v in dashboard["external_views"]}
+    assert views["ETL performance"]["href"] == "/etl/"
+    assert views["ETL performance"]["destination"] == "nav"
+    assert views["ETL performance"]["url_route"] == "etl-performance"
+
+    stats = api.client.get("/etl/api/stats")
+    assert stats.status_code == 200, stats.text
+    assert stats.headers["x-etl-cache"] in ("miss", "memory", "redis")
+    assert "overall" in stats.json()
+    anonymous = httpx.get(f"{platform.api_url}/etl/api/stats", timeout=30)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{platform.api_url}/etl/", timeout=30).status_code == 401
+    page = httpx.get(f"{platform.api_url}/etl/", cookies={"_token": _token(api)}, timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+
+def test_run_events_reach_the_stream_and_the_ledger(platform: Platform, api: AirflowApi) -> None:
+    _ensure_dag_ready(platform, api)
+    events: queue.Queue[tuple[datetime, dict[str, Any]]] = queue.Queue()
+    stream = _SseListener(f"{platform.api_url}/etl/api/stream", _token(api), {"pipeline": DAG_ID}, events)
+    stream.start()
+    try:
+        assert stream.subscribed.wait(30), f"the SSE stream did not open: {stream.error}"
+        run = api.request(
+            "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": datetime.now(UTC).isoformat()}
+        )
+        run_id = str(run["dag_run_id"])
+        finished = wait_until(
+            lambda: _finished(api, run_id),
+            timeout=300,
+            what=f"{DAG_ID} run {run_id} to finish",
+            interval=0.5,
+            explain=lambda: explain(platform, DAG_ID, run_id, names=["scheduler", "worker-notifications"]),
+        )
+        assert finished["state"] == "success", finished
+        end_date = datetime.fromisoformat(finished["end_date"])
+        seen: list[dict[str, Any]] = []
+        received_at = None
+        deadline = time.monotonic() + 10
+        while received_at is None and time.monotonic() < deadline:
+            try:
+                at, event = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            seen.append(event)
+            if event["kind"] == "dag_run" and event["run_id"] == run_id and event["status"] == "success":
+                received_at = at
+        assert received_at is not None, f"no success event for {run_id}; got {seen}"
+        latency = (received_at - end_date).total_seconds()
+        print(f"dag_run success event received {latency:.3f} s after the run's end_date")
+        assert latency < EVENT_DEADLINE_S, f"event {latency:.3f} s after end_date {end_date}"
+        ours = [e for e in seen if e["run_id"] == run_id]
+        assert ("dag_run", "running") in {(e["kind"], e["status"]) for e in ours}, ours
+        task_events = {(e["task_id"], e["status"]) for e in ours if e["kind"] == "task"}
+        assert {("read_platform_health", "running"), ("read_platform_health", "success")} <= task_events, ours
+    finally:
+        stream.stop()
+
+    runs = api.client.get("/etl/api/runs", params={"pipeline": DAG_ID}).json()["runs"]
+    listed = {r["run_id"]: r for r in runs}
+    assert run_id in listed, runs  # a DAG without transfer tasks is in the ledger too
+    assert listed[run_id]["status"] == "success" and listed[run_id]["finished_at"] is not None
+    assert datetime.fromisoformat(listed[run_id]["started_at"]) == datetime.fromisoformat(
+        finished["start_date"]
+    )
+
+
+def _token(api: AirflowApi) -> str:
+    return str(api.client.headers["Authorization"]).split(" ", 1)[1]
+
+
+def _ensure_dag_ready(platform: Platform, api: AirflowApi) -> None:
+    wait_until(
+        lambda: api.get_or_none(f"/api/v2/dags/{DAG_ID}") is not None,
+        timeout=300,
+        what=f"the dag-processor to parse {DAG_ID}",
+        interval=2,
+        explain=lambda: explain(platform, names=["dag-processor"]),
+    )
+    api.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+
+
+def _finished(api: AirflowApi, run_id: str) -> dict[str, Any] | None:
+    run = api.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+    return dict(run) if run["state"] in ("success", "failed") and run.get("end_date") else None
+
+
+class _SseListener(threading.Thread):
+    """Reads the dashboard's SSE stream; every `run` event is queued with the time it arrived."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        params: dict[str, str],
+        events: queue.Queue[tuple[datetime, dict[str, Any]]],
+    ) -> None:
+        super().__init__(name="dashboard-sse", daemon=True)
+        self.url, self.token, self.params, self.events = url, token, params, events
+        self.subscribed = threading.Event()
+        self.error: str | None = None
+        self._client = httpx.Client(timeout=httpx.Timeout(30, read=60))
+        self._stop_requested = False
+
+    def run(self) -> None:
+        event_name = None
+        try:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            with self._client.stream("GET", self.url, params=self.params, headers=headers) as resp:
+                if resp.status_code != 200:
+                    self.error = f"{resp.status_code} {resp.read()[:500]!r}"
+                    return
+                for line in resp.iter_lines():
+                    if self._stop_requested:
+                        return
+                    if line.startswith(": subscribed"):
+                        self.subscribed.set()
+                    elif line.startswith("event:"):
+                        event_name = line.split(":", 1)[1].strip()
+                    elif line.startswith("data:") and event_name == "run":
+                        self.events.put((datetime.now(UTC), json.loads(line.split(":", 1)[1])))
+        except httpx.HTTPError as exc:
+            if not self._stop_requested:
+                self.error = repr(exc)
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._client.close()
+        self.join(20)
