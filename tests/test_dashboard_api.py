@@ -311,6 +311,14 @@ def test_a_finished_dag_run_invalidates_every_process_cache(
             client.get("/api/stats")
             assert client.get("/api/stats").headers["x-etl-cache"] == "memory"
 
+        # A finished run of another platform on the same Redis server (pub/sub spans databases): its
+        # version is not ours, so nothing is invalidated and no foreign version is adopted.
+        foreign = {**run_event("dag_run", "etl_elsewhere", "r", "success"), "version": 99}
+        redis_db.client.publish("etl:runs:etl_elsewhere", json.dumps(foreign))
+        time.sleep(0.3)
+        assert one.get("/api/stats").headers["x-etl-cache"] == "memory"
+        assert one.app.state.dashboard.cache.version == 0
+
         started = datetime.now(UTC).replace(microsecond=123456)
         dag_run = SimpleNamespace(
             dag_id="etl_reports", run_id="manual__r1", start_date=started, end_date=None

@@ -64,12 +64,17 @@ class TwoLevelCache:
     def version(self) -> int | None:
         return self._version
 
-    def set_version(self, version: int) -> None:
-        """Adopt a newer ledger version (never go back: events may arrive out of order)."""
+    def set_version(self, version: int, *, authoritative: bool = False) -> None:
+        """Adopt a newer ledger version; `authoritative` (read from our own Redis database) also goes
+        back, so a version from a foreign event can never pin a process above the real one."""
         with self._lock:
-            if self._version is None or version > self._version:
+            if (
+                self._version is None
+                or version > self._version
+                or (authoritative and version != self._version)
+            ):
                 self._version = version
-                self._memory.clear()  # every entry belongs to an older version now
+                self._memory.clear()  # every entry belongs to another version now
 
     def _current_version(self) -> int:
         if self._version is not None:
@@ -159,7 +164,7 @@ async def run_invalidation_subscriber(
         try:
             await pubsub.psubscribe(CHANNEL_PATTERN)
             await pubsub.get_message(timeout=2)  # the psubscribe confirmation
-            cache.set_version(int(await client.get(VERSION_KEY) or 0))
+            cache.set_version(int(await client.get(VERSION_KEY) or 0), authoritative=True)
             cache.subscribed.set()
             backoff = 0.5
             while True:
@@ -169,10 +174,9 @@ async def run_invalidation_subscriber(
                 with contextlib.suppress(ValueError, TypeError):
                     event = json.loads(message["data"])
                     if isinstance(event, dict) and ends_a_run(event):
-                        version = event.get("version")
-                        if version is None:
-                            version = await client.get(VERSION_KEY) or 0
-                        cache.set_version(int(version))
+                        # Channels span Redis databases (another platform on the same server publishes
+                        # here too), so the event's own version is not trusted: read our key instead.
+                        cache.set_version(int(await client.get(VERSION_KEY) or 0), authoritative=True)
         except asyncio.CancelledError:
             raise
         except (redis.RedisError, OSError) as exc:
