@@ -330,7 +330,8 @@ def fetch_stats(conn: Conn, since: datetime | None, until: datetime | None) -> d
     last_started: dict[str, datetime | None] = {}
     for pipeline, status, bucket, runs, duration, rows, bytes_, last in _fetchall(conn, query, params):
         overall.add(status, bucket, runs, duration, rows, bytes_)
-        pipelines.setdefault(pipeline, _Totals()).add(status, bucket, runs, duration, rows, bytes_)
+        totals = pipelines.get(pipeline) or pipelines.setdefault(pipeline, _Totals())
+        totals.add(status, bucket, runs, duration, rows, bytes_)
         last_started[pipeline] = last
     return {
         "overall": overall.stats_json(),
@@ -394,7 +395,8 @@ def _day_series(conn: Conn, pipeline: str | None, since: datetime, until: dateti
     totals: dict[tuple[date, str], _Totals] = {}
     query = _SERIES_DAY.format(where=_conditions(_DAY_FILTERS, names))
     for day, name, status, bucket, runs, duration, rows, bytes_ in _fetchall(conn, query, params):
-        totals.setdefault((day, name), _Totals()).add(status, bucket, runs, duration, rows, bytes_)
+        point = totals.get((day, name)) or totals.setdefault((day, name), _Totals())
+        point.add(status, bucket, runs, duration, rows, bytes_)
     points = []
     for (day, name), t in sorted(totals.items()):
         ts = datetime.combine(day, time(), tzinfo=UTC)
