@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import redis
-import redis.asyncio as aioredis
 
 from etl_platform.dashboard.events import CHANNEL_PATTERN, VERSION_KEY, ends_a_run
 
@@ -157,6 +156,8 @@ async def run_invalidation_subscriber(
     Runs until cancelled (the app's lifespan cancels it). After (re)subscribing it re-reads the version
     key, so events missed while disconnected cannot leave stale memory entries behind.
     """
+    import redis.asyncio as aioredis  # only the api-server needs it; the plugin is imported everywhere
+
     backoff = 0.5
     while True:
         client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=30)

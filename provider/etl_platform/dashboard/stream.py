@@ -12,13 +12,15 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio as aioredis
 from fastapi import HTTPException, status
 
 from etl_platform.dashboard.events import CHANNEL_PATTERN, channel
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ async def subscribe(redis_url: str | None, pipeline: str | None, timeout_s: floa
     """Subscribe to `etl:runs:<pipeline>` (or psubscribe `etl:runs:*`); 503 when Redis is unreachable."""
     if not redis_url:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no Redis configured for run events")
+    import redis.asyncio as aioredis  # only the api-server needs it; the plugin is imported everywhere
+
     client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s)
     pubsub = client.pubsub()
     try:
