@@ -234,6 +234,17 @@
     renderErrors();
   }
 
+  /** Airflow's login (it redirects to the auth manager's form) and back to the page, or the UI showing it. */
+  function loginUrl() {
+    let back = location.href;
+    try {
+      if (window.top !== window && window.top.location.origin === location.origin) back = window.top.location.href;
+    } catch (e) {
+      /* a cross-origin parent: come back to the page itself */
+    }
+    return "../api/v2/auth/login?next=" + encodeURIComponent(back);
+  }
+
   function renderErrors() {
     const banner = $("#error");
     const text = $(".error-text", banner);
@@ -246,7 +257,7 @@
     if (errors.some(([, e]) => e.status === 401)) {
       append(text, [
         "Not signed in: ",
-        el("a", { href: "../", target: "_top", text: "sign in to Airflow" }),
+        el("a", { href: loginUrl(), target: "_top", text: "sign in to Airflow" }),
         ", then reload this page. (" + errors.find(([, e]) => e.status === 401)[1].detail + ")",
       ]);
     } else {
@@ -343,7 +354,10 @@
     const by = Object.assign({ pending: 0, running: 0, success: 0, failed: 0 }, s.by_status || {});
     const rate = failureRate(by);
     $("#stats-title").textContent = state.pipeline ? "Pipeline " + state.pipeline : "Overview";
-    $("#scope").textContent = RANGES[state.range].label;
+    // The API rounds `since` down to its UTC midnight (the rollup is per day): say which range it is.
+    const since = state.stats && state.stats.since;
+    $("#scope").textContent = RANGES[state.range].label + (since ? " · since " + fmtTime(since) : "");
+    $("#scope").title = since ? "stats since " + since + " (ranges are whole UTC days)" : "";
     $("#clear-pipeline").hidden = !state.pipeline;
     const card = (key, label, value, shown, opts) =>
       el(
@@ -979,7 +993,11 @@
   function renderRuns() {
     const tbody = $("#runs tbody");
     if (!state.runs.length) {
-      const what = state.pipeline || state.status || state.since || state.until ? "No runs match the filters" : "No runs yet";
+      const what = state.errors.runs
+        ? "Could not load the runs (see the message above)"
+        : state.pipeline || state.status || state.since || state.until
+          ? "No runs match the filters"
+          : "No runs yet";
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "empty", text: what })));
     } else {
       tbody.replaceChildren(...state.runs.map(runRow));
