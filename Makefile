@@ -49,10 +49,11 @@ test: install lint
 demo: install
 	$(BIN)/python scripts/demo.py
 
-bench: install ## transfer methods (BENCH_ARGS=--rows N ...), partition maintenance, health-check cost
+bench: install ## transfer methods (BENCH_ARGS=--rows N ...), partition maintenance, health-check cost, dashboard API
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.partitions
 	$(BIN)/python -m benchmarks.health
+	$(BIN)/python -m benchmarks.dashboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run

@@ -35,7 +35,11 @@ def _partitions(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, st
 
 def test_migration_is_idempotent_and_builds_the_dashboard_indexes(pg_server: Any, ledger_db: str) -> None:
     with psycopg.connect(pg_server.conninfo(ledger_db)) as conn:
-        assert migrate(conn) == ["001_etl_audit_ledger.sql", "002_create_monthly_partition.sql"]
+        assert migrate(conn) == [
+            "001_etl_audit_ledger.sql",
+            "002_create_monthly_partition.sql",
+            "003_dashboard.sql",
+        ]
         assert migrate(conn) == []
         kinds = dict(
             conn.execute(
