@@ -270,6 +270,37 @@ def test_stats_cache_memory_redis_and_expiry(tokens: Tokens, ledger: str, redis_
     assert keys and all(k.startswith("etl:dashboard:v0:stats:") for k in keys), keys
 
 
+def test_requests_within_one_bucket_share_a_cache_entry(
+    tokens: Tokens, ledger: str, redis_db: RedisDb
+) -> None:
+    """The page asks for "the last 7 days" with a new `since` every time: the answer only changes per
+    bucket (stats: UTC day; hourly series: hour), so those requests must not all miss the cache."""
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    insert_runs(ledger, make_runs(["etl_orders"], 6, now - timedelta(hours=8)))
+    with client_for(settings_for(ledger, redis_db.url), tokens.admin) as client:
+        stats, series = [], []
+        for minutes in (0, 7, 13):  # all inside one hour (and one day) of each other
+            since = (now - timedelta(days=6, minutes=minutes)).isoformat()
+            until = (now - timedelta(minutes=minutes)).isoformat()
+            stats.append(client.get("/api/stats", params={"since": since}))
+            series.append(
+                client.get("/api/series", params={"since": since, "until": until, "bucket": "hour"})
+            )
+        assert [r.headers["x-etl-cache"] for r in stats] == ["miss", "memory", "memory"]
+        assert [r.headers["x-etl-cache"] for r in series] == ["miss", "memory", "memory"]
+        body = series[0].json()
+        assert sum(p["runs"] for p in body["points"]) == 6
+        assert datetime.fromisoformat(body["until"]) - datetime.fromisoformat(body["since"]) <= timedelta(
+            days=6
+        )
+        assert datetime.fromisoformat(body["since"]).minute == 0
+        # a different bucket is a different entry
+        later = client.get(
+            "/api/series", params={"since": (now - timedelta(days=5)).isoformat(), "bucket": "hour"}
+        )
+        assert later.headers["x-etl-cache"] == "miss"
+
+
 def test_memory_expiry_uses_the_injected_clock(redis_db: RedisDb) -> None:
     now = [1000.0]
     cache = TwoLevelCache(redis_db.client, ttl_s=60, clock=lambda: now[0])

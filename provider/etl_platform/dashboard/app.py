@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, s
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
@@ -101,19 +102,39 @@ class DashboardRuntime:
             )
         return self.settings, self.pool, self.cache
 
+    def cached(
+        self, key: str, compute: Callable[[Connection[Any]], dict[str, Any]]
+    ) -> tuple[Any, CacheLevel]:
+        """`compute` on a pooled ledger connection, through the two-level cache."""
+        _, pool, cache = self.ready()
+
+        def on_ledger() -> dict[str, Any]:
+            with _bad_request(), pool.connection() as conn:
+                return dict(jsonable_encoder(compute(conn)))
+
+        value, level = cache.get_or_compute(key, on_ledger)
+        self.metrics.cache.labels(result=level).inc()
+        return value, level
+
     def stats(self, since: datetime | None, until: datetime | None) -> tuple[dict[str, Any], CacheLevel]:
         from etl_platform.dashboard import queries
 
-        _, pool, cache = self.ready()
+        since, until = queries.align_range(since, until, "day")  # the rollup is per day
+        return self.cached(
+            f"stats:{_iso(since)}:{_iso(until)}", lambda c: queries.fetch_stats(c, since, until)
+        )
 
-        def compute() -> dict[str, Any]:
-            with _bad_request(), pool.connection() as conn:
-                return dict(jsonable_encoder(queries.fetch_stats(conn, since, until)))
+    def series(
+        self, pipeline: str | None, since: datetime, until: datetime, bucket: str
+    ) -> tuple[dict[str, Any], CacheLevel]:
+        from etl_platform.dashboard import queries
 
-        key = f"stats:{_iso(since)}:{_iso(until)}"
-        value, level = cache.get_or_compute(key, compute)
-        self.metrics.cache.labels(result=level).inc()
-        return value, level
+        aligned = queries.align_range(since, until, bucket)
+        start, end = aligned[0] or since, aligned[1] or until
+        return self.cached(
+            f"series:{bucket}:{_iso(start)}:{_iso(end)}:{pipeline or ''}",
+            lambda c: queries.fetch_series(c, pipeline, start, end, bucket),
+        )
 
     def _scrape_stats(self) -> dict[str, Any] | None:
         if self.cache is None:
@@ -212,18 +233,18 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     @app.get("/api/series")
     def series(
         rt: RuntimeDep,
+        response: Response,
         pipeline: str | None = None,
         since: Since = None,
         until: Until = None,
         bucket: str = "day",
     ) -> Any:
-        from etl_platform.dashboard import queries
-
-        _, pool, _ = rt.ready()
         end = _utc(until) or datetime.now(UTC)
         start = _utc(since) or end - SERIES_DEFAULT_SPAN
-        with _bad_request(), pool.connection() as conn:
-            return jsonable_encoder(queries.fetch_series(conn, pipeline, start, end, bucket))
+        with _bad_request():
+            value, level = rt.series(pipeline, start, end, bucket)
+        response.headers[CACHE_HEADER] = level
+        return value
 
     @app.get("/api/stream")
     async def stream(

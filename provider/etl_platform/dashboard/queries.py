@@ -239,6 +239,23 @@ def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[date | 
     return since_day, until_day
 
 
+def _ceil_hour(value: datetime) -> datetime:
+    floor = value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return floor if floor == value else floor + timedelta(hours=1)
+
+
+def align_range(
+    since: datetime | None, until: datetime | None, bucket: str
+) -> tuple[datetime | None, datetime | None]:
+    """The bounds a stats ('day') or series query really covers, so that requests differing only inside
+    a bucket share one cache entry: whole UTC days for the rollup; whole hours for 'hour', the partial
+    first hour dropped so a 7-day range stays within 7 days."""
+    if bucket == "day":
+        since_day, until_day = _day_bounds(since, until)
+        return _midnight(since_day), _midnight(until_day)
+    return (None if since is None else _ceil_hour(since)), (None if until is None else _ceil_hour(until))
+
+
 def _midnight(day: date | None) -> datetime | None:
     return None if day is None else datetime.combine(day, time(), tzinfo=UTC)
 
