@@ -21,7 +21,7 @@
   const OTHER_COLOR = "#94a3b8";
   const REFRESH_EVERY_MS = 2000; // live events refresh stats and charts at most this often
   const PERIODIC_MS = 60000; // and everything refreshes this often anyway
-  const SLOW_FACTOR = 2; // p95 at least this many times the median p95 of all pipelines
+  const SLOW_FACTOR = 2; // p95 at least this many times the median p95 of the other pipelines
   const GROWING = 0.25; // rows in the 2nd half of the range at least 25 % above the 1st half
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -414,12 +414,13 @@
   // ------------------------------------------------------------------------------------------ pipelines table
   function pipelineRows() {
     const pipelines = (state.stats && state.stats.pipelines) || [];
-    const med = median(pipelines.map((p) => p.p95_duration_s));
     const trends = seriesTrends();
     return pipelines.map((p) => {
       const by = Object.assign({ pending: 0, running: 0, success: 0, failed: 0 }, p.by_status || {});
       const trend = trends.get(p.pipeline) || { growth: null, spark: [] };
       const rate = failureRate(by);
+      // Slow: p95 well above the median p95 of the other pipelines (also meaningful with just two).
+      const med = median(pipelines.filter((o) => o !== p).map((o) => o.p95_duration_s));
       return Object.assign({}, p, {
         by,
         failure_rate: rate,
@@ -528,7 +529,7 @@
           el("td", {
             class: "num" + (r.slow ? " p95-slow" : ""),
             text: fmtDuration(r.p95_duration_s),
-            title: r.slow ? "p95 at least " + SLOW_FACTOR + "× the median p95 of all pipelines" : null,
+            title: r.slow ? "p95 at least " + SLOW_FACTOR + "× the median p95 of the other pipelines" : null,
           }),
           el("td", { class: "num", text: fmtCompact(r.rows), title: fmtInt(r.rows) }),
           el("td", { class: "num", text: fmtCompact(r.rows_per_second) }),
@@ -627,24 +628,24 @@
   }
 
   function timeTicks(t0, t1, width) {
-    const maxTicks = Math.max(2, Math.floor(width / 90));
+    const maxTicks = Math.max(2, Math.floor(width / 80));
     const steps = [HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY];
     const step = steps.find((s) => (t1 - t0) / s <= maxTicks) || 30 * DAY;
     const ticks = [];
-    // Align on local midnight for day steps, on the hour otherwise.
-    const start = new Date(t0);
-    if (step >= DAY) start.setHours(0, 0, 0, 0);
-    else start.setMinutes(0, 0, 0);
-    let t = start.getTime();
-    while (t < t0) t += step;
-    for (; t <= t1; t += step) {
-      const d = new Date(t);
-      if (step >= DAY && d.getHours() !== 0) {
-        d.setHours(0, 0, 0, 0); // DST shift
-        if (d.getTime() < t0) continue;
+    // Local time: hours that are multiples of the step, or every n-th local midnight.
+    const d = new Date(t0);
+    if (step < DAY) {
+      d.setMinutes(0, 0, 0);
+      const every = step / HOUR;
+      for (; d.getTime() <= t1; d.setHours(d.getHours() + 1)) {
+        if (d.getTime() >= t0 && d.getHours() % every === 0) ticks.push(d.getTime());
       }
-      if (step < DAY && d.getHours() % (step / HOUR) !== 0) continue;
-      ticks.push(d.getTime());
+    } else {
+      d.setHours(0, 0, 0, 0);
+      const every = Math.round(step / DAY);
+      for (let i = 0; d.getTime() <= t1; d.setDate(d.getDate() + 1), i++) {
+        if (d.getTime() >= t0 && i % every === 0) ticks.push(d.getTime());
+      }
     }
     const month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     const label = (ms) => {
