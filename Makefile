@@ -20,6 +20,9 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --python $(BIN)/python requirements/dev.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@# setuptools leaves an egg-info beside the package; on sys.path it is a second copy of the distribution
+	@# and Airflow would load the provider's plugin twice ("Plugin 'etl_platform' already registered").
+	rm -rf provider/*.egg-info
 	$(MAKE) --no-print-directory system-deps
 	rm -f $(VENV)/.installed-* && touch $@
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import psycopg
@@ -167,6 +168,18 @@ def test_every_endpoint_needs_a_valid_token_with_dag_run_read_access(
         # An explicit (bad) bearer token wins over a good cookie, as in Airflow's own API.
         assert client.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
         assert client.get("/static/..%2Fapp.py").status_code == 404
+        client.cookies.clear()
+
+        # A browser opening the page without a session is sent to Airflow's login, coming back after;
+        # the API and the assets still answer 401, whatever the client accepts.
+        html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+        visit = client.get("/", headers=html, follow_redirects=False)
+        assert visit.status_code == 303, visit.text
+        login, _, query = visit.headers["location"].partition("?")
+        assert login.startswith("/auth/") and login.endswith("login")
+        assert parse_qs(query)["next"] == ["http://testserver/"]
+        for path in ("/api/runs", "/static/dashboard.js", "/metrics"):
+            assert client.get(path, headers=html, follow_redirects=False).status_code == 401, path
 
 
 # ------------------------------------------------------------------------------------------ runs

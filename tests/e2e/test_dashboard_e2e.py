@@ -36,6 +36,10 @@ def test_plugin_is_loaded_with_its_nav_entry_and_needs_a_token(platform: Platfor
     assert views["ETL performance"]["destination"] == "nav"
     assert views["ETL performance"]["url_route"] == "etl-performance"
 
+    # Each plugin once: a second copy of the distribution on sys.path would register etl_platform twice.
+    assert api.request("GET", "/api/v2/plugins/importErrors")["import_errors"] == []
+    assert [p["name"] for p in plugins].count("etl_platform") == 1
+
     stats = api.client.get("/etl/api/stats")
     assert stats.status_code == 200, stats.text
     assert stats.headers["x-etl-cache"] in ("miss", "memory", "redis")
@@ -43,6 +47,8 @@ def test_plugin_is_loaded_with_its_nav_entry_and_needs_a_token(platform: Platfor
     anonymous = httpx.get(f"{platform.api_url}/etl/api/stats", timeout=30)
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{platform.api_url}/etl/", timeout=30).status_code == 401
+    browser = httpx.get(f"{platform.api_url}/etl/", headers={"Accept": "text/html"}, timeout=30)
+    assert browser.status_code == 303 and "/auth/login?next=" in browser.headers["location"]
     page = httpx.get(f"{platform.api_url}/etl/", cookies={"_token": _token(api)}, timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
 

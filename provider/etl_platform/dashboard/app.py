@@ -20,7 +20,8 @@ import psycopg
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
@@ -200,6 +201,14 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         slow_request_s=lambda: runtime.settings.slow_request_s if runtime.settings else 1.0,
     )
 
+    @app.exception_handler(HTTPException)
+    async def sign_in_first(request: Request, exc: HTTPException) -> Response:
+        """A browser opening the page without a session goes to Airflow's login and comes back;
+        API clients (and everything but the page) get the plain 401."""
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED and _is_page_visit(request):
+            return RedirectResponse(_login_url(str(request.url)), status_code=status.HTTP_303_SEE_OTHER)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(psycopg.OperationalError)
     async def ledger_unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         log.warning("dashboard: ledger unavailable: %s", type(exc).__name__)
@@ -271,6 +280,20 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         return _static_file(path)
 
     return app
+
+
+def _is_page_visit(request: Request) -> bool:
+    return (
+        request.method == "GET"
+        and request.url.path.rstrip("/") == request.scope.get("root_path", "").rstrip("/")
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def _login_url(next_url: str) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().get_url_login(next_url=next_url)
 
 
 def _static_file(path: str) -> FileResponse:
