@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,6 +41,29 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 CACHE_HEADER = "X-ETL-Cache"
 SERIES_DEFAULT_SPAN = timedelta(days=14)
 KNOWN_PATHS = frozenset({"/", "/api/runs", "/api/stats", "/api/series", "/api/stream", "/metrics"})
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):  # sum() of bigint comes back as numeric
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class LedgerJSONResponse(JSONResponse):
+    """json.dumps straight from the query results: they are plain values already, and FastAPI's
+    jsonable_encoder walk cost more than the query itself (2.4 ms for a page of 50 runs)."""
+
+    @staticmethod
+    def dumps(content: Any) -> str:
+        return json.dumps(content, default=_json_default, separators=(",", ":"), allow_nan=False)
+
+    def render(self, content: Any) -> bytes:
+        return self.dumps(content).encode()
+
+
+LedgerQuery = Callable[[Connection[Any]], dict[str, Any]]
 
 
 class DashboardRuntime:
@@ -88,8 +112,10 @@ class DashboardRuntime:
     async def stop(self) -> None:
         if self.subscriber is not None:
             self.subscriber.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.subscriber
+            # bounded: a Redis connection stuck mid-close must not hold the api-server's shutdown
+            done, _ = await asyncio.wait({self.subscriber}, timeout=3)
+            if not done:
+                log.warning("ETL dashboard: the run-event subscriber did not stop within 3 s")
         if self.pool is not None:
             await run_in_threadpool(self.pool.close)
         if self.redis is not None:
@@ -106,33 +132,44 @@ class DashboardRuntime:
     def cached(
         self, key: str, compute: Callable[[Connection[Any]], dict[str, Any]]
     ) -> tuple[Any, CacheLevel]:
-        """`compute` on a pooled ledger connection, through the two-level cache."""
+        """`compute` on a pooled ledger connection, through the two-level cache (blocking: threads)."""
         _, pool, cache = self.ready()
 
         def on_ledger() -> dict[str, Any]:
             with _bad_request(), pool.connection() as conn:
-                return dict(jsonable_encoder(compute(conn)))
+                return dict(json.loads(LedgerJSONResponse.dumps(compute(conn))))  # what Redis will hold
 
         value, level = cache.get_or_compute(key, on_ledger)
         self.metrics.cache.labels(result=level).inc()
         return value, level
 
-    def stats(self, since: datetime | None, until: datetime | None) -> tuple[dict[str, Any], CacheLevel]:
+    async def acached(
+        self, key: str, compute: Callable[[Connection[Any]], dict[str, Any]]
+    ) -> tuple[Any, CacheLevel]:
+        """A memory hit answers on the event loop; Redis and the ledger are reached from a thread."""
+        _, _, cache = self.ready()
+        value = cache.peek_memory(key)
+        if value is not None:
+            self.metrics.cache.labels(result="memory").inc()
+            return value, "memory"
+        return await run_in_threadpool(self.cached, key, compute)
+
+    @staticmethod
+    def stats_entry(since: datetime | None, until: datetime | None) -> tuple[str, LedgerQuery]:
         from etl_platform.dashboard import queries
 
         since, until = queries.align_range(since, until, "day")  # the rollup is per day
-        return self.cached(
-            f"stats:{_iso(since)}:{_iso(until)}", lambda c: queries.fetch_stats(c, since, until)
-        )
+        return f"stats:{_iso(since)}:{_iso(until)}", lambda c: queries.fetch_stats(c, since, until)
 
-    def series(
-        self, pipeline: str | None, since: datetime, until: datetime, bucket: str
-    ) -> tuple[dict[str, Any], CacheLevel]:
+    @staticmethod
+    def series_entry(
+        pipeline: str | None, since: datetime, until: datetime, bucket: str
+    ) -> tuple[str, LedgerQuery]:
         from etl_platform.dashboard import queries
 
         aligned = queries.align_range(since, until, bucket)
         start, end = aligned[0] or since, aligned[1] or until
-        return self.cached(
+        return (
             f"series:{bucket}:{_iso(start)}:{_iso(end)}:{pipeline or ''}",
             lambda c: queries.fetch_series(c, pipeline, start, end, bucket),
         )
@@ -140,7 +177,7 @@ class DashboardRuntime:
     def _scrape_stats(self) -> dict[str, Any] | None:
         if self.cache is None:
             return None
-        return self.stats(None, None)[0]
+        return self.cached(*self.stats_entry(None, None))[0]
 
 
 def _iso(value: datetime | None) -> str:
@@ -163,7 +200,7 @@ def _bad_request() -> Iterator[None]:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
 
 
-def _runtime(request: Request) -> DashboardRuntime:
+async def _runtime(request: Request) -> DashboardRuntime:  # async: no threadpool hop
     runtime: DashboardRuntime = request.app.state.dashboard
     return runtime
 
@@ -223,7 +260,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         until: Until = None,
         page_size: Annotated[int, Query(ge=1, le=100)] = 50,
         cursor: str | None = None,
-    ) -> Any:
+    ) -> Response:
         from etl_platform.dashboard import queries
 
         settings, pool, _ = rt.ready()
@@ -231,29 +268,25 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             filters = queries.RunFilters(pipeline, status, _utc(since), _utc(until))
             with pool.connection() as conn:
                 page = queries.fetch_runs_page(conn, filters, page_size, cursor, settings.cursor_key)
-        return jsonable_encoder(page)
+        return LedgerJSONResponse(page)
 
     @app.get("/api/stats")
-    def stats(rt: RuntimeDep, response: Response, since: Since = None, until: Until = None) -> Any:
-        value, level = rt.stats(_utc(since), _utc(until))
-        response.headers[CACHE_HEADER] = level
-        return value
+    async def stats(rt: RuntimeDep, since: Since = None, until: Until = None) -> Response:
+        value, level = await rt.acached(*rt.stats_entry(_utc(since), _utc(until)))
+        return LedgerJSONResponse(value, headers={CACHE_HEADER: level})
 
     @app.get("/api/series")
-    def series(
+    async def series(
         rt: RuntimeDep,
-        response: Response,
         pipeline: str | None = None,
         since: Since = None,
         until: Until = None,
         bucket: str = "day",
-    ) -> Any:
+    ) -> Response:
         end = _utc(until) or datetime.now(UTC)
         start = _utc(since) or end - SERIES_DEFAULT_SPAN
-        with _bad_request():
-            value, level = rt.series(pipeline, start, end, bucket)
-        response.headers[CACHE_HEADER] = level
-        return value
+        value, level = await rt.acached(*rt.series_entry(pipeline, start, end, bucket))
+        return LedgerJSONResponse(value, headers={CACHE_HEADER: level})
 
     @app.get("/api/stream")
     async def stream(

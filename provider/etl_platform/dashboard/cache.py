@@ -111,6 +111,14 @@ class TwoLevelCache:
             )
         return value, "miss"
 
+    def peek_memory(self, key: str) -> Any | None:
+        """The live memory entry, without any I/O (safe on the event loop); None: ask get_or_compute."""
+        version = self._version
+        entry = self._memory.get(key)
+        if version is not None and entry is not None and entry[0] == version and entry[1] > self.clock():
+            return entry[2]
+        return None
+
     def _remember(self, key: str, version: int, expires_at: float, value: Any) -> None:
         with self._lock:
             if self._version is None or version >= self._version:
@@ -185,8 +193,8 @@ async def run_invalidation_subscriber(
         finally:
             cache.subscribed.clear()
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), 1)
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await asyncio.wait_for(client.aclose(), 1)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, max_backoff_s)
