@@ -1,10 +1,11 @@
 """The dashboard API on a 1,000,000-run ledger: stats cold and warm, runs page 1 vs page 1,000 vs OFFSET.
 
 Targets (issue 6): warm stats under 5 ms, cold under 200 ms, runs page 1,000 within 1.5x of page 1.
-Requests go over real HTTP (keep-alive) to two server processes running the app under uvicorn, as
-api-server workers do, with a real Airflow JWT checked by SimpleAuthManager on every request: a cold stats
-request computes in process A, B then finds A's entry in Redis, and A's next requests hit its memory. The OFFSET baseline has no endpoint, so
-the page comparison is also made one level down, on the query functions, in interleaved rounds.
+Requests go over real HTTP (http.client, keep-alive) to two server processes running the app under
+uvicorn, as api-server workers do, with a real Airflow JWT checked by SimpleAuthManager on every request:
+a cold stats request computes in process A, B then finds A's entry in Redis, and A's next requests hit its
+memory. The OFFSET baseline has no endpoint, so the page comparison is also made one level down, on the
+query functions, in interleaved rounds.
 
 Run: `python -m benchmarks.dashboard [--runs N] [--reload]` (PYTHONPATH at the repo root; `make bench`
 runs it too). The ledger database is kept between runs (`--reload` rebuilds it); results go to
@@ -14,6 +15,7 @@ benchmarks/results/dashboard-<utc>.json.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import secrets
@@ -28,6 +30,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import psycopg
@@ -174,15 +177,22 @@ def bench_http(ledger_url: str, redis_url: str, token: str, rounds: int) -> dict
     publisher = redis.Redis.from_url(redis_url)
     out: dict[str, Any] = {}
     headers = {"Authorization": f"Bearer {token}"}
-    with servers(ledger_url, redis_url, 2) as (url_a, url_b), httpx.Client(headers=headers) as client:
+    with servers(ledger_url, redis_url, 2) as (url_a, url_b):
+        # http.client on a kept-alive connection per server: httpx's own per-request work (~2.5 ms here)
+        # would be measured as the server's otherwise.
+        conns = {url: http.client.HTTPConnection(*urlsplit(url).netloc.split(":")) for url in (url_a, url_b)}
 
         def get(url: str, path: str, expect_cache: str | None = None, **params: Any) -> dict[str, Any]:
-            response = client.get(url + path, params=params)
-            response.raise_for_status()
+            conn = conns[url]
+            conn.request("GET", f"{path}?{urlencode(params)}" if params else path, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise SystemExit(f"GET {path}: {response.status} {data[:300]!r}")
             if expect_cache is not None:
-                got = response.headers.get("X-ETL-Cache")
+                got = response.getheader("X-ETL-Cache")
                 assert got == expect_cache, f"{path}: expected cache {expect_cache}, got {got}"
-            body: dict[str, Any] = response.json()
+            body: dict[str, Any] = json.loads(data)
             return body
 
         for url in (url_a, url_b):
