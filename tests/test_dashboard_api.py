@@ -168,6 +168,8 @@ def test_every_endpoint_needs_a_valid_token_with_dag_run_read_access(
         # An explicit (bad) bearer token wins over a good cookie, as in Airflow's own API.
         assert client.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
         assert client.get("/static/..%2Fapp.py").status_code == 404
+        assert client.get("/static/%00").status_code == 404  # not a 500
+        assert client.get("/static/" + "x" * 5000).status_code == 404
         client.cookies.clear()
 
         # A browser opening the page without a session is sent to Airflow's login, coming back after;
@@ -314,6 +316,32 @@ def test_requests_within_one_bucket_share_a_cache_entry(
         assert later.headers["x-etl-cache"] == "miss"
 
 
+def test_memory_cache_is_bounded(redis_db: RedisDb) -> None:
+    cache = TwoLevelCache(redis_db.client, ttl_s=60, max_entries=3)
+    for i in range(10):  # keys come from request parameters: a client can ask for many
+        cache.get_or_compute(f"k{i}", lambda i=i: {"n": i})
+    assert [cache.peek_memory(f"k{i}") for i in range(10)] == [None] * 7 + [{"n": 7}, {"n": 8}, {"n": 9}]
+    assert cache.get_or_compute("k0", lambda: {"n": -1}) == ({"n": 0}, "redis")  # Redis still has it
+
+
+def test_hour_ranges_align_without_emptying_short_ranges() -> None:
+    from etl_platform.dashboard.queries import align_range
+
+    t = datetime(2026, 5, 1, 10, 30, tzinfo=UTC)
+    assert align_range(t, t + timedelta(minutes=15), "hour") == (
+        t.replace(minute=0),
+        t.replace(hour=11, minute=0),
+    )
+    assert align_range(t - timedelta(days=7), t, "hour") == (
+        t.replace(hour=11, minute=0) - timedelta(days=7),
+        t.replace(hour=11, minute=0),
+    )
+    assert align_range(t, t + timedelta(hours=2), "day") == (
+        t.replace(hour=0, minute=0),
+        t.replace(hour=0, minute=0) + timedelta(days=1),
+    )
+
+
 def test_memory_expiry_uses_the_injected_clock(redis_db: RedisDb) -> None:
     now = [1000.0]
     cache = TwoLevelCache(redis_db.client, ttl_s=60, clock=lambda: now[0])
@@ -439,6 +467,46 @@ def test_listener_never_raises_and_records_every_dag_run(
     assert run_events.publish(run_event("dag_run", "etl_any", "r", "running")) is False  # not configured
 
 
+def test_ledger_listener_upserts_each_attempt_and_backs_off(
+    ledger: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl_platform.listeners import ledger as ledger_listener
+
+    monkeypatch.setattr(ledger_listener, "_down_until", 0.0)
+    monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "etl_test_dash_ledger")
+    monkeypatch.setenv("AIRFLOW_CONN_ETL_TEST_DASH_LEDGER", _uri(ledger))
+    first = datetime(2026, 5, 1, 10, tzinfo=UTC)
+    attempt = SimpleNamespace(dag_id="etl_upsert", run_id="r1", start_date=first, end_date=None)
+    # Its start was never recorded (say the ledger was down): the end still records the run.
+    attempt.end_date = first + timedelta(minutes=3)
+    assert ledger_listener.close_run(attempt, "failed", "boom")
+    # Cleared and run again: a new start_date, a row of its own; closing it leaves the first alone.
+    rerun = SimpleNamespace(
+        dag_id="etl_upsert", run_id="r1", start_date=first + timedelta(hours=1), end_date=None
+    )
+    assert ledger_listener.open_run(rerun)
+    rerun.end_date = rerun.start_date + timedelta(minutes=2)
+    assert ledger_listener.close_run(rerun, "success", None)
+    with psycopg.connect(ledger) as conn:
+        rows = conn.execute(
+            "SELECT started_at, finished_at, status, error FROM etl_audit.pipeline_runs "
+            "WHERE pipeline = 'etl_upsert' ORDER BY started_at"
+        ).fetchall()
+    assert rows == [
+        (first, attempt.end_date, "failed", "boom"),
+        (rerun.start_date, rerun.end_date, "success", None),
+    ]
+    # A ledger that does not answer costs the scheduler one connect timeout, then nothing for a while.
+    monkeypatch.setenv("AIRFLOW_CONN_ETL_TEST_DASH_LEDGER", "postgresql://postgres@10.255.255.1:5432/nowhere")
+    began = time.monotonic()
+    assert not ledger_listener.open_run(rerun)
+    assert time.monotonic() - began < 5
+    began = time.monotonic()
+    for _ in range(20):
+        assert not ledger_listener.close_run(rerun, "success", None)
+    assert time.monotonic() - began < 0.5
+
+
 # ------------------------------------------------------------------------------------------ queries, metrics
 def test_query_count_is_constant_in_page_size_and_pipelines(
     tokens: Tokens, ledger: str, redis_db: RedisDb
@@ -474,6 +542,8 @@ def test_metrics_exposition(tokens: Tokens, ledger: str, redis_db: RedisDb) -> N
         client.get("/api/runs", params={"status": "nope"})
         client.get("/api/runs", headers={"Authorization": "Bearer nope"})
         client.get("/nowhere/at/all")
+        for i in range(3):  # invented methods must not mint label values (unbounded series)
+            client.request(f"X{i}", "/api/stats")
         resp = client.get("/metrics")
         again = client.get("/metrics").text
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
@@ -486,8 +556,12 @@ def test_metrics_exposition(tokens: Tokens, ledger: str, redis_db: RedisDb) -> N
     assert sample(text, "etl_dashboard_requests_total", endpoint="/api/runs", method="GET", status="400") == 1
     assert sample(text, "etl_dashboard_requests_total", endpoint="/api/runs", method="GET", status="401") == 1
     assert sample(text, "etl_dashboard_requests_total", endpoint="other", method="GET", status="404") == 1
-    assert sample(text, "etl_dashboard_request_seconds_count", endpoint="/api/stats") == 2
-    assert sample(text, "etl_dashboard_request_seconds_bucket", endpoint="/api/stats", le="+Inf") == 2
+    assert 'method="X' not in text
+    assert (
+        sample(text, "etl_dashboard_requests_total", endpoint="/api/stats", method="other", status="405") == 3
+    )
+    assert sample(text, "etl_dashboard_request_seconds_count", endpoint="/api/stats") == 2 + 3  # + the 405s
+    assert sample(text, "etl_dashboard_request_seconds_bucket", endpoint="/api/stats", le="+Inf") == 2 + 3
     assert sample(text, "etl_dashboard_cache_total", result="miss") == 1
     assert sample(text, "etl_dashboard_cache_total", result="memory") == 1
     # A scrape reads the ledger gauges' stats through the cache too (after the counters are exposed).
@@ -585,12 +659,20 @@ def test_settings_from_airflow_config(
 
 
 def test_a_dashboard_without_configuration_answers_503(
-    tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+    tokens: Tokens, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "")
-    with TestClient(create_app(), headers={"Authorization": f"Bearer {tokens.admin}"}) as client:
-        resp = client.get("/api/stats")
-    assert resp.status_code == 503 and "ledger_conn_id" in resp.json()["detail"]
+    with (
+        caplog.at_level(logging.ERROR, logger="etl_platform.dashboard.app"),
+        TestClient(create_app(), headers={"Authorization": f"Bearer {tokens.admin}"}) as client,
+    ):
+        for path in ("/api/stats", "/api/runs", "/api/series", "/api/stream"):
+            resp = client.get(path)
+            # the cause (which may name hosts or settings) stays in the api-server log
+            assert resp.status_code == 503, path
+            assert resp.json()["detail"] == "dashboard not configured: see the api-server log", path
+        assert client.get("/").status_code == 200  # the page still loads and shows the 503s
+    assert any("ledger_conn_id" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -74,10 +74,10 @@ def get_provider_info() -> dict[str, Any]:
                         "default": "",
                     },
                     "dashboard_cache_ttl": {
-                        "description": "Seconds a dashboard stats entry lives in process memory and in "
-                        "Redis; a finished DAG run invalidates entries sooner.",
+                        "description": "Seconds a dashboard stats or series entry lives in process memory "
+                        "and in Redis; a finished DAG run invalidates entries sooner.",
                         "version_added": "0.1.0",
-                        "type": "integer",
+                        "type": "float",
                         "example": "60",
                         "default": "60",
                     },

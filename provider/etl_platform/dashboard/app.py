@@ -84,7 +84,7 @@ class DashboardRuntime:
             if self.settings is None:
                 self.settings = await run_in_threadpool(DashboardSettings.from_airflow)
         except Exception as exc:
-            self.error = f"dashboard not configured: {exc}"
+            self.error = "dashboard not configured: see the api-server log"  # the cause stays server-side
             log.error("ETL dashboard disabled: %s", exc)
             return
         settings = self.settings
@@ -206,6 +206,7 @@ async def _runtime(request: Request) -> DashboardRuntime:  # async: no threadpoo
 
 
 RuntimeDep = Annotated[DashboardRuntime, Depends(_runtime)]
+PipelineParam = Annotated[str | None, Query(min_length=1, max_length=250, description="dag id")]
 Since = Annotated[datetime | None, Query(description="on started_at, inclusive (ISO 8601)")]
 Until = Annotated[datetime | None, Query(description="on started_at, exclusive (ISO 8601)")]
 
@@ -254,7 +255,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     @app.get("/api/runs")
     def runs(
         rt: RuntimeDep,
-        pipeline: str | None = None,
+        pipeline: PipelineParam = None,
         status: str | None = None,
         since: Since = None,
         until: Until = None,
@@ -278,7 +279,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     @app.get("/api/series")
     async def series(
         rt: RuntimeDep,
-        pipeline: str | None = None,
+        pipeline: PipelineParam = None,
         since: Since = None,
         until: Until = None,
         bucket: str = "day",
@@ -289,9 +290,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         return LedgerJSONResponse(value, headers={CACHE_HEADER: level})
 
     @app.get("/api/stream")
-    async def stream(
-        rt: RuntimeDep, pipeline: Annotated[str | None, Query(min_length=1, max_length=250)] = None
-    ) -> StreamingResponse:
+    async def stream(rt: RuntimeDep, pipeline: PipelineParam = None) -> StreamingResponse:
         settings, _, _ = rt.ready()
         subscription = await subscribe(settings.redis_url, pipeline)
         return StreamingResponse(
@@ -332,7 +331,11 @@ def _login_url(next_url: str) -> str:
 def _static_file(path: str) -> FileResponse:
     """A file under static/ (never outside it: the resolved path must stay in the folder)."""
     root = STATIC_DIR.resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = (root / path).resolve()
+        found = target.is_relative_to(root) and target.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long: not a file of ours either
+        found = False
+    if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
     return FileResponse(target, headers={"Cache-Control": "no-cache"})

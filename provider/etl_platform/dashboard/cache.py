@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ class TwoLevelCache:
         clock: Callable[[], float] = time.monotonic,
         retry_redis_after_s: float = 5.0,
         on_redis_error: Callable[[], None] | None = None,
+        max_entries: int = 256,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError(f"cache ttl must be positive, got {ttl_s}")
@@ -53,7 +55,9 @@ class TwoLevelCache:
         self.on_redis_error = on_redis_error
         self.redis_errors = 0
         self.subscribed = threading.Event()  # set while the invalidation subscriber listens
-        self._memory: dict[str, tuple[int, float, Any]] = {}  # key -> (version, expires at, value)
+        # key -> (version, expires at, value); least recently stored first, at most max_entries
+        self._memory: OrderedDict[str, tuple[int, float, Any]] = OrderedDict()
+        self.max_entries = max_entries
         self._version: int | None = None
         self._redis_down_until = 0.0
         self._lock = threading.Lock()
@@ -120,9 +124,13 @@ class TwoLevelCache:
         return None
 
     def _remember(self, key: str, version: int, expires_at: float, value: Any) -> None:
+        """Keys come from request parameters: the oldest entries make room, so memory stays bounded."""
         with self._lock:
             if self._version is None or version >= self._version:
                 self._memory[key] = (version, expires_at, value)
+                self._memory.move_to_end(key)
+                while len(self._memory) > self.max_entries:
+                    self._memory.popitem(last=False)
 
     def clear_memory(self) -> None:
         with self._lock:

@@ -112,6 +112,9 @@ def endpoint_label(path: str, known: frozenset[str]) -> str:
     return "other"
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class MetricsMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware: it would buffer and break the SSE stream).
 
@@ -138,6 +141,7 @@ class MetricsMiddleware:
             return
         endpoint = endpoint_label(route_path(scope), self.known_paths)
         method = str(scope.get("method", "GET"))
+        method = method if method in KNOWN_METHODS else "other"  # labels must not come from the client
         status = 500
         started = time.perf_counter()
         with count_queries() as counter:

@@ -239,8 +239,12 @@ def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[date | 
     return since_day, until_day
 
 
+def _floor_hour(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def _ceil_hour(value: datetime) -> datetime:
-    floor = value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    floor = _floor_hour(value)
     return floor if floor == value else floor + timedelta(hours=1)
 
 
@@ -248,12 +252,17 @@ def align_range(
     since: datetime | None, until: datetime | None, bucket: str
 ) -> tuple[datetime | None, datetime | None]:
     """The bounds a stats ('day') or series query really covers, so that requests differing only inside
-    a bucket share one cache entry: whole UTC days for the rollup; whole hours for 'hour', the partial
-    first hour dropped so a 7-day range stays within 7 days."""
+    a bucket share one cache entry: whole UTC days for the rollup; whole hours for 'hour', both ends
+    rounded up (a 7-day range stays within 7 days; the current hour is complete so far), and a range
+    inside one hour becomes that hour."""
     if bucket == "day":
         since_day, until_day = _day_bounds(since, until)
         return _midnight(since_day), _midnight(until_day)
-    return (None if since is None else _ceil_hour(since)), (None if until is None else _ceil_hour(until))
+    start = None if since is None else _ceil_hour(since)
+    end = None if until is None else _ceil_hour(until)
+    if since is not None and start is not None and end is not None and start >= end:
+        start = _floor_hour(since)  # a range inside one hour: that whole hour
+    return start, end
 
 
 def _midnight(day: date | None) -> datetime | None:

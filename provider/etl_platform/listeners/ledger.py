@@ -10,6 +10,7 @@ Task attempts record themselves; only the DAG run knows whether the pipeline as 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -21,11 +22,17 @@ INSERT INTO etl_audit.pipeline_runs (pipeline, run_id, started_at, status)
 VALUES (%(pipeline)s, %(run_id)s, %(started_at)s, 'running')
 ON CONFLICT (pipeline, run_id, started_at) DO NOTHING
 """
+# An upsert on the run's own row (a cleared and re-run DAG run has a new start_date, so a row of its own),
+# so a run whose start was missed (ledger down at the time) is still recorded when it ends.
 _CLOSE = """
-UPDATE etl_audit.pipeline_runs
-SET status = %(status)s, finished_at = now(), updated_at = now(), error = coalesce(%(error)s, error)
-WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s
+INSERT INTO etl_audit.pipeline_runs AS r (pipeline, run_id, started_at, finished_at, status, error)
+VALUES (%(pipeline)s, %(run_id)s, %(started_at)s, coalesce(%(finished_at)s, now()), %(status)s, %(error)s)
+ON CONFLICT (pipeline, run_id, started_at) DO UPDATE
+SET status = EXCLUDED.status, finished_at = EXCLUDED.finished_at, updated_at = now(),
+    error = coalesce(EXCLUDED.error, r.error)
 """
+RETRY_AFTER_S = 10.0  # after a failure the ledger is left alone this long: the scheduler must not wait on it
+_down_until = 0.0
 
 
 def ledger_conn_id() -> str | None:
@@ -36,30 +43,43 @@ def ledger_conn_id() -> str | None:
 
 def open_run(dag_run: Any) -> bool:
     """Insert the pipeline run as running (a no-op if it exists); False if not recorded."""
-    started_at = getattr(dag_run, "start_date", None)
-    if started_at is None:
-        log.warning("ledger: DAG run %s has no start_date; not recorded", getattr(dag_run, "run_id", "?"))
-        return False
-    params = {"pipeline": dag_run.dag_id, "run_id": dag_run.run_id, "started_at": started_at}
-    return _execute(_OPEN, params, "open", dag_run)
+    return _execute(_OPEN, _params(dag_run), "open", dag_run)
 
 
 def close_run(dag_run: Any, status: str, error: str | None) -> bool:
-    """Mark the pipeline run finished with `status`; False if not written."""
-    params = {"status": status, "error": error, "pipeline": dag_run.dag_id, "run_id": dag_run.run_id}
+    """Mark the pipeline run finished with `status` (inserting it if its start was missed)."""
+    params = {**_params(dag_run), "status": status, "error": error}
+    params["finished_at"] = getattr(dag_run, "end_date", None)
     return _execute(_CLOSE, params, "close", dag_run)
 
 
+def _params(dag_run: Any) -> dict[str, Any]:
+    return {
+        "pipeline": dag_run.dag_id,
+        "run_id": dag_run.run_id,
+        "started_at": getattr(dag_run, "start_date", None),
+    }
+
+
 def _execute(statement: str, params: dict[str, Any], what: str, dag_run: Any) -> bool:
+    global _down_until
+    run_id = getattr(dag_run, "run_id", "?")
+    if params["started_at"] is None:
+        log.warning("ledger: DAG run %s has no start_date; not recorded", run_id)
+        return False
+    if time.monotonic() < _down_until:
+        log.warning("ledger: unavailable a moment ago; not waiting on it to %s pipeline run %s", what, run_id)
+        return False
     try:
         conn_id = ledger_conn_id()
         if not conn_id:
             return False
         from etl_platform.hooks.postgres import EtlPostgresHook
 
-        with psycopg.connect(EtlPostgresHook(conn_id).conninfo(), connect_timeout=5) as conn:
+        with psycopg.connect(EtlPostgresHook(conn_id).conninfo(), connect_timeout=3) as conn:
             conn.execute(statement, params)
         return True
     except Exception as exc:  # bookkeeping must never disturb the scheduler
-        log.warning("ledger: could not %s pipeline run %s: %s", what, getattr(dag_run, "run_id", "?"), exc)
+        _down_until = time.monotonic() + RETRY_AFTER_S
+        log.warning("ledger: could not %s pipeline run %s: %s", what, run_id, exc)
         return False
