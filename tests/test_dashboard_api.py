@@ -620,6 +620,26 @@ def test_sse_delivers_run_events_within_2s_and_cleans_up(
     assert _wait(lambda: _numsub(redis_db.client, pipeline) == 0, 5), "subscription left behind"
 
 
+def test_sse_streams_are_capped_per_process(
+    tokens: Tokens, ledger: str, redis_db: RedisDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl_platform.dashboard import stream
+
+    monkeypatch.setattr(stream, "MAX_STREAMS", 1)  # each stream holds a Redis connection
+    # a gone client is noticed at the next write: keep-alives every 0.5 s
+    app = create_app(settings_for(ledger, redis_db.url, keepalive_s=0.5))
+    auth = {"Authorization": f"Bearer {tokens.admin}"}
+    with serve(app) as base:
+        with SseClient(f"{base}/api/stream", tokens.admin, {}) as sse:
+            assert sse.next_comment(5) == "subscribed"
+            assert stream.open_streams() == 1
+            refused = httpx.get(f"{base}/api/stream", headers=auth, timeout=10)
+            assert refused.status_code == 503 and "too many" in refused.json()["detail"]
+        assert _wait(lambda: stream.open_streams() == 0, 5), "a closed stream still counts"
+        with SseClient(f"{base}/api/stream", tokens.admin, {}) as again:
+            assert again.next_comment(5) == "subscribed"  # room again
+
+
 def test_sse_all_pipelines_pattern(tokens: Tokens, ledger: str, redis_db: RedisDb) -> None:
     app = create_app(settings_for(ledger, redis_db.url))
     pipeline = f"etl_sse_all_{time.time_ns()}"

@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Stre
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from etl_platform.dashboard.auth import require_dag_run_reader
@@ -297,6 +298,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             event_stream(subscription, settings.keepalive_s),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(subscription.close),  # also when the stream never started
         )
 
     @app.get("/metrics")

@@ -7,6 +7,7 @@ no event published afterwards, and an unreachable Redis is a 503 rather than a b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -25,24 +26,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+MAX_STREAMS = 200  # per api-server process: each stream holds a Redis connection
+_open_streams = 0
+
+
 class Subscription:
-    """An open pub/sub on one client connection; close() releases both."""
+    """An open pub/sub on one client connection; close() (idempotent, bounded) releases both."""
 
     def __init__(self, client: aioredis.Redis, pubsub: Any) -> None:
+        global _open_streams
         self.client = client
         self.pubsub = pubsub
+        self.closed = False
+        _open_streams += 1
 
     async def close(self) -> None:
+        global _open_streams
+        if self.closed:
+            return
+        self.closed = True
+        _open_streams -= 1
         with contextlib.suppress(Exception):
-            await self.pubsub.aclose()
+            await asyncio.wait_for(self.pubsub.aclose(), 1)
         with contextlib.suppress(Exception):
-            await self.client.aclose()
+            await asyncio.wait_for(self.client.aclose(), 1)
+
+
+def open_streams() -> int:
+    return _open_streams
 
 
 async def subscribe(redis_url: str | None, pipeline: str | None, timeout_s: float = 2.0) -> Subscription:
     """Subscribe to `etl:runs:<pipeline>` (or psubscribe `etl:runs:*`); 503 when Redis is unreachable."""
     if not redis_url:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no Redis configured for run events")
+    if _open_streams >= MAX_STREAMS:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="too many live streams; retry later")
     import redis.asyncio as aioredis  # only the api-server needs it; the plugin is imported everywhere
 
     client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s)
