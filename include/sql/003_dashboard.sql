@@ -25,12 +25,23 @@ CREATE TABLE IF NOT EXISTS etl_audit.pipeline_run_rollup (
 );
 CREATE INDEX IF NOT EXISTS pipeline_run_rollup_day_idx ON etl_audit.pipeline_run_rollup (day);
 
+-- A run's rollup coordinates, in one place for the trigger and the rebuild (inlined by the planner).
+CREATE OR REPLACE FUNCTION etl_audit.pipeline_run_day(started timestamptz)
+RETURNS date
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $fn$ SELECT (started AT TIME ZONE 'UTC')::date $fn$;
+
+CREATE OR REPLACE FUNCTION etl_audit.pipeline_run_seconds(started timestamptz, finished timestamptz)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $fn$ SELECT extract(epoch FROM finished - started)::double precision $fn$;
+
 CREATE OR REPLACE FUNCTION etl_audit.pipeline_run_duration_bucket(started timestamptz, finished timestamptz)
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $fn$
     SELECT CASE WHEN finished IS NULL THEN -1000
-                ELSE floor(ln(greatest(extract(epoch FROM finished - started)::double precision, 0.001))
+                ELSE floor(ln(greatest(etl_audit.pipeline_run_seconds(started, finished), 0.001))
                            / ln(1.1))::integer
            END
 $fn$;
@@ -41,6 +52,8 @@ LANGUAGE plpgsql
 AS $fn$
 DECLARE
     remaining bigint;
+    old_day date;
+    old_bucket integer;
 BEGIN
     IF TG_OP = 'UPDATE'
        AND (OLD.pipeline, OLD.status, OLD.started_at, OLD.finished_at, OLD."rows", OLD.bytes)
@@ -49,31 +62,27 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        old_day := etl_audit.pipeline_run_day(OLD.started_at);
+        old_bucket := etl_audit.pipeline_run_duration_bucket(OLD.started_at, OLD.finished_at);
         UPDATE etl_audit.pipeline_run_rollup r
         SET runs = r.runs - 1,
-            duration_sum = r.duration_sum - coalesce(extract(epoch FROM OLD.finished_at - OLD.started_at), 0),
+            duration_sum = r.duration_sum - coalesce(etl_audit.pipeline_run_seconds(OLD.started_at, OLD.finished_at), 0),
             rows_sum = r.rows_sum - OLD."rows",
             bytes_sum = r.bytes_sum - OLD.bytes
-        WHERE r.pipeline = OLD.pipeline
-          AND r.day = (OLD.started_at AT TIME ZONE 'UTC')::date
-          AND r.status = OLD.status
-          AND r.duration_bucket = etl_audit.pipeline_run_duration_bucket(OLD.started_at, OLD.finished_at)
+        WHERE (r.pipeline, r.day, r.status, r.duration_bucket) = (OLD.pipeline, old_day, OLD.status, old_bucket)
         RETURNING r.runs INTO remaining;
         IF remaining = 0 THEN
             DELETE FROM etl_audit.pipeline_run_rollup r
-            WHERE r.pipeline = OLD.pipeline
-              AND r.day = (OLD.started_at AT TIME ZONE 'UTC')::date
-              AND r.status = OLD.status
-              AND r.duration_bucket = etl_audit.pipeline_run_duration_bucket(OLD.started_at, OLD.finished_at)
+            WHERE (r.pipeline, r.day, r.status, r.duration_bucket) = (OLD.pipeline, old_day, OLD.status, old_bucket)
               AND r.runs = 0;
         END IF;
     END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
         INSERT INTO etl_audit.pipeline_run_rollup AS r
             (pipeline, day, status, duration_bucket, runs, duration_sum, rows_sum, bytes_sum)
-        VALUES (NEW.pipeline, (NEW.started_at AT TIME ZONE 'UTC')::date, NEW.status,
+        VALUES (NEW.pipeline, etl_audit.pipeline_run_day(NEW.started_at), NEW.status,
                 etl_audit.pipeline_run_duration_bucket(NEW.started_at, NEW.finished_at), 1,
-                coalesce(extract(epoch FROM NEW.finished_at - NEW.started_at), 0), NEW."rows", NEW.bytes)
+                coalesce(etl_audit.pipeline_run_seconds(NEW.started_at, NEW.finished_at), 0), NEW."rows", NEW.bytes)
         ON CONFLICT (pipeline, day, status, duration_bucket) DO UPDATE
         SET runs = r.runs + 1,
             duration_sum = r.duration_sum + EXCLUDED.duration_sum,
@@ -103,9 +112,9 @@ BEGIN
     TRUNCATE etl_audit.pipeline_run_rollup;
     INSERT INTO etl_audit.pipeline_run_rollup
         (pipeline, day, status, duration_bucket, runs, duration_sum, rows_sum, bytes_sum)
-    SELECT pipeline, (started_at AT TIME ZONE 'UTC')::date, status,
+    SELECT pipeline, etl_audit.pipeline_run_day(started_at), status,
            etl_audit.pipeline_run_duration_bucket(started_at, finished_at), count(*),
-           coalesce(sum(extract(epoch FROM finished_at - started_at)), 0), sum("rows"), sum(bytes)
+           coalesce(sum(etl_audit.pipeline_run_seconds(started_at, finished_at)), 0), sum("rows"), sum(bytes)
     FROM etl_audit.pipeline_runs
     GROUP BY 1, 2, 3, 4
     ORDER BY 2, 1;  -- heap in day order, as the trigger appends it: a day range reads few pages

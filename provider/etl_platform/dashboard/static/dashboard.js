@@ -806,18 +806,14 @@
       return `${bucketLabel(t, series.bucket)}\ntotal: ${fmtInt(stackTotals[i])} rows${lines.length ? "\n" + lines.join("\n") : ""}`;
     }));
     f.svg.appendChild(legend(f, names.map((n) => ({ name: n, color: colors.get(n) }))));
-    if (!points.length) {
-      f.svg.appendChild(
-        svgEl("text", {
-          x: f.m.left + f.pw / 2,
-          y: f.m.top + f.ph / 2,
-          "text-anchor": "middle",
-          fill: "#64748b",
-          text: "no runs in the " + RANGES[state.range].label,
-        })
-      );
-    }
+    if (!points.length) emptyNote(f, "no runs in the " + RANGES[state.range].label);
     container.replaceChildren(f.svg);
+  }
+
+  function emptyNote(f, text) {
+    f.svg.appendChild(
+      svgEl("text", { x: f.m.left + f.pw / 2, y: f.m.top + f.ph / 2, "text-anchor": "middle", fill: "#64748b", text })
+    );
   }
 
   function hoverBands(f, times, step, text) {
@@ -905,17 +901,7 @@
       })
     );
     f.svg.appendChild(legend(f, lines.map((l) => ({ name: l.name, color: l.color, dash: l.dash }))));
-    if (!points.length) {
-      f.svg.appendChild(
-        svgEl("text", {
-          x: f.m.left + f.pw / 2,
-          y: f.m.top + f.ph / 2,
-          "text-anchor": "middle",
-          fill: "#64748b",
-          text: "no finished runs in the " + RANGES[state.range].label,
-        })
-      );
-    }
+    if (!points.length) emptyNote(f, "no finished runs in the " + RANGES[state.range].label);
     container.replaceChildren(f.svg);
   }
 
