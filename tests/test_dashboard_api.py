@@ -8,6 +8,7 @@ is exactly what POST /auth/token hands out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
@@ -26,7 +27,7 @@ import psycopg
 import pytest
 import redis
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from psycopg import sql
 
@@ -626,6 +627,10 @@ def test_sse_streams_are_capped_per_process(
     from etl_platform.dashboard import stream
 
     monkeypatch.setattr(stream, "MAX_STREAMS", 1)  # each stream holds a Redis connection
+    before = stream.open_streams()
+    with pytest.raises(HTTPException) as refused_by_redis:  # a failed subscription holds no slot
+        asyncio.run(stream.subscribe(f"redis://127.0.0.1:{free_port()}/0", None, timeout_s=1))
+    assert refused_by_redis.value.status_code == 503 and stream.open_streams() == before == 0
     # a gone client is noticed at the next write: keep-alives every 0.5 s
     app = create_app(settings_for(ledger, redis_db.url, keepalive_s=0.5))
     auth = {"Authorization": f"Bearer {tokens.admin}"}

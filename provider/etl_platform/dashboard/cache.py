@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import redis
 
-from etl_platform.dashboard.events import CHANNEL_PATTERN, VERSION_KEY, ends_a_run
+from etl_platform.dashboard.events import VERSION_KEY, Subscription, ends_a_run, subscribe
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +172,12 @@ async def run_invalidation_subscriber(
     Runs until cancelled (the app's lifespan cancels it). After (re)subscribing it re-reads the version
     key, so events missed while disconnected cannot leave stale memory entries behind.
     """
-    import redis.asyncio as aioredis  # only the api-server needs it; the plugin is imported everywhere
-
     backoff = 0.5
     while True:
-        client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=30)
-        pubsub = client.pubsub()
+        subscription: Subscription | None = None
         try:
-            await pubsub.psubscribe(CHANNEL_PATTERN)
-            await pubsub.get_message(timeout=2)  # the psubscribe confirmation
+            subscription = await subscribe(redis_url, None)
+            client, pubsub = subscription.client, subscription.pubsub
             cache.set_version(int(await client.get(VERSION_KEY) or 0), authoritative=True)
             cache.subscribed.set()
             backoff = 0.5
@@ -200,9 +197,7 @@ async def run_invalidation_subscriber(
             log.warning("dashboard cache: run-event subscription lost (%s); retrying", type(exc).__name__)
         finally:
             cache.subscribed.clear()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pubsub.aclose(), 1)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), 1)
+            if subscription is not None:
+                await subscription.close()
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, max_backoff_s)

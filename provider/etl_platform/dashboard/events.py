@@ -6,9 +6,15 @@ the cache's invalidation subscriber listen), so both sides agree on names withou
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 CHANNEL_PREFIX = "etl:runs:"
 CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
@@ -69,3 +75,47 @@ def publish_run_event(redis_client: RedisLike, event: dict[str, Any]) -> int | N
         event = {**event, "version": version}
     redis_client.publish(channel(str(event["pipeline"])), json.dumps(event))
     return version
+
+
+class Subscription:
+    """An open pub/sub on its own client connection; close() (idempotent, bounded) releases both."""
+
+    def __init__(
+        self, client: aioredis.Redis, pubsub: Any, on_close: Callable[[], None] | None = None
+    ) -> None:
+        self.client = client
+        self.pubsub = pubsub
+        self.closed = False
+        self._on_close = on_close
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._on_close is not None:
+            self._on_close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pubsub.aclose(), 1)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.aclose(), 1)
+
+
+async def subscribe(
+    redis_url: str, pipeline: str | None, timeout_s: float = 2.0, on_close: Callable[[], None] | None = None
+) -> Subscription:
+    """Subscribe to `etl:runs:<pipeline>` (psubscribe `etl:runs:*` without one) and wait for the
+    confirmation, so nothing published afterwards is missed. Redis errors propagate, nothing left open."""
+    import redis.asyncio as aioredis  # only the api-server needs it; this module is imported everywhere
+
+    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s, health_check_interval=30)
+    subscription = Subscription(client, client.pubsub(), on_close)
+    try:
+        if pipeline:
+            await subscription.pubsub.subscribe(channel(pipeline))
+        else:
+            await subscription.pubsub.psubscribe(CHANNEL_PATTERN)
+        await subscription.pubsub.get_message(timeout=timeout_s)  # the confirmation: now we listen
+    except BaseException:
+        await subscription.close()
+        raise
+    return subscription

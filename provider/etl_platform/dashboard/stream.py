@@ -7,21 +7,17 @@ no event published afterwards, and an unreachable Redis is a 503 rather than a b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from fastapi import HTTPException, status
 
-from etl_platform.dashboard.events import CHANNEL_PATTERN, channel
-
-if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+from etl_platform.dashboard import events
+from etl_platform.dashboard.events import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -30,53 +26,40 @@ MAX_STREAMS = 200  # per api-server process: each stream holds a Redis connectio
 _open_streams = 0
 
 
-class Subscription:
-    """An open pub/sub on one client connection; close() (idempotent, bounded) releases both."""
-
-    def __init__(self, client: aioredis.Redis, pubsub: Any) -> None:
-        global _open_streams
-        self.client = client
-        self.pubsub = pubsub
-        self.closed = False
-        _open_streams += 1
-
-    async def close(self) -> None:
-        global _open_streams
-        if self.closed:
-            return
-        self.closed = True
-        _open_streams -= 1
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.pubsub.aclose(), 1)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.aclose(), 1)
-
-
 def open_streams() -> int:
     return _open_streams
 
 
 async def subscribe(redis_url: str | None, pipeline: str | None, timeout_s: float = 2.0) -> Subscription:
-    """Subscribe to `etl:runs:<pipeline>` (or psubscribe `etl:runs:*`); 503 when Redis is unreachable."""
+    """A stream's subscription (events.subscribe); 503 when Redis is unreachable or streams are full.
+
+    The stream's slot is taken first and given back exactly once: by the subscription's close, or here
+    when no subscription came of it."""
+    global _open_streams
     if not redis_url:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no Redis configured for run events")
     if _open_streams >= MAX_STREAMS:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="too many live streams; retry later")
-    import redis.asyncio as aioredis  # only the api-server needs it; the plugin is imported everywhere
+    released = False
 
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s)
-    pubsub = client.pubsub()
+    def release() -> None:
+        global _open_streams
+        nonlocal released
+        if not released:
+            released = True
+            _open_streams -= 1
+
+    _open_streams += 1
     try:
-        if pipeline:
-            await pubsub.subscribe(channel(pipeline))
-        else:
-            await pubsub.psubscribe(CHANNEL_PATTERN)
-        await pubsub.get_message(timeout=timeout_s)  # the subscribe confirmation: now we listen
-    except (redis.RedisError, OSError) as exc:
-        await Subscription(client, pubsub).close()
-        log.warning("dashboard stream: Redis unavailable: %s", type(exc).__name__)
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="run events unavailable") from None
-    return Subscription(client, pubsub)
+        return await events.subscribe(redis_url, pipeline, timeout_s, on_close=release)
+    except BaseException as exc:
+        release()
+        if isinstance(exc, redis.RedisError | OSError):
+            log.warning("dashboard stream: Redis unavailable: %s", type(exc).__name__)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail="run events unavailable"
+            ) from None
+        raise
 
 
 def format_event(data: Any) -> str | None:
