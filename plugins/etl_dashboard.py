@@ -1,19 +1,20 @@
 """Registers the ETL performance dashboard with the api-server: the app at /etl and a page in the UI nav.
 
-Only registration lives here; the app is etl_platform.dashboard (see docs/dashboard.md). create_app()
-opens nothing until the api-server starts the app, so importing this in other processes is cheap.
+Only registration lives here; the app is etl_platform.dashboard (see docs/dashboard.md). Every Airflow
+process imports this module (task processes too, at each start), but only the api-server asks for
+`fastapi_apps`: the app (FastAPI, ~2 s of imports in a fresh process) is built on that first request.
 """
 
 from __future__ import annotations
 
-from airflow.plugins_manager import AirflowPlugin
+from functools import cached_property
+from typing import Any
 
-from etl_platform.dashboard.app import create_app
+from airflow.plugins_manager import AirflowPlugin
 
 
 class EtlDashboardPlugin(AirflowPlugin):
     name = "etl_dashboard"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/etl", "name": "ETL performance dashboard"}]
     external_views = [
         {
             "name": "ETL performance",
@@ -23,3 +24,9 @@ class EtlDashboardPlugin(AirflowPlugin):
             "url_route": "etl-performance",
         }
     ]
+
+    @cached_property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        from etl_platform.dashboard.app import create_app
+
+        return [{"app": create_app(), "url_prefix": "/etl", "name": "ETL performance dashboard"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.resources import files
@@ -50,3 +51,26 @@ def test_provider_info_matches_airflow_schema() -> None:
     info = get_provider_info()
     jsonschema.validate(info, schema)
     assert info["package-name"] == DIST_NAME
+
+
+def test_dashboard_plugin_is_cheap_to_import_and_builds_its_app_on_demand(airflow_home: Path) -> None:
+    """Task processes import every plugin at start: the dashboard's FastAPI app is the api-server's alone."""
+    plugins = Path(__file__).resolve().parents[1] / "plugins"
+    probe = (
+        "import sys\n"
+        "import etl_dashboard\n"
+        "assert 'fastapi' not in sys.modules, 'importing the plugin imported FastAPI'\n"
+        "plugin = etl_dashboard.EtlDashboardPlugin()\n"
+        "(app,) = plugin.fastapi_apps\n"
+        "assert type(app['app']).__name__ == 'FastAPI' and app['url_prefix'] == '/etl', app\n"
+        "assert plugin.fastapi_apps is plugin.fastapi_apps  # built once\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
