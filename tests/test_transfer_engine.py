@@ -259,6 +259,32 @@ def test_source_sql_with_key_column(src_db: Any, dst_db: Any) -> None:
     assert _rows(dst, dst_db.schema) == [(i, v.upper()) for i, v in expected]
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_source_sql_percent_signs_reach_the_server_unchanged(
+    src_db: Any, dst_db: Any, parallelism: int
+) -> None:
+    """A '%' inside a string literal and the modulo operator: nothing may double them."""
+    src, dst = _simple_tables(src_db, dst_db, rows=200)
+    items = sql.Identifier(src_db.schema, "items")
+    src.execute(sql.SQL("UPDATE {} SET v = '50%' WHERE id IN (3, 7, 11)").format(items))
+    query = sql.SQL("SELECT id, v, ts FROM {} WHERE id % 10 = 0 OR v = '50%'").format(items).as_string(src)
+    summary = run_transfer(
+        TransferSpec(
+            source_sql=query,
+            key_column="id",
+            destination_table=f"{dst_db.schema}.items",
+            chunk_rows=7,
+            checkpoint_schema=dst_db.schema,
+            parallelism=parallelism,
+        ),
+        src_db.conninfo,
+        dst_db.conninfo,
+    )
+    expected = [(3, "50%"), (7, "50%"), (11, "50%")] + [(i, f"v{i}") for i in range(10, 201, 10)]
+    assert summary.rows == len(expected) == 23
+    assert _rows(dst, dst_db.schema) == sorted(expected)
+
+
 # -- resume --------------------------------------------------------------------------------------
 
 

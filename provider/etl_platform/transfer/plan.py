@@ -122,9 +122,10 @@ def build_plan(
     else:
         assert spec.source_sql is not None and spec.key_column
         src_cols = catalog.describe_query(source, spec.source_sql)
-        escaped = spec.source_sql.replace("%", "%%")  # we always bind parameters around it
         source_relation = None
-        source_from = sql.SQL("({}) AS src").format(sql.SQL(escaped))  # type: ignore[arg-type]
+        # Sent verbatim: every statement built around it (COPY, EXPLAIN, the split-point query) is
+        # executed without bind parameters, so a '%' (modulo, LIKE '50%') must reach the server as is.
+        source_from = sql.SQL("({}) AS src").format(sql.SQL(spec.source_sql))  # type: ignore[arg-type]
         found = next((c for c in src_cols if c.name == spec.key_column), None)
         if found is None:
             raise TransferConfigError(
