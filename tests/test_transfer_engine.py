@@ -12,7 +12,14 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferSpec, run_transfer
+from etl_platform.transfer import (
+    ChunkLoadError,
+    StagingLostError,
+    TransferConfigError,
+    TransferSpec,
+    run_transfer,
+)
+from etl_platform.transfer.checkpoint import CheckpointStore
 from tests.transfer_fixtures import (
     AWKWARD_COLUMNS,
     create_awkward_destination,
@@ -22,11 +29,13 @@ from tests.transfer_fixtures import (
 )
 
 
-def _run(src_db: Any, dst_db: Any, **kwargs: Any) -> Any:
+def _run(src_db: Any, dst_db: Any, *, reset_checkpoint: bool = False, **kwargs: Any) -> Any:
     kwargs.setdefault("source_table", f"{src_db.schema}.items")
     kwargs.setdefault("destination_table", f"{dst_db.schema}.items")
     kwargs.setdefault("checkpoint_schema", dst_db.schema)  # tests share the destination database
-    return run_transfer(TransferSpec(**kwargs), src_db.conninfo, dst_db.conninfo)
+    return run_transfer(
+        TransferSpec(**kwargs), src_db.conninfo, dst_db.conninfo, reset_checkpoint=reset_checkpoint
+    )
 
 
 @pytest.fixture
@@ -351,6 +360,111 @@ def test_rejected_row_names_table_range_and_reason_and_fixed_rerun_completes(
     summary = _run(src_db, dst_db, chunk_rows=500, checkpoint_id="fix-me")
     assert summary.resumed_from == "500"
     assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+def _fail_checkpoint_once(dst: Any, schema: str, at_rows: int) -> None:
+    """Rejects the chunk whose checkpoint would reach `at_rows` rows, once: works for every write
+    mode, as the checkpoint commits in the chunk's transaction (the stage does not exist yet)."""
+    CheckpointStore(schema, "setup").ensure(dst)
+    dst.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(schema, "ckpt_fault_seq")))
+    dst.execute(
+        sql.SQL(
+            """CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.rows >= {at} AND nextval({seq}::regclass) = 1 THEN
+                RAISE EXCEPTION 'injected checkpoint fault at % rows', NEW.rows;
+            END IF;
+            RETURN NEW;
+        END $$"""
+        ).format(
+            fn=sql.Identifier(schema, "ckpt_fault"),
+            at=sql.Literal(at_rows),
+            seq=sql.Literal(sql.Identifier(schema, "ckpt_fault_seq").as_string(dst)),
+        )
+    )
+    dst.execute(
+        sql.SQL("CREATE TRIGGER ckpt_fault BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+            sql.Identifier(schema, "transfer_checkpoints"), sql.Identifier(schema, "ckpt_fault")
+        )
+    )
+
+
+def _stale_destination(dst: Any, schema: str) -> list[tuple[Any, ...]]:
+    dst.execute(
+        sql.SQL("INSERT INTO {} SELECT g, 'stale', now() FROM generate_series(1, 10) g").format(
+            sql.Identifier(schema, "items")
+        )
+    )
+    return _rows(dst, schema)
+
+
+def _stage_tables(dst: Any, schema: str) -> list[str]:
+    found = dst.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'stage\\_%%'", (schema,)
+    ).fetchall()
+    return [r[0] for r in found]
+
+
+def test_reset_checkpoint_restages_from_scratch(src_db: Any, dst_db: Any) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=5_000)
+    stale = _stale_destination(dst, dst_db.schema)
+    _fail_checkpoint_once(dst, dst_db.schema, at_rows=2_000)
+    opts: dict[str, Any] = {"chunk_rows": 500, "write_mode": "truncate", "checkpoint_id": "restage"}
+    with pytest.raises(psycopg.Error, match="injected checkpoint fault"):
+        _run(src_db, dst_db, **opts)
+    assert _rows(dst, dst_db.schema) == stale  # nothing published by the failed attempt
+    (stage,) = _stage_tables(dst, dst_db.schema)
+    assert row_count(dst, dst_db.schema, stage) == 1_500  # three chunks staged before the fault
+    summary = _run(src_db, dst_db, reset_checkpoint=True, **opts)
+    assert summary.resumed_from is None and summary.rows_before_resume == 0 and summary.rows == 5_000
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+    assert _stage_tables(dst, dst_db.schema) == []
+
+
+def test_a_stage_emptied_by_a_crash_is_never_published(src_db: Any, dst_db: Any) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=5_000)
+    stale = _stale_destination(dst, dst_db.schema)
+    _fail_checkpoint_once(dst, dst_db.schema, at_rows=2_000)
+    opts: dict[str, Any] = {"chunk_rows": 500, "write_mode": "truncate", "checkpoint_id": "crashed"}
+    with pytest.raises(psycopg.Error, match="injected checkpoint fault"):
+        _run(src_db, dst_db, **opts)
+    # What crash recovery does to an UNLOGGED table while the (logged) checkpoints survive.
+    (stage,) = _stage_tables(dst, dst_db.schema)
+    dst.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(dst_db.schema, stage)))
+
+    with pytest.raises(StagingLostError) as lost:
+        _run(src_db, dst_db, **opts)
+    message = str(lost.value)
+    assert f"{dst_db.schema}.items was left unchanged" in message
+    assert "holds 3500 rows but the checkpoints recorded 5000 staged rows" in message
+    assert "server crash" in message and "restages every row" in message
+    assert _rows(dst, dst_db.schema) == stale  # the partial set (3,500 rows) was not swapped in
+    left = dst.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE transfer_id = 'crashed'").format(
+            sql.Identifier(dst_db.schema, "transfer_checkpoints")
+        )
+    ).fetchone()
+    assert left == (0,) and _stage_tables(dst, dst_db.schema) == []
+
+    summary = _run(src_db, dst_db, **opts)  # the retry restages from the first key
+    assert summary.resumed_from is None and summary.rows == 5_000
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+def test_append_final_commit_stamps_the_checkpoint(src_db: Any, dst_db: Any) -> None:
+    """The synchronous final commit must write something, or the async chunks' WAL is not forced."""
+    _simple_tables(src_db, dst_db)
+    dst = dst_db.connect()
+    before = dst.execute("SELECT clock_timestamp()").fetchone()
+    assert before is not None
+    _run(src_db, dst_db, chunk_rows=300, checkpoint_id="stamp-me")
+    found = dst.execute(
+        sql.SQL("SELECT done, finished_at FROM {} WHERE transfer_id = 'stamp-me'").format(
+            sql.Identifier(dst_db.schema, "transfer_checkpoints")
+        )
+    ).fetchall()
+    assert len(found) == 1 and found[0][0] is True
+    assert found[0][1] is not None and found[0][1] >= before[0]
 
 
 # -- bad input -----------------------------------------------------------------------------------

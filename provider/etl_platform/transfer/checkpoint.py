@@ -24,12 +24,19 @@ CREATE TABLE IF NOT EXISTS {table} (
     last_key     text,
     done         boolean     NOT NULL DEFAULT false,
     rows         bigint      NOT NULL DEFAULT 0,
+    written      bigint      NOT NULL DEFAULT 0,
     bytes        bigint      NOT NULL DEFAULT 0,
     chunks       integer     NOT NULL DEFAULT 0,
     updated_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
     PRIMARY KEY (transfer_id, part)
 )
 """
+# Columns added after the first release: tables created by it get them on first use.
+_ADDED_COLUMNS = {
+    "written": sql.SQL("bigint NOT NULL DEFAULT 0"),
+    "finished_at": sql.SQL("timestamptz"),
+}
 
 
 @dataclass
@@ -41,9 +48,10 @@ class PartState:
     hi: str | None
     last_key: str | None = None
     done: bool = False
-    rows: int = 0
+    rows: int = 0  # rows read from the source
     bytes: int = 0
     chunks: int = 0
+    written: int = 0  # rows written to the chunk target (a staging table holds exactly these)
 
     @property
     def resume_key(self) -> str | None:
@@ -64,6 +72,7 @@ class CheckpointStore:
                         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
                     )
                     conn.execute(sql.SQL(_DDL).format(table=self.table))  # type: ignore[arg-type]
+                    self._add_missing_columns(conn)
                 conn.commit()
                 return
             except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
@@ -71,10 +80,28 @@ class CheckpointStore:
                 if attempt == 2:
                     raise
 
+    def _add_missing_columns(self, conn: psycopg.Connection[Any]) -> None:
+        """ALTER only when a column is missing: ALTER TABLE would lock out concurrent transfers."""
+        present = {
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                "AND NOT attisdropped",
+                (self.table.as_string(conn),),
+            ).fetchall()
+        }
+        for name, ddl in _ADDED_COLUMNS.items():
+            if name not in present:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        self.table, sql.Identifier(name), ddl
+                    )
+                )
+
     def load(self, conn: psycopg.Connection[Any], fingerprint: str) -> list[PartState] | None:
         rows = conn.execute(
             sql.SQL(
-                "SELECT part, fingerprint, lo, hi, last_key, done, rows, bytes, chunks FROM {} "
+                "SELECT part, fingerprint, lo, hi, last_key, done, rows, bytes, chunks, written FROM {} "
                 "WHERE transfer_id = %s ORDER BY part"
             ).format(self.table),
             (self.transfer_id,),
@@ -89,7 +116,7 @@ class CheckpointStore:
                 "transfer with different source, destination, key, mode or window; delete those rows "
                 "(or pass reset_checkpoint=True) to start over."
             )
-        return [PartState(r[0], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+        return [PartState(r[0], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows]
 
     def create(self, conn: psycopg.Connection[Any], fingerprint: str, parts: list[PartState]) -> None:
         with conn.cursor() as cur:
@@ -105,10 +132,32 @@ class CheckpointStore:
         """Records the part's progress; call inside the chunk's destination transaction."""
         cur.execute(
             sql.SQL(
-                "UPDATE {} SET last_key = %s, done = %s, rows = %s, bytes = %s, chunks = %s, "
+                "UPDATE {} SET last_key = %s, done = %s, rows = %s, bytes = %s, chunks = %s, written = %s, "
                 "updated_at = now() WHERE transfer_id = %s AND part = %s"
             ).format(self.table),
-            (state.last_key, state.done, state.rows, state.bytes, state.chunks, self.transfer_id, state.part),
+            (
+                state.last_key,
+                state.done,
+                state.rows,
+                state.bytes,
+                state.chunks,
+                state.written,
+                self.transfer_id,
+                state.part,
+            ),
+        )
+
+    def mark_finished(self, conn: psycopg.Connection[Any]) -> None:
+        """Stamps the finished transfer; call in the final, synchronously committed transaction.
+
+        Chunks commit with synchronous_commit=off; this write gives the final commit a WAL record
+        of its own, and flushing it flushes every earlier chunk's WAL too.
+        """
+        conn.execute(
+            sql.SQL("UPDATE {} SET finished_at = now(), updated_at = now() WHERE transfer_id = %s").format(
+                self.table
+            ),
+            (self.transfer_id,),
         )
 
     def delete(self, conn: psycopg.Connection[Any]) -> None:

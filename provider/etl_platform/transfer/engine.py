@@ -25,7 +25,7 @@ from psycopg import IsolationLevel, sql
 from etl_platform.transfer import catalog, ranges
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
 from etl_platform.transfer.copy_out import copy_out_rows
-from etl_platform.transfer.errors import ChunkLoadError, TransferError
+from etl_platform.transfer.errors import ChunkLoadError, StagingLostError, TransferError
 from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
 from etl_platform.transfer.progress import LoggerLike, MetricsSink, Progress
@@ -119,16 +119,19 @@ class TransferEngine:
                 store.delete(dst)
                 dst.commit()
             fingerprint = plan.fingerprint()
+            writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id)
             parts = store.load(dst, fingerprint)
             resumed_from = None
             if parts is None:
                 parts = ranges.plan_parts(src, plan, self.spec.parallelism)
+                # A fresh checkpoint starts from the first key: rows an earlier attempt staged under
+                # this transfer id would be published twice. Dropped in the checkpoint's transaction.
+                writer.discard(dst)
                 store.create(dst, fingerprint, parts)
             else:
                 resumed_from = _resume_point(parts)
                 if resumed_from is not None:
                     self.log.info("%s: resuming after %s", self._label(plan), resumed_from)
-            writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id)
             if self.spec.transform is None:
                 self._out_columns = tuple(c.name for c in plan.dest_columns)
                 writer.prepare(dst, self._out_columns)
@@ -145,11 +148,20 @@ class TransferEngine:
             pending = [p for p in parts if not p.done]
             self._run_parts(plan, writer, store, progress, pending, len(parts), src, dst)
 
-            with dst.transaction():
-                dst.execute("SET LOCAL synchronous_commit = on")
-                writer.finalize(dst)
-                if not writer.keeps_checkpoint or self.spec.checkpoint_id is None:
-                    store.delete(dst)
+            try:
+                with dst.transaction():
+                    dst.execute("SET LOCAL synchronous_commit = on")
+                    writer.finalize(dst, sum(p.written for p in parts))
+                    if not writer.keeps_checkpoint or self.spec.checkpoint_id is None:
+                        store.delete(dst)
+                    else:
+                        store.mark_finished(dst)
+            except StagingLostError:
+                # Nothing was published (the swap rolled back); start the next attempt from scratch.
+                writer.discard(dst)
+                store.delete(dst)
+                dst.commit()
+                raise
         seconds = time.perf_counter() - started
         return TransferSummary(
             rows=progress.rows_written,
@@ -240,6 +252,7 @@ class TransferEngine:
             with dst.cursor() as dcur:
                 result = load(dcur)
                 state.rows += result.rows_read
+                state.written += result.rows_written
                 state.bytes += result.bytes
                 state.chunks += 1 if result.rows_read else 0
                 state.last_key = result.last_key if result.last_key is not None else state.last_key

@@ -13,3 +13,10 @@ class TransferConfigError(TransferError, ValueError):
 
 class ChunkLoadError(TransferError):
     """The destination rejected a chunk; earlier chunks stay committed and checkpointed."""
+
+
+class StagingLostError(TransferError):
+    """The staging table lost rows the checkpoints recorded (UNLOGGED: emptied by a server crash).
+
+    Nothing was published; the checkpoint is reset, so a retry restages from the first key.
+    """

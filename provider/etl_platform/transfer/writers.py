@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.transfer.errors import StagingLostError
 from etl_platform.transfer.plan import TransferPlan
 from etl_platform.transfer.spec import WriteMode
 
@@ -41,8 +42,11 @@ class ChunkWriter:
     def after_copy(self, cur: psycopg.Cursor[Any], columns: tuple[str, ...]) -> None:
         pass
 
-    def finalize(self, conn: psycopg.Connection[Any]) -> None:
-        """Runs inside the final destination transaction."""
+    def discard(self, conn: psycopg.Connection[Any]) -> None:
+        """Forgets what an earlier attempt left behind; called when a fresh checkpoint starts."""
+
+    def finalize(self, conn: psycopg.Connection[Any], staged_rows: int) -> None:
+        """Runs inside the final destination transaction; `staged_rows` is what the checkpoints recorded."""
 
 
 class UpsertWriter(ChunkWriter):
@@ -107,13 +111,28 @@ class StagedSwapWriter(ChunkWriter):
     def target(self) -> sql.Composable:
         return self.stage
 
-    def finalize(self, conn: psycopg.Connection[Any]) -> None:
+    def discard(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage))
+
+    def finalize(self, conn: psycopg.Connection[Any], staged_rows: int) -> None:
         plan = self.plan
+        columns = _table_columns(conn, self.stage)
+        found = _row_count(conn, self.stage) if columns else 0
+        if found != staged_rows:
+            # The stage is UNLOGGED (fast, no WAL) but the checkpoints are logged: after a server
+            # crash PostgreSQL empties the stage while the checkpoints still say those chunks are in.
+            schema, name = self.stage._obj
+            raise StagingLostError(
+                f"{plan.destination.label} was left unchanged: its staging table {schema}.{name} holds "
+                f"{found} rows but the checkpoints recorded {staged_rows} staged rows. The staging table "
+                "is UNLOGGED, so PostgreSQL empties it after a server crash (or someone truncated or "
+                "dropped it). Nothing was published; the checkpoint and staging table were reset, so "
+                "the next attempt restages every row from the first key."
+            )
         if plan.spec.write_mode is WriteMode.TRUNCATE:
             conn.execute(sql.SQL("TRUNCATE {}").format(self.dest))
         else:
             conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self.dest, plan.window_predicate()))
-        columns = _table_columns(conn, self.stage)
         if columns:
             conn.execute(
                 sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {}").format(
@@ -148,3 +167,8 @@ def _table_columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> tupl
         (schema, name),
     ).fetchall()
     return tuple(r[0] for r in rows)
+
+
+def _row_count(conn: psycopg.Connection[Any], table: sql.Identifier) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+    return int(row[0]) if row else 0
