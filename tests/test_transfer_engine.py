@@ -215,6 +215,44 @@ def test_upsert_updates_and_inserts(src_db: Any, dst_db: Any) -> None:
     assert dict(_rows(dst, dst_db.schema)) == got
 
 
+def _identity_destination(dst: Any, schema: str, *existing: tuple[int, str]) -> None:
+    """Destination whose copied key is GENERATED ALWAYS AS IDENTITY (and v uniquely indexed)."""
+    items = sql.Identifier(schema, "items")
+    dst.execute(sql.SQL("DROP TABLE {}").format(items))
+    dst.execute(
+        sql.SQL(
+            "CREATE TABLE {} (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text UNIQUE, "
+            "ts timestamptz NOT NULL)"
+        ).format(items)
+    )
+    for key, value in existing:
+        dst.execute(
+            sql.SQL("INSERT INTO {} OVERRIDING SYSTEM VALUE VALUES (%s, %s, now())").format(items),
+            (key, value),
+        )
+
+
+@pytest.mark.parametrize("mode", ["append", "truncate", "upsert"])
+def test_identity_always_destination_takes_the_source_keys(src_db: Any, dst_db: Any, mode: str) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=1_000)
+    existing = [] if mode == "append" else [(2, "old"), (1_002, "gone")]
+    _identity_destination(dst, dst_db.schema, *existing)
+    summary = _run(src_db, dst_db, chunk_rows=300, write_mode=mode)
+    assert summary.rows == 1_000
+    expected = _rows(src, src_db.schema)
+    if mode == "upsert":  # 2 is overwritten, 1002 is not in the source and stays
+        expected.append((1_002, "gone"))
+    assert _rows(dst, dst_db.schema) == expected
+
+
+def test_upsert_on_other_columns_keeps_the_identity_of_existing_rows(src_db: Any, dst_db: Any) -> None:
+    _src, dst = _simple_tables(src_db, dst_db, rows=200)
+    _identity_destination(dst, dst_db.schema, (1_001, "v5"), (1_002, "gone"))
+    _run(src_db, dst_db, chunk_rows=64, write_mode="upsert", conflict_columns=("v",))
+    expected = sorted([(i, f"v{i}") for i in range(1, 201) if i != 5] + [(1_001, "v5"), (1_002, "gone")])
+    assert _rows(dst, dst_db.schema) == expected  # 'v5' was updated in place: it kept id 1001
+
+
 def test_delete_insert_replaces_only_the_window(src_db: Any, dst_db: Any) -> None:
     _src, dst = _simple_tables(src_db, dst_db, rows=24 * 10)  # ten days, hourly
     dst.execute(

@@ -22,6 +22,7 @@ class Column:
     not_null: bool = False
     has_default: bool = False
     generated: bool = False
+    identity_always: bool = False  # GENERATED ALWAYS AS IDENTITY: INSERT needs OVERRIDING SYSTEM VALUE
 
 
 class SchemaQualified:
@@ -73,7 +74,7 @@ WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
 _COLUMNS = """
 SELECT a.attname, a.atttypid::int, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       a.atthasdef OR a.attidentity <> '', a.attgenerated <> ''
+       a.atthasdef OR a.attidentity <> '', a.attgenerated <> '', a.attidentity = 'a'
 FROM pg_attribute a
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum

@@ -64,7 +64,9 @@ class UpsertWriter(ChunkWriter):
 
     def after_copy(self, cur: psycopg.Cursor[Any], columns: tuple[str, ...]) -> None:
         conflict = self.plan.conflict_columns
-        updates = [c for c in columns if c not in conflict]
+        # A GENERATED ALWAYS identity column can only be UPDATEd to DEFAULT: an existing row keeps its own.
+        keep = set(conflict) | _identity_always(self.plan, columns)
+        updates = [c for c in columns if c not in keep]
         action = (
             sql.SQL("DO UPDATE SET {}").format(
                 sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
@@ -75,11 +77,12 @@ class UpsertWriter(ChunkWriter):
         # The key is unique in a chunk, but conflict_columns may not be: keep the last row per conflict.
         cur.execute(
             sql.SQL(
-                "INSERT INTO {dest} ({cols}) SELECT DISTINCT ON ({conf}) {cols} FROM {chunk} "
+                "INSERT INTO {dest} ({cols}) {overriding}SELECT DISTINCT ON ({conf}) {cols} FROM {chunk} "
                 "ORDER BY {conf}, {key} DESC ON CONFLICT ({conf}) {action}"
             ).format(
                 dest=self.dest,
                 cols=_idents(columns),
+                overriding=_overriding(self.plan, columns),
                 conf=_idents(conflict),
                 chunk=_CHUNK_TABLE,
                 key=sql.Identifier(self.plan.key.name) if self.plan.key.name in columns else sql.SQL("1"),
@@ -135,8 +138,8 @@ class StagedSwapWriter(ChunkWriter):
             conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self.dest, plan.window_predicate()))
         if columns:
             conn.execute(
-                sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {}").format(
-                    self.dest, self.stage, cols=_idents(columns)
+                sql.SQL("INSERT INTO {} ({cols}) {overriding}SELECT {cols} FROM {}").format(
+                    self.dest, self.stage, cols=_idents(columns), overriding=_overriding(plan, columns)
                 )
             )
             conn.execute(sql.SQL("DROP TABLE {}").format(self.stage))
@@ -152,6 +155,15 @@ def writer_for(plan: TransferPlan, checkpoint_schema: str, transfer_id: str) -> 
     else:
         cls = ChunkWriter
     return cls(plan, checkpoint_schema, transfer_id)
+
+
+def _identity_always(plan: TransferPlan, columns: tuple[str, ...]) -> set[str]:
+    return {c.name for c in plan.destination.columns if c.identity_always and c.name in columns}
+
+
+def _overriding(plan: TransferPlan, columns: tuple[str, ...]) -> sql.Composable:
+    """INSERT ... SELECT into a GENERATED ALWAYS identity column needs OVERRIDING SYSTEM VALUE (COPY does not)."""
+    return sql.SQL("OVERRIDING SYSTEM VALUE ") if _identity_always(plan, columns) else sql.SQL("")
 
 
 def _idents(names: tuple[str, ...]) -> sql.Composable:
