@@ -253,6 +253,41 @@ def test_upsert_on_other_columns_keeps_the_identity_of_existing_rows(src_db: Any
     assert _rows(dst, dst_db.schema) == expected  # 'v5' was updated in place: it kept id 1001
 
 
+def test_upsert_on_conflict_columns(src_db: Any, dst_db: Any) -> None:
+    src, dst = _simple_tables(src_db, dst_db, rows=300)
+    items = sql.Identifier(dst_db.schema, "items")
+    dst.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT v_unique UNIQUE (v)").format(items))
+    dst.execute(sql.SQL("INSERT INTO {} VALUES (-7, 'v7', now()), (-1, 'keep', now())").format(items))
+    summary = _run(src_db, dst_db, chunk_rows=100, write_mode="upsert", conflict_columns=("v",))
+    assert summary.rows == 300
+    # 'v7' matched on v: updated in place, so its id became 7; 'keep' is not in the source.
+    assert _rows(dst, dst_db.schema) == [(-1, "keep"), *_rows(src, src_db.schema)]
+
+
+@pytest.mark.parametrize(
+    ("ddl", "conflict", "pattern"),
+    [
+        (None, ("v",), r"upsert' on .*\.items needs a unique index .* \['v'\].*its unique keys: \(id\)"),
+        ("CREATE UNIQUE INDEX ON {} (v, ts)", ("v",), r"\['v'\].*its unique keys: \(id\); \(v, ts\)"),
+        ("CREATE UNIQUE INDEX ON {} (v) WHERE id > 0", ("v",), r"\['v'\] \(not partial"),
+        (
+            "ALTER TABLE {} ADD COLUMN code text UNIQUE",
+            ("code",),
+            r"conflict columns \['code'\] of .*\.items are not among the copied columns \(id, v, ts\)",
+        ),
+    ],
+)
+def test_upsert_without_a_matching_unique_key_is_refused(
+    src_db: Any, dst_db: Any, ddl: str | None, conflict: tuple[str, ...], pattern: str
+) -> None:
+    _src, dst = _simple_tables(src_db, dst_db, rows=300)
+    if ddl:
+        dst.execute(sql.SQL(ddl).format(sql.Identifier(dst_db.schema, "items")))  # type: ignore[arg-type]
+    with pytest.raises(TransferConfigError, match=pattern):
+        _run(src_db, dst_db, write_mode="upsert", conflict_columns=conflict)
+    assert row_count(dst, dst_db.schema, "items") == 0
+
+
 def test_delete_insert_replaces_only_the_window(src_db: Any, dst_db: Any) -> None:
     _src, dst = _simple_tables(src_db, dst_db, rows=24 * 10)  # ten days, hourly
     dst.execute(

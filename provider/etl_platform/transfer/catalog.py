@@ -95,6 +95,18 @@ SELECT EXISTS (
 )
 """
 
+# Unique indexes ON CONFLICT can infer as its arbiter: immediate, valid, no predicate, no expressions.
+_ARBITER_KEYS = """
+SELECT array_agg(a.attname::text ORDER BY k.ord)
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %s AND i.indisunique AND i.indimmediate AND i.indisvalid
+  AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts
+GROUP BY i.indexrelid
+ORDER BY i.indexrelid
+"""
+
 
 def resolve_table(conn: psycopg.Connection[Any], table: str, setting: str) -> Relation:
     """Find `table` ("schema.table", "table", or SQL-quoted) or raise naming the setting."""
@@ -124,6 +136,12 @@ def has_unique_index_on(conn: psycopg.Connection[Any], rel: Relation, column: st
     with conn.cursor() as cur:
         row = cur.execute(_UNIQUE_ON, (rel.oid, column)).fetchone()
     return bool(row and row[0])
+
+
+def arbiter_keys(conn: psycopg.Connection[Any], rel: Relation) -> list[tuple[str, ...]]:
+    """Column lists of the unique indexes/constraints an ON CONFLICT (cols) could use on `rel`."""
+    with conn.cursor() as cur:
+        return [tuple(r[0]) for r in cur.execute(_ARBITER_KEYS, (rel.oid,)).fetchall()]
 
 
 def describe_query(conn: psycopg.Connection[Any], query: str) -> tuple[Column, ...]:

@@ -158,6 +158,15 @@ def build_plan(
             )
         for name in conflict:
             dest.require_column(name, "conflict_columns entry")
+        _require_arbiter(destination, dest, conflict)
+        if spec.transform is None:  # a transform's output is checked against them on its first chunk
+            copied = [c.name for c in ordered]
+            absent = [name for name in conflict if name not in copied]
+            if absent:
+                raise TransferConfigError(
+                    f"upsert conflict columns {absent} of {dest.label} are not among the copied columns "
+                    f"({', '.join(copied)}): every row needs them to find the row it replaces."
+                )
 
     return TransferPlan(
         spec=spec,
@@ -188,6 +197,19 @@ def check_output_columns(plan: TransferPlan, names: list[str]) -> tuple[str, ...
         if missing:
             raise TransferConfigError(f"transform output lacks the upsert conflict columns {missing}.")
     return tuple(names)
+
+
+def _require_arbiter(conn: psycopg.Connection[Any], dest: Relation, conflict: tuple[str, ...]) -> None:
+    """ON CONFLICT (cols) needs a unique index on exactly those columns, or every chunk would fail."""
+    keys = catalog.arbiter_keys(conn, dest)
+    if any(set(key) == set(conflict) and len(key) == len(conflict) for key in keys):
+        return
+    known = "; ".join(f"({', '.join(k)})" for k in keys) or "none"
+    raise TransferConfigError(
+        f"write_mode 'upsert' on {dest.label} needs a unique index or constraint on exactly the conflict "
+        f"columns {list(conflict)} (not partial, not deferrable); its unique keys: {known}. Add one, or set "
+        "conflict_columns to one of them."
+    )
 
 
 def _default_key(rel: Relation) -> str:
