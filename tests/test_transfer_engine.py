@@ -588,6 +588,108 @@ def test_column_mismatches_are_named(src_db: Any, dst_db: Any) -> None:
     assert row_count(dst, dst_db.schema, "items") == 0
 
 
+def _one_column_tables(src_db: Any, dst_db: Any, src_type: str, dst_type: str, values: str) -> Any:
+    """items(id, c) on both sides, c of the given types; `values` is a constant SQL expression list."""
+    src, dst = src_db.connect(), dst_db.connect()
+    for conn, schema, kind in ((src, src_db.schema, src_type), (dst, dst_db.schema, dst_type)):
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, c {})").format(
+                sql.Identifier(schema, "items"),
+                sql.SQL(kind),  # type: ignore[arg-type]  # the test's own constant type names
+            )
+        )
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} (id, c) SELECT o, v FROM unnest(ARRAY[{}]) WITH ORDINALITY AS u(v, o)"
+        ).format(
+            sql.Identifier(src_db.schema, "items"),
+            sql.SQL(values),  # type: ignore[arg-type]
+        )
+    )
+    return src, dst
+
+
+def _column_text(conn: Any, schema: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        sql.SQL("SELECT id, c::text FROM {} ORDER BY id").format(sql.Identifier(schema, "items"))
+    ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("src_type", "dst_type", "values", "expected"),
+    [
+        ("integer", "bigint", "1, -2147483648, NULL", ["1", "-2147483648", None]),
+        ("varchar(20)", "text", "'a\tb', 'ü', NULL", ["a\tb", "ü", None]),
+        (
+            "timestamp",
+            "timestamptz",
+            "'2026-03-01 12:34:56.789'::timestamp, NULL",
+            ["2026-03-01 12:34:56.789+00", None],
+        ),
+        ("integer", "text", "42, NULL", ["42", None]),
+        ("date", "timestamp", "'2026-01-05'::date", ["2026-01-05 00:00:00"]),
+        ("interval", "time", "'01:02:03'::interval", ["01:02:03"]),  # other category, assignment cast
+    ],
+)
+def test_compatible_column_types_are_moved_as_text(
+    src_db: Any, dst_db: Any, src_type: str, dst_type: str, values: str, expected: list[Any]
+) -> None:
+    _src, dst = _one_column_tables(src_db, dst_db, src_type, dst_type, values)
+    summary = _run(src_db, dst_db)
+    assert summary.copy_format == "text"
+    assert _column_text(dst, dst_db.schema) == list(enumerate(expected, start=1))
+
+
+@pytest.mark.parametrize(
+    ("src_type", "dst_type", "values"),
+    [("text", "integer", "'12', 'x'"), ("jsonb", "integer", "'1'::jsonb"), ("uuid", "date", "NULL::uuid")],
+)
+def test_incompatible_column_types_are_refused_before_data_moves(
+    src_db: Any, dst_db: Any, src_type: str, dst_type: str, values: str
+) -> None:
+    _src, dst = _one_column_tables(src_db, dst_db, src_type, dst_type, values)
+    with pytest.raises(TransferConfigError) as refused:
+        _run(src_db, dst_db)
+    message = str(refused.value)
+    assert f"{dst_db.schema}.items" in message
+    assert f"'c': {src_type} -> {dst_type}" in message
+    assert f'"c"::{dst_type} AS "c"' in message  # the hint: cast in source_sql
+    assert row_count(dst, dst_db.schema, "items") == 0
+
+
+def test_user_defined_types_move_as_text_between_databases(src_db: Any, dst_db: Any) -> None:
+    """Binary arrays carry their element type's OID, which differs between the two databases."""
+    src, dst = src_db.connect(), dst_db.connect()
+    for conn, schema in ((src, src_db.schema), (dst, dst_db.schema)):
+        conn.execute(
+            sql.SQL("CREATE TYPE {} AS ENUM ('sad', 'ok', 'happy')").format(sql.Identifier(schema, "mood"))
+        )
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, moods {}[], one {})").format(
+                sql.Identifier(schema, "items"),
+                sql.Identifier(schema, "mood"),
+                sql.Identifier(schema, "mood"),
+            )
+        )
+    oids = [
+        conn.execute("SELECT to_regtype(%s)::oid::int", (f"{schema}.mood",)).fetchone()
+        for conn, schema in ((src, src_db.schema), (dst, dst_db.schema))
+    ]
+    assert oids[0] != oids[1]
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, ARRAY['happy', NULL, 'sad']::mood[], "
+            "(ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::mood FROM generate_series(1, 50) g"
+        ).format(sql.Identifier(src_db.schema, "items"))
+    )
+    summary = _run(src_db, dst_db, chunk_rows=20)
+    assert summary.copy_format == "text" and summary.rows == 50
+    query = sql.SQL("SELECT id, moods::text, one::text FROM {} ORDER BY id")
+    expected = src.execute(query.format(sql.Identifier(src_db.schema, "items"))).fetchall()
+    assert expected[0] == (1, "{happy,NULL,sad}", "ok")
+    assert dst.execute(query.format(sql.Identifier(dst_db.schema, "items"))).fetchall() == expected
+
+
 def test_missing_key_is_refused(src_db: Any, dst_db: Any) -> None:
     src, _ = _simple_tables(src_db, dst_db)
     src.execute(sql.SQL("CREATE TABLE {} (a int, b text)").format(sql.Identifier(src_db.schema, "nokey")))

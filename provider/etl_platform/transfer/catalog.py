@@ -144,6 +144,50 @@ def arbiter_keys(conn: psycopg.Connection[Any], rel: Relation) -> list[tuple[str
         return [tuple(r[0]) for r in cur.execute(_ARBITER_KEYS, (rel.oid,)).fetchall()]
 
 
+# OIDs below this are assigned at initdb: the same type in every database of every cluster.
+FIRST_NORMAL_OID = 16384
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    oid: int
+    schema: str
+    name: str
+    category: str  # pg_type.typcategory: 'N' numeric, 'S' string, 'D' date/time, 'A' array, ...
+
+
+def type_infos(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int, TypeInfo]:
+    rows = conn.execute(
+        "SELECT t.oid::int, n.nspname, t.typname, t.typcategory FROM pg_type t "
+        "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = ANY(%s::oid[])",
+        (oids,),
+    ).fetchall()
+    return {r[0]: TypeInfo(*r) for r in rows}
+
+
+def find_type(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
+    """The OID of schema.name in this database (user-defined types differ between databases)."""
+    row = conn.execute(
+        "SELECT t.oid::int FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = %s AND t.typname = %s",
+        (schema, name),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def assignment_casts(conn: psycopg.Connection[Any], pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The (source, target) pairs with an implicit or assignment cast, which INSERT would apply too."""
+    if not pairs:
+        return set()
+    rows = conn.execute(
+        "SELECT c.castsource::int, c.casttarget::int FROM pg_cast c "
+        "JOIN unnest(%s::oid[], %s::oid[]) AS p(s, t) ON c.castsource = p.s AND c.casttarget = p.t "
+        "WHERE c.castcontext IN ('i', 'a')",
+        ([p[0] for p in pairs], [p[1] for p in pairs]),
+    ).fetchall()
+    return {(r[0], r[1]) for r in rows}
+
+
 def describe_query(conn: psycopg.Connection[Any], query: str) -> tuple[Column, ...]:
     """Output columns of a SELECT without reading its rows."""
     probe = sql.SQL("SELECT * FROM ({}) AS src WHERE false").format(sql.SQL(query))  # type: ignore[arg-type]

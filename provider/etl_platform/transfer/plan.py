@@ -144,9 +144,18 @@ def build_plan(
     ordered = (key, *[c for c in src_cols if c.name != key.name])
     if spec.transform is None:
         dest_cols = _match_columns(spec, ordered, dest)
-        binary = all(s.type_name == d.type_name for s, d in zip(ordered, dest_cols, strict=True))
+        pairs = list(zip(ordered, dest_cols, strict=True))
+        _check_types(source, destination, pairs, dest, spec.source_label)
+        # Binary COPY carries type OIDs inside arrays and composites, and user-defined types (enums,
+        # domains, citext, ...) have different OIDs in different databases: binary only for built-ins.
+        built_in = catalog.FIRST_NORMAL_OID
+        binary = all(
+            s.type_name == d.type_name and s.type_oid < built_in and d.type_oid < built_in for s, d in pairs
+        )
         copy_format = BINARY if binary else TEXT
     else:
+        # A transform's output types are only known as Arrow types after its first chunk, and we do
+        # not map those to PostgreSQL types: the destination judges each value on load instead.
         dest_cols = ()
         copy_format = CSV
 
@@ -197,6 +206,53 @@ def check_output_columns(plan: TransferPlan, names: list[str]) -> tuple[str, ...
         if missing:
             raise TransferConfigError(f"transform output lacks the upsert conflict columns {missing}.")
     return tuple(names)
+
+
+def _check_types(
+    source: psycopg.Connection[Any],
+    destination: psycopg.Connection[Any],
+    pairs: list[tuple[Column, Column]],
+    dest: Relation,
+    spec_label: str,
+) -> None:
+    """Refuses a source column whose values the destination column could not take as text.
+
+    Allowed: the same type; the same type category (int -> bigint, timestamp -> timestamptz); a
+    string destination; or an implicit/assignment cast in the destination database.
+    """
+    differing = [(s, d) for s, d in pairs if s.type_name != d.type_name]
+    if not differing:
+        return
+    src_types = catalog.type_infos(source, [s.type_oid for s, _ in differing])
+    dst_types = catalog.type_infos(destination, [d.type_oid for _, d in differing])
+    unsure: list[tuple[Column, Column, int]] = []
+    for s, d in differing:
+        st, dt = src_types.get(s.type_oid), dst_types.get(d.type_oid)
+        if st is None or dt is None:
+            continue  # dropped concurrently: the load will tell
+        if st.category == dt.category or dt.category == "S":
+            continue
+        # The source type's OID in the destination database, if the type exists there.
+        there = (
+            s.type_oid
+            if s.type_oid < catalog.FIRST_NORMAL_OID
+            else catalog.find_type(destination, st.schema, st.name)
+        )
+        unsure.append((s, d, there if there is not None else -1))
+    casts = catalog.assignment_casts(destination, [(oid, d.type_oid) for _, d, oid in unsure if oid >= 0])
+    refused = [(s, d) for s, d, oid in unsure if (oid, d.type_oid) not in casts]
+    if refused:
+        listed = "; ".join(f"{s.name!r}: {s.type_name} -> {d.type_name}" for s, d in refused)
+        raise TransferConfigError(
+            f"columns of {dest.label} cannot take the {spec_label} column types: {listed}. Cast them in source_sql (for example "
+            f"SELECT {_cast_hint(refused[0])} ...) or change the destination column."
+        )
+
+
+def _cast_hint(pair: tuple[Column, Column]) -> str:
+    source, dest = pair
+    ident = sql.Identifier(source.name).as_string(None)
+    return f"{ident}::{dest.type_name} AS {ident}"
 
 
 def _require_arbiter(conn: psycopg.Connection[Any], dest: Relation, conflict: tuple[str, ...]) -> None:
