@@ -657,6 +657,48 @@ def test_incompatible_column_types_are_refused_before_data_moves(
     assert row_count(dst, dst_db.schema, "items") == 0
 
 
+def test_text_copy_ignores_the_sessions_default_styles(src_db: Any, dst_db: Any) -> None:
+    """Server or role defaults (here: libpq options) for DateStyle and friends must not change data."""
+    src, dst = src_db.connect(), dst_db.connect()
+    src.execute(
+        sql.SQL(
+            "CREATE TABLE {} (id int PRIMARY KEY, d date, iv interval, f float8, b bytea, ts timestamptz)"
+        ).format(sql.Identifier(src_db.schema, "items"))
+    )
+    dst.execute(  # d date -> timestamp: a type difference, so the rows travel as text
+        sql.SQL(
+            "CREATE TABLE {} (id int PRIMARY KEY, d timestamp, iv interval, f float8, b bytea, ts timestamptz)"
+        ).format(sql.Identifier(dst_db.schema, "items"))
+    )
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, date '2026-01-01' + g, make_interval(days => -g, hours => 2, mins => -3), "
+            "g / 3.0::float8 + 0.1, decode(lpad(to_hex(g), 4, '0') || '5c00', 'hex'), "
+            "timestamptz '2026-03-01 12:00:00+00' + g * interval '1 hour 1 second' FROM generate_series(1, 40) g"
+        ).format(sql.Identifier(src_db.schema, "items"))
+    )
+    styles = "-cDateStyle=SQL,DMY -cIntervalStyle=sql_standard -cextra_float_digits=0 -cbytea_output=escape"
+    src_conninfo = src_db.server.conninfo(
+        src_db.dbname, options=f"-csearch_path={src_db.schema} {styles} -cTimeZone=Asia/Kolkata"
+    )
+    dst_conninfo = dst_db.server.conninfo(
+        dst_db.dbname, options=f"-csearch_path={dst_db.schema} -cDateStyle=SQL,MDY -cTimeZone=America/Denver"
+    )
+    spec = TransferSpec(
+        source_table=f"{src_db.schema}.items",
+        destination_table=f"{dst_db.schema}.items",
+        checkpoint_schema=dst_db.schema,
+        chunk_rows=7,
+        parallelism=2,
+    )
+    summary = run_transfer(spec, src_conninfo, dst_conninfo)
+    assert summary.copy_format == "text" and summary.rows == 40
+    query = sql.SQL("SELECT id, d::date, iv, f, b, ts FROM {} ORDER BY id")
+    expected = src.execute(query.format(sql.Identifier(src_db.schema, "items"))).fetchall()
+    assert expected[3][1].isoformat() == "2026-01-05"  # day 5, month 1: SQL/DMY prints 05/01/2026
+    assert dst.execute(query.format(sql.Identifier(dst_db.schema, "items"))).fetchall() == expected
+
+
 def test_user_defined_types_move_as_text_between_databases(src_db: Any, dst_db: Any) -> None:
     """Binary arrays carry their element type's OID, which differs between the two databases."""
     src, dst = src_db.connect(), dst_db.connect()

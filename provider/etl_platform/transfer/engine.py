@@ -29,6 +29,7 @@ from etl_platform.transfer.errors import ChunkLoadError, StagingLostError, Trans
 from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
 from etl_platform.transfer.progress import LoggerLike, MetricsSink, Progress
+from etl_platform.transfer.session import pin_settings
 from etl_platform.transfer.spec import TransferSpec
 from etl_platform.transfer.writers import ChunkWriter, writer_for
 
@@ -458,8 +459,7 @@ class TransferEngine:
 
     def _connect(self, factory: ConnectionFactory, *, source: bool = False) -> psycopg.Connection[Any]:
         conn = factory()
-        # UTC both ways: the transform path's CSV carries timestamps without a zone.
-        conn.execute("SET TimeZone = 'UTC'")
+        pin_settings(conn)  # TimeZone, DateStyle, ...: text COPY must not depend on server defaults
         if not source:
             # Safe: each chunk and its checkpoint commit together; the final commit is synchronous.
             conn.execute("SET synchronous_commit = off")

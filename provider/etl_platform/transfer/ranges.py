@@ -10,6 +10,7 @@ from psycopg import sql
 from etl_platform.transfer.catalog import Relation
 from etl_platform.transfer.checkpoint import PartState
 from etl_platform.transfer.plan import TransferPlan
+from etl_platform.transfer.session import pin_settings
 
 _SAMPLE_ROWS = 20_000
 
@@ -47,6 +48,7 @@ def split_points(
     attempts = [sample, sql.SQL("")] if sample is not None else [sql.SQL("")]
     for clause in attempts:
         query = base.format(f=sql.Literal(fractions), key=key, src=source, sample=clause, where=where)
+        pin_settings(conn, local=True)  # keys as ISO text, whatever the caller's session prints
         row = conn.execute(query).fetchone()
         conn.commit()
         values = row[0] if row else None
