@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
 import psycopg
-import pyarrow as pa
 import pytest
 from psycopg import sql
 
@@ -16,6 +16,7 @@ from etl_platform.transfer import (
     ChunkLoadError,
     StagingLostError,
     TransferConfigError,
+    TransferError,
     TransferSpec,
     run_transfer,
 )
@@ -114,9 +115,18 @@ def test_transform_output_must_fit_destination(src_db: Any, dst_db: Any, awkward
 def test_arrow_transform_must_return_a_table(src_db: Any, dst_db: Any, awkward: Any) -> None:
     _, dst = awkward
     create_awkward_destination(dst, dst_db.schema, "items")
-    with pytest.raises(Exception, match=r"pyarrow\.Table"):
+    with pytest.raises(
+        TransferError, match=r"an arrow transform must return a pyarrow\.Table, got DataFrame"
+    ):
         _run(src_db, dst_db, transform=lambda t: t.to_pandas(), transform_format="arrow")
-    assert isinstance(pa.table({"a": [1]}), pa.Table)
+    assert row_count(dst, dst_db.schema, "items") == 0
+    # A transform returning a Table is taken as is: the first ten rows of the (only) chunk.
+    summary = _run(src_db, dst_db, transform=lambda t: t.slice(0, 10), transform_format="arrow")
+    assert summary.rows == 10 and summary.rows_read == 2_345
+    ids = dst.execute(
+        sql.SQL("SELECT array_agg(id ORDER BY id) FROM {}").format(sql.Identifier(dst_db.schema, "items"))
+    )
+    assert ids.fetchone() == (list(range(1, 11)),)
 
 
 # -- write modes ---------------------------------------------------------------------------------
@@ -323,7 +333,11 @@ def test_incremental_window_moves_only_that_window(src_db: Any, dst_db: Any) -> 
 
 def test_source_sql_with_key_column(src_db: Any, dst_db: Any) -> None:
     src, dst = _simple_tables(src_db, dst_db)
-    query = f"SELECT id, upper(v) AS v, ts FROM {src_db.schema}.items WHERE v LIKE 'v1%'"
+    query = (
+        sql.SQL("SELECT id, upper(v) AS v, ts FROM {} WHERE v LIKE 'v1%'")
+        .format(sql.Identifier(src_db.schema, "items"))
+        .as_string(src)
+    )
     summary = run_transfer(
         TransferSpec(
             source_sql=query,
@@ -377,12 +391,16 @@ def _fail_once_at(dst: Any, schema: str, key: int) -> None:
         sql.SQL(
             """CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF NEW.id = {key} AND nextval('{seq}') = 1 THEN
+            IF NEW.id = {key} AND nextval({seq}::regclass) = 1 THEN
                 RAISE EXCEPTION 'injected fault at id %', NEW.id;
             END IF;
             RETURN NEW;
         END $$"""
-        ).format(fn=sql.Identifier(schema, "fault"), key=sql.Literal(key), seq=sql.SQL(f"{schema}.fault_seq"))
+        ).format(
+            fn=sql.Identifier(schema, "fault"),
+            key=sql.Literal(key),
+            seq=sql.Literal(sql.Identifier(schema, "fault_seq").as_string(dst)),
+        )
     )
     dst.execute(
         sql.SQL("CREATE TRIGGER fault BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
@@ -765,6 +783,9 @@ def test_quoted_names_need_no_escaping(src_db: Any, dst_db: Any) -> None:
         window_end="2026-02-01",
     )
     assert summary.rows == 30
+    query = sql.SQL('SELECT "Order ID", "user", "From" FROM {} ORDER BY 1')
+    got = dst.execute(query.format(sql.Identifier(dst_db.schema, "Weird Table; DROP"))).fetchall()
+    assert got == [(g, f"u{g}", date(2026, 1, 1) + timedelta(days=g)) for g in range(1, 31)]
 
 
 def test_progress_is_logged_per_chunk(src_db: Any, dst_db: Any, caplog: pytest.LogCaptureFixture) -> None:
