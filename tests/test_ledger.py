@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import logging
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -10,7 +12,10 @@ import pytest
 from psycopg import sql
 
 from benchmarks.datagen import create_empty_like_orders, create_orders
-from etl_platform.ledger.migrate import migrate
+from etl_platform.ledger.migrate import migrate, migration_files
+from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
+from etl_platform.partitions import maintenance
+from etl_platform.partitions.ddl import DdlRunner
 from harness import run_dag, task_outcomes
 
 
@@ -56,9 +61,47 @@ def test_migration_is_idempotent_and_builds_the_dashboard_indexes(pg_server: Any
         )
         dashboard = indexes["pipeline_runs_pipeline_started_status_idx"]
         assert "(pipeline, started_at DESC, status)" in dashboard
-        active = indexes["pipeline_runs_active_idx"]
-        assert "WHERE (status = ANY (ARRAY['running'::text, 'pending'::text]))" in active
-        assert "now()" not in active
+        for table in ("pipeline_runs", "task_runs"):
+            dashboard = indexes[f"{table}_pipeline_started_status_idx"]
+            assert f"ON ONLY etl_audit.{table} USING btree (pipeline, started_at DESC, status)" in dashboard
+            active = indexes[f"{table}_active_idx"]
+            assert f"ON ONLY etl_audit.{table} USING btree (started_at DESC) WHERE " in active
+            assert active.endswith("WHERE (status = ANY (ARRAY['running'::text, 'pending'::text])))") or (
+                active.endswith("WHERE (status = ANY (ARRAY['running'::text, 'pending'::text]))")
+            )
+            assert "now()" not in active
+        # Both follow every partition, the default included.
+        children = conn.execute(
+            "SELECT p.relname, count(*) FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent "
+            "WHERE p.relname IN ('task_runs_pipeline_started_status_idx', 'task_runs_active_idx') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert children == [("task_runs_active_idx", 1), ("task_runs_pipeline_started_status_idx", 1)]
+
+
+def test_migrate_reapplies_a_file_whose_checksum_changed(pg_server: Any, ledger_db: str) -> None:
+    """An upgrade: the recorded checksum of 002 is an older file's; migrate applies the current 002 again."""
+    with psycopg.connect(pg_server.conninfo(ledger_db), autocommit=True) as conn:
+        migrate(conn)
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION etl_audit.create_monthly_partition(parent regclass, start_date date) "
+            "RETURNS text LANGUAGE sql AS $$ SELECT 'old'::text $$"
+        )
+        conn.execute(
+            "UPDATE etl_audit.schema_migrations SET checksum = 'an older file', applied_at = '2026-01-01' "
+            "WHERE name = '002_create_monthly_partition.sql'"
+        )
+        assert migrate(conn) == ["002_create_monthly_partition.sql"]
+        config = conn.execute(
+            "SELECT proconfig FROM pg_proc WHERE oid = 'etl_audit.create_monthly_partition'::regproc"
+        ).fetchone()
+        assert config == (["TimeZone=UTC", "lock_timeout=5s"],)
+        current = dict(migration_files())["002_create_monthly_partition.sql"]
+        recorded = conn.execute(
+            "SELECT checksum, applied_at > '2026-01-01' FROM etl_audit.schema_migrations "
+            "WHERE name = '002_create_monthly_partition.sql'"
+        ).fetchone()
+        assert recorded == (hashlib.sha256(current.encode()).hexdigest(), True)
+        assert migrate(conn) == []
 
 
 def test_create_monthly_partition_is_idempotent_and_drains_the_default(
@@ -90,6 +133,118 @@ def test_create_monthly_partition_is_idempotent_and_drains_the_default(
             )
 
 
+def test_create_monthly_partition_bounds_are_utc_whatever_the_session_time_zone(
+    pg_server: Any, ledger_db: str
+) -> None:
+    with psycopg.connect(
+        pg_server.conninfo(ledger_db, options="-c TimeZone=Asia/Kolkata"), autocommit=True
+    ) as conn:
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO etl_audit.task_runs (pipeline, run_id, task_id, started_at) "
+            "VALUES ('p', 'r1', 't', '2026-03-31T20:00:00Z'), ('p', 'r2', 't', '2026-02-28T20:00:00Z')"
+        )
+        created = conn.execute(
+            "SELECT etl_audit.create_monthly_partition('etl_audit.task_runs', '2026-03-01')"
+        )
+        assert created.fetchone() == ("task_runs_p202603",)
+        assert conn.execute("SHOW TimeZone").fetchone() == ("Asia/Kolkata",)  # the caller's is untouched
+        conn.execute("SET TimeZone = 'UTC'")
+        bounds = dict(_partitions(conn, "etl_audit.task_runs"))
+        assert bounds["task_runs_p202603"] == (
+            "FOR VALUES FROM ('2026-03-01 00:00:00+00') TO ('2026-04-01 00:00:00+00')"
+        )
+        placed = dict(
+            conn.execute("SELECT run_id, tableoid::regclass::text FROM etl_audit.task_runs").fetchall()
+        )
+        assert placed == {"r1": "etl_audit.task_runs_p202603", "r2": "etl_audit.task_runs_default"}
+    # The Python maintenance reads those bounds (midnight UTC) and carries on around them.
+    with psycopg.connect(pg_server.conninfo(ledger_db)) as conn:
+        maintenance.prepare_session(conn)
+        runner = DdlRunner(conn, logging.getLogger("test"))
+        report = maintenance.ensure_partitions(
+            runner, "etl_audit.task_runs", "month", start="2026-02-01", premake=1, today=date(2026, 3, 15)
+        )
+        assert report.created == ["etl_audit.task_runs_p202602", "etl_audit.task_runs_p202604"]
+        assert report.skipped == ["etl_audit.task_runs_p202603"] and report.rows_moved == 1
+
+
+def _rollup(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT * FROM etl_audit.pipeline_run_rollup ORDER BY 1, 2, 3, 4").fetchall()
+
+
+def test_moving_runs_out_of_the_default_partition_keeps_the_rollup_exact(
+    pg_server: Any, ledger_db: str
+) -> None:
+    """ensure, drain and create_monthly_partition move rows between partitions: the rollup must not
+    count them out (the default's cloned row trigger) without counting them back in."""
+    with psycopg.connect(pg_server.conninfo(ledger_db, options="-c TimeZone=UTC"), autocommit=True) as conn:
+        migrate(conn)
+        conn.execute(
+            'INSERT INTO etl_audit.pipeline_runs (pipeline, run_id, started_at, finished_at, status, "rows", bytes) '
+            "SELECT 'p' || (i % 2), 'r' || i, timestamptz '2026-01-03 10:00+00' + (i % 5) * interval '1 month', "
+            "timestamptz '2026-01-03 10:00+00' + (i % 5) * interval '1 month' + i * interval '7 seconds', "
+            "CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'success' END, i * 10, i * 100 "
+            "FROM generate_series(1, 40) i"
+        )
+        expected = _rollup(conn)
+        assert sum(r[4] for r in expected) == 40
+
+        def check() -> None:
+            assert _rollup(conn) == expected
+            assert conn.execute("SELECT etl_audit.rebuild_pipeline_run_rollup()").fetchone() is not None
+            assert _rollup(conn) == expected  # what a rebuild from the runs gives
+
+        with psycopg.connect(pg_server.conninfo(ledger_db)) as work:
+            maintenance.prepare_session(work)
+            runner = DdlRunner(work, logging.getLogger("test"))
+            ensured = maintenance.ensure_partitions(
+                runner,
+                "etl_audit.pipeline_runs",
+                "month",
+                start="2026-01-01",
+                premake=0,
+                today=date(2026, 2, 9),
+            )
+            assert ensured.rows_moved == 16
+            check()
+            created = conn.execute(
+                "SELECT etl_audit.create_monthly_partition('etl_audit.pipeline_runs', '2026-03-01')"
+            ).fetchone()
+            assert created == ("pipeline_runs_p202603",)
+            check()
+            drained = maintenance.drain_default(runner, "etl_audit.pipeline_runs", "month")
+            assert drained.rows_moved == 16
+            check()
+        assert conn.execute("SELECT count(*) FROM etl_audit.pipeline_runs_default").fetchone() == (0,)
+        triggers = conn.execute(
+            "SELECT tgrelid::regclass::text, tgenabled::text FROM pg_trigger "
+            "WHERE tgname = 'pipeline_runs_rollup_sync' ORDER BY 1"
+        ).fetchall()
+        assert len(triggers) == 7 and {mode for _, mode in triggers} == {"O"}  # parent, default, 5 months
+        # And the trigger still counts real changes afterwards.
+        conn.execute("UPDATE etl_audit.pipeline_runs SET status = 'failed' WHERE run_id = 'r1'")
+        live = _rollup(conn)
+        conn.execute("SELECT etl_audit.rebuild_pipeline_run_rollup()")
+        assert _rollup(conn) == live
+
+
+def test_ledger_row_records_where_an_attempt_resumed(pg_server: Any, ledger_db: str) -> None:
+    conninfo = pg_server.conninfo(ledger_db)
+    with psycopg.connect(conninfo) as conn:
+        migrate(conn)
+    started = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    writer = LedgerWriter(lambda: psycopg.connect(conninfo), logging.getLogger("test"))
+    attempt = TaskAttempt("p", "run1", started, "load", -1, 2, started, "s.src", "d.dst")
+    writer.started(attempt)
+    writer.finished(attempt, {"rows": 5, "resumed_from": [1200, None]}, None)
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT try_number, status, rows, resumed_from FROM etl_audit.task_runs WHERE run_id = 'run1'"
+        ).fetchone()
+    assert row == (2, "success", 5, "[1200, None]")
+
+
 @pytest.mark.airflow
 def test_transfer_writes_a_ledger_row_per_attempt(
     pg_server: Any, ledger_db: str, src_db: Any, dst_db: Any, monkeypatch: pytest.MonkeyPatch
@@ -111,7 +266,7 @@ def test_transfer_writes_a_ledger_row_per_attempt(
     assert task_outcomes(bad)["transfer"].state == "failed"
     with psycopg.connect(pg_server.conninfo(ledger_db)) as conn:
         rows = conn.execute(
-            "SELECT run_id, status, rows, bytes > 0, seconds > 0, peak_rss_mb > 0, error "
+            "SELECT run_id, status, rows, bytes > 0, seconds > 0, peak_rss_mb > 0, error, resumed_from "
             "FROM etl_audit.task_runs WHERE pipeline = 'transfer_ledger' ORDER BY started_at"
         ).fetchall()
         pipelines = conn.execute(
@@ -119,6 +274,7 @@ def test_transfer_writes_a_ledger_row_per_attempt(
             "WHERE pipeline = 'transfer_ledger' ORDER BY started_at"
         ).fetchall()
     assert rows[0][:6] == (run.run_id, "success", 1_500, True, True, True)
+    assert rows[0][7] is None and rows[1][7] is None  # fresh attempts: nothing to resume from
     assert rows[1][0] == bad.run_id and rows[1][1] == "failed" and "nope.nope" in rows[1][6]
     # Attempts record themselves; the DAG-run listener closes the pipeline run with the run's outcome.
     assert pipelines == [(run.run_id, "success", 1_500, True), (bad.run_id, "failed", 0, True)]

@@ -574,26 +574,44 @@ def test_concurrent_writers_survive_ensure_drain_retention_and_index(
     assert writers.errors == []
 
 
-def test_writer_into_default_while_ensure_creates_its_range_is_not_rejected(
+def _slow_move(admin: Conn, s: str, table: str = "ev") -> None:
+    """A CHECK on the parent that sleeps 1 s for w = 99: LIKE ... INCLUDING CONSTRAINTS copies it to the
+    new partition, so moving such a row out of the default takes a second while holding the locks
+    (a trigger on the default would not do: the move disables the default's user triggers)."""
+    admin.execute(
+        sql.SQL(
+            "CREATE FUNCTION {f}(w int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+            "IF w = 99 THEN PERFORM pg_sleep(1); END IF; RETURN true; END $$"
+        ).format(f=ident(s, "slow_ok"))
+    )
+    admin.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT slow_ok CHECK ({}(w))").format(
+            ident(s, table), ident(s, "slow_ok")
+        )
+    )
+
+
+def _wait_until_moving(admin: Conn, pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # until maintenance is moving the rows, holding its locks
+        row = admin.execute(
+            "SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,)
+        ).fetchone()
+        if row and "DELETE FROM" in row[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError("maintenance never started moving rows")
+
+
+def test_writer_into_default_while_ensure_creates_its_range_waits_and_readers_do_not(
     dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
 ) -> None:
     s = dst_db.schema
     create_parent(admin, s, "ev")
     add_months(admin, s, "ev", [month(2026, 3)])
-    insert_at(admin, s, "ev", [datetime(2026, 4, 1, 1)])  # in the default: ensure moves it, slowly:
-    admin.execute(
-        sql.SQL(
-            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); "
-            "RETURN OLD; END $$"
-        ).format(f=ident(s, "slow"))
-    )
-    admin.execute(
-        sql.SQL("CREATE TRIGGER slow BEFORE DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
-            ident(s, "ev_default"), ident(s, "slow")
-        )
-    )
+    _slow_move(admin, s)
+    insert_at(admin, s, "ev", [datetime(2026, 4, 1, 1)], w=99)  # in the default: ensure moves it, slowly
     runner = make_runner()
-    pid = runner.conn.info.backend_pid
     result: dict[str, Any] = {}
     worker = threading.Thread(
         target=lambda: result.update(
@@ -603,20 +621,202 @@ def test_writer_into_default_while_ensure_creates_its_range_is_not_rejected(
         )
     )
     worker.start()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:  # until ensure is moving the row, holding the default's lock
-        row = admin.execute(
-            "SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,)
-        ).fetchone()
-        if row and "DELETE FROM" in row[0]:
-            break
-        time.sleep(0.01)
     try:
+        _wait_until_moving(admin, runner.conn.info.backend_pid)
+        # Reads of the parent (the default included) do not wait for the move.
+        with dst_db.connect() as reader:
+            reader.execute("SET statement_timeout = '400ms'")
+            assert reader.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(s, "ev"))).fetchone() == (
+                1,
+            )
+        # A write through the parent waits and then routes to the new partition, never rejected.
         insert_at(admin, s, "ev", [datetime(2026, 4, 2, 2)], w=7)
     finally:
         worker.join()
     assert result["report"].created == [f"{s}.ev_p202604"]
+    assert result["report"].moved == {f"{s}.ev_p202604": 1}
     assert where_routed(admin, s, "ev", "ts", datetime(2026, 4, 2, 2)) == "ev_p202604"
+
+
+def test_moving_rows_does_not_wait_for_writes_to_other_partitions(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    """LOCK TABLE ONLY the parent: an open transaction writing straight into another partition does not
+    block the move (a plain LOCK TABLE parent locks every partition and would time out here)."""
+    s = dst_db.schema
+    create_parent(admin, s, "ev")
+    add_months(admin, s, "ev", [month(2026, 3)])
+    insert_at(admin, s, "ev", [datetime(2026, 4, 5)])  # the default holds a row of April
+    blocker = psycopg.connect(dst_db.conninfo)
+    try:
+        insert_at(blocker, s, "ev_p202603", [datetime(2026, 3, 9)])  # open: ROW EXCLUSIVE on ev_p202603
+        runner = make_runner(lock_timeout="200ms", attempts=2, statement_timeout="5s")
+        report = maintenance.ensure_partitions(
+            runner, dst_db.table("ev"), "month", start="2026-03-01", premake=1, today=TODAY
+        )
+    finally:
+        blocker.close()
+    assert report.created == [f"{s}.ev_p202604"] and report.rows_moved == 1 and report.retries == 0
+
+
+def test_drain_of_a_large_default_lets_writers_in_between_ranges(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    """200k rows over 10 months: writers through the parent wait for one range's transaction at most."""
+    s = dst_db.schema
+    create_parent(admin, s, "ev")
+    add_months(admin, s, "ev", [month(2026, 3)])
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO {} (ts, w) SELECT timestamptz '2025-01-01 00:00+00' + (i % 10) * interval '1 month' "
+            "+ (i % 27) * interval '1 day', -1 FROM generate_series(1, 200000) i"
+        ).format(ident(s, "ev"))
+    )
+    latencies: list[tuple[float, float]] = []  # (finished at, seconds) of each writer insert
+    stop = threading.Event()
+
+    def write(w: int) -> None:
+        with psycopg.connect(dst_db.conninfo, autocommit=True) as conn:
+            statement = sql.SQL("INSERT INTO {} (ts, w) VALUES (%s, %s)").format(ident(s, "ev"))
+            while not stop.is_set():
+                began = time.perf_counter()
+                conn.execute(statement, (datetime(2026, 3, 10), w))
+                latencies.append((time.perf_counter(), time.perf_counter() - began))
+                time.sleep(0.005)
+
+    writers = [threading.Thread(target=write, args=(w,), daemon=True) for w in range(2)]
+    for thread in writers:
+        thread.start()
+    time.sleep(0.2)
+    began = time.perf_counter()
+    report = maintenance.drain_default(make_runner(lock_timeout="10s"), dst_db.table("ev"), "month")
+    ended = time.perf_counter()
+    stop.set()
+    for thread in writers:
+        thread.join(10)
+    drain_seconds = ended - began
+    during = [seconds for at, seconds in latencies if began <= at <= ended]
+    worst = max(seconds for _, seconds in latencies)
+    print(
+        f"drain of 200k rows in 10 ranges: {drain_seconds:.2f} s; writer inserts during it: {len(during)}, "
+        f"worst writer latency {worst:.3f} s"
+    )
+    assert report.rows_moved == 200_000 and len(report.created) == 10 and count(admin, s, "ev_default") == 0
+    assert sorted(report.moved.values()) == [20_000] * 10
+    assert len(during) >= 10  # writers got in between the ranges
+    assert worst < drain_seconds / 2, f"a writer waited {worst:.2f} s of a {drain_seconds:.2f} s drain"
+
+
+def test_move_keeps_the_default_partitions_triggers_quiet_and_as_they_were(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    """Row triggers (cloned from the parent or the default's own) do not see a move; their modes survive,
+    also when the transaction rolls back."""
+    s = dst_db.schema
+    create_parent(admin, s, "ev")
+    admin.execute(sql.SQL("CREATE TABLE {} (op text, n int)").format(ident(s, "seen")))
+    admin.execute(
+        sql.SQL(
+            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO {seen} VALUES (TG_OP || ':' || TG_TABLE_NAME, 1); RETURN NULL; END $$"
+        ).format(f=ident(s, "count_rows"), seen=ident(s, "seen"))
+    )
+    for trigger, table, extra in (
+        ("parent_rows", "ev", None),  # cloned onto every partition
+        ("default_always", "ev_default", "ENABLE ALWAYS"),
+        ("default_off", "ev_default", "DISABLE"),
+    ):
+        admin.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} AFTER INSERT OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
+            ).format(sql.Identifier(trigger), ident(s, table), ident(s, "count_rows"))
+        )
+        if extra:
+            admin.execute(
+                sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                    ident(s, table), sql.SQL(extra), sql.Identifier(trigger)
+                )
+            )
+
+    def modes() -> list[tuple[str, str]]:
+        return admin.execute(
+            "SELECT tgname::text, tgenabled::text FROM pg_trigger WHERE tgrelid = %s::regclass ORDER BY 1",
+            (regclass_text(admin, s, "ev_default"),),
+        ).fetchall()
+
+    insert_at(admin, s, "ev", [datetime(2026, 3, 2), datetime(2026, 5, 2)])
+    admin.execute(sql.SQL("TRUNCATE {}").format(ident(s, "seen")))
+    before = modes()
+    assert before == [("default_always", "A"), ("default_off", "D"), ("parent_rows", "O")]
+    # A move that rolls back: the ATTACH cannot get ACCESS EXCLUSIVE on the default while a reader holds it.
+    reader = psycopg.connect(dst_db.conninfo)
+    try:
+        reader.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(s, "ev_default")))
+        with pytest.raises(PartitionError, match="gave up"):
+            maintenance.ensure_partitions(
+                make_runner(lock_timeout="100ms", attempts=2),
+                dst_db.table("ev"),
+                "month",
+                premake=0,
+                today=TODAY,
+            )
+    finally:
+        reader.close()
+    assert modes() == before and count(admin, s, "ev_default") == 2
+    report = maintenance.ensure_partitions(make_runner(), dst_db.table("ev"), "month", premake=0, today=TODAY)
+    drain = maintenance.drain_default(make_runner(), dst_db.table("ev"), "month")
+    assert report.rows_moved == 1 and drain.rows_moved == 1 and count(admin, s, "ev_default") == 0
+    assert admin.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(s, "seen"))).fetchone() == (0,)
+    assert modes() == before
+    insert_at(admin, s, "ev", [datetime(2026, 7, 1)])  # a real insert still fires the enabled ones
+    fired = admin.execute(sql.SQL("SELECT op FROM {} ORDER BY 1").format(ident(s, "seen"))).fetchall()
+    assert fired == [("INSERT:ev_default",), ("INSERT:ev_default",)]
+
+
+def test_rows_are_not_moved_out_of_the_default_when_foreign_keys_reference_the_table(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    """The DELETE half of a move would fire ON DELETE CASCADE: the referencing rows would vanish."""
+    s = dst_db.schema
+    create_parent(admin, s, "ev")
+    admin.execute(
+        sql.SQL(
+            "CREATE TABLE {refs} (id bigint PRIMARY KEY, ev_id bigint, ev_ts timestamptz, "
+            "CONSTRAINT refs_ev_fk FOREIGN KEY (ev_id, ev_ts) REFERENCES {ev} (id, ts) ON DELETE CASCADE)"
+        ).format(refs=ident(s, "refs"), ev=ident(s, "ev"))
+    )
+    insert_at(admin, s, "ev", [datetime(2026, 3, 2)])
+    admin.execute(sql.SQL("INSERT INTO {} SELECT 1, id, ts FROM {}").format(ident(s, "refs"), ident(s, "ev")))
+    before = catalog_snapshot(admin, s)
+    with pytest.raises(PartitionConfigError, match=r"foreign keys reference the table \(refs_ev_fk on"):
+        maintenance.drain_default(make_runner(), dst_db.table("ev"), "month")
+    assert catalog_snapshot(admin, s) == before
+    assert count(admin, s, "refs") == 1 and count(admin, s, "ev_default") == 1
+    # Ranges the default holds nothing for are still created.
+    report = maintenance.ensure_partitions(
+        make_runner(), dst_db.table("ev"), "month", start="2026-04-01", premake=1, today=TODAY
+    )
+    assert report.created == [f"{s}.ev_p202604"]
+
+
+def test_drain_reports_rows_with_a_null_key_left_in_the_default(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    s = dst_db.schema
+    admin.execute(
+        sql.SQL("CREATE TABLE {} (ts timestamptz, w int) PARTITION BY RANGE (ts)").format(ident(s, "nk"))
+    )
+    admin.execute(
+        sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(ident(s, "nk_default"), ident(s, "nk"))
+    )
+    admin.execute(
+        sql.SQL("INSERT INTO {} VALUES (NULL, 1), (NULL, 2), ('2026-03-03', 3)").format(ident(s, "nk"))
+    )
+    report = maintenance.drain_default(make_runner(), dst_db.table("nk"), "month")
+    assert report.created == [f"{s}.nk_p202603"] and report.rows_moved == 1
+    assert report.warnings == [
+        f"{s}.nk_default keeps 2 row(s) whose ts is NULL: no range partition can hold them; fix or delete them."
+    ]
 
 
 # -- lock timeouts -------------------------------------------------------------------------------

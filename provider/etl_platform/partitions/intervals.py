@@ -104,7 +104,13 @@ class Interval:
 
 def partition_name(parent: str, interval: Interval, start: Bound) -> str:
     """`parent_pYYYYMM` etc., the parent part shortened so the name fits PostgreSQL's 63 bytes."""
-    suffix = "_" + interval.suffix(start)
-    room = 63 - len(suffix.encode())
-    base = parent.encode()[:room].decode(errors="ignore")
-    return base + suffix
+    return fit_name(parent, "_" + interval.suffix(start))
+
+
+def fit_name(base: str, suffix: str, limit: int = 63) -> str:
+    """`base + suffix` in at most `limit` bytes (NAMEDATALEN - 1): `base` is cut on a character
+    boundary, since PostgreSQL would otherwise cut the name itself and we would look for the long one."""
+    room = limit - len(suffix.encode())
+    if room < 0:
+        raise PartitionConfigError(f"name suffix {suffix!r} alone exceeds {limit} bytes.")
+    return base.encode()[:room].decode(errors="ignore") + suffix

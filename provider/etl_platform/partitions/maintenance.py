@@ -1,9 +1,16 @@
 """Partition maintenance without long locks: ensure, drain the default, retention, indexes.
 
 - New partitions are built standalone with a CHECK constraint matching their bound, then ATTACHed:
-  the parent gets SHARE UPDATE EXCLUSIVE (writers keep writing), never ACCESS EXCLUSIVE.
-- Rows that sit in the default partition for a new range are moved into it in the same short
-  transaction, so they never block maintenance (pg_partman's most reported failure).
+  the parent gets SHARE UPDATE EXCLUSIVE, never ACCESS EXCLUSIVE. Without a default partition
+  writers never wait for it.
+- Rows that sit in the default partition for a new range are moved into it in the same transaction,
+  so they never block maintenance (pg_partman's most reported failure). That transaction holds
+  SHARE ROW EXCLUSIVE on ONLY the parent: inserts, updates and deletes *through the parent* wait
+  for it (see `_create_partition` for why and why a range cannot be split into committed batches);
+  reads and writes addressed to existing partitions do not. Each range commits on its own, so a
+  drain of many ranges lets writers in between ranges.
+- Moving a row between partitions of the same table is not a change of the table: user triggers
+  on the default partition are disabled for the move (and restored in the same transaction).
 - Old partitions are detached CONCURRENTLY where PostgreSQL allows it; an interrupted concurrent
   detach is finished (FINALIZE) on the next run.
 - Indexes are built ON ONLY the parent, CONCURRENTLY per partition, then attached.
@@ -11,6 +18,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -22,7 +30,7 @@ from psycopg import sql
 from etl_platform.partitions.catalog import Partition, PartitionedTable, load_partitioned_table
 from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError, PartitionError
-from etl_platform.partitions.intervals import Bound, Interval, partition_name
+from etl_platform.partitions.intervals import Bound, Interval, fit_name, partition_name
 
 RETENTION_MODES = ("keep", "archive", "drop")
 
@@ -38,6 +46,9 @@ class MaintenanceReport:
     finalized: list[str] = field(default_factory=list)
     indexed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # detached by an earlier run, finished by this one
+    moved: dict[str, int] = field(default_factory=dict)  # partition -> rows moved out of the default
+    warnings: list[str] = field(default_factory=list)
     rows_moved: int = 0
     retries: int = 0
     dry_run: bool = False
@@ -84,25 +95,49 @@ def ensure_partitions(
         current = iv.floor(int(top[0]) if top[0] is not None else _as_bound(start, tbl))
         first = iv.floor(_as_bound(start, tbl) if start is not None else current)
     end = iv.shift(current, premake + 1)
+    referenced = _referencing_keys(runner.conn, tbl)
     for lo in iv.starts(first, end):
         hi = iv.next(lo)
         overlapping = tbl.covering(lo, hi)
         if overlapping:
             report.skipped.extend(p.label for p in overlapping if p.label not in report.skipped)
             continue
-        name, moved = _create_partition(runner, tbl, iv, lo, hi)
-        report.created.append(name)
-        report.rows_moved += moved
+        name, moved = _create_partition(runner, tbl, iv, lo, hi, referenced)
+        _created(report, name, moved)
     return _finish(report, runner, started)
 
 
+def _created(report: MaintenanceReport, name: str, moved: int) -> None:
+    report.created.append(name)
+    report.rows_moved += moved
+    if moved:
+        report.moved[name] = moved
+
+
 def _create_partition(
-    runner: DdlRunner, tbl: PartitionedTable, iv: Interval, lo: Bound, hi: Bound
+    runner: DdlRunner, tbl: PartitionedTable, iv: Interval, lo: Bound, hi: Bound, referenced: list[str]
 ) -> tuple[str, int]:
-    """Standalone table + CHECK, rows moved out of the default, ATTACH; one short transaction."""
+    """Standalone table + CHECK, rows moved out of the default, ATTACH: one transaction per range.
+
+    Why one transaction per range and not committed batches of rows: PostgreSQL re-checks the
+    default partition's constraint on ATTACH, so the range cannot be attached while any of its rows
+    is still in the default, and rows moved in an earlier commit would sit in a table that is not
+    attached yet: invisible through the parent and outside the default's unique indexes, so a
+    concurrent upsert (the ledger's ON CONFLICT) would insert a duplicate and an UPDATE would miss
+    the row. A range's rows therefore leave the default in the same transaction as the ATTACH.
+
+    Locks, kept to what the routing race needs: an INSERT through the parent picks its partition
+    from the partition descriptor it read when it locked the parent; a row routed to the default
+    before the ATTACH commits would then fail the default's new constraint. SHARE ROW EXCLUSIVE on
+    ONLY the parent (it conflicts with the writers' ROW EXCLUSIVE, not with reads; ONLY, because a
+    plain LOCK TABLE would also lock every partition and wait for any long transaction on them)
+    makes those writers wait for this transaction and route afresh after it. The default gets
+    EXCLUSIVE (no writes, reads allowed) while its rows move; ATTACH upgrades it to ACCESS
+    EXCLUSIVE for its scan only at the end. Without a default partition no lock is needed.
+    """
     name = partition_name(tbl.name, iv, lo)
     child = sql.Identifier(tbl.schema, name)
-    check = sql.Identifier(f"{name[:50]}_bound")
+    check = sql.Identifier(fit_name(name, "_bound"))
     col = sql.Identifier(tbl.column)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in tbl.columns)
     lo_lit, hi_lit = _bound_literal(tbl, lo), _bound_literal(tbl, hi)
@@ -110,11 +145,8 @@ def _create_partition(
 
     def work(execute: Any) -> int:
         if default is not None:
-            # Writers must not route a row for this range into the default partition meanwhile: a row
-            # routed before the ATTACH would be rejected by the default's new constraint after it. So
-            # inserts through the parent wait (briefly) for this transaction; reads never do.
-            execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(tbl.ident))
-            execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default.ident))
+            execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE").format(tbl.ident))
+            execute(sql.SQL("LOCK TABLE ONLY {} IN EXCLUSIVE MODE").format(default.ident))
         execute(
             sql.SQL(
                 "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
@@ -128,13 +160,12 @@ def _create_partition(
         )
         moved = 0
         if default is not None:
-            cur = execute(
-                sql.SQL(
-                    "WITH moved AS (DELETE FROM {d} WHERE {col} >= {lo} AND {col} < {hi} RETURNING {cols}) "
-                    "INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
-                ).format(d=default.ident, col=col, lo=lo_lit, hi=hi_lit, cols=cols, child=child)
-            )
-            moved = max(cur.rowcount, 0)
+            in_range = sql.SQL("{col} >= {lo} AND {col} < {hi}").format(col=col, lo=lo_lit, hi=hi_lit)
+            holds = execute(
+                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(default.ident, in_range)
+            ).fetchone()
+            if holds and holds[0]:
+                moved = _move_rows(execute, tbl, default, child, cols, in_range, referenced)
         if tbl.owner:
             execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(child, sql.Identifier(tbl.owner)))
         execute(
@@ -148,6 +179,67 @@ def _create_partition(
 
     moved = runner.transaction(f"create partition {tbl.schema}.{name}", work)
     return f"{tbl.schema}.{name}", int(moved or 0)
+
+
+_TRIGGER_MODES = {"O": sql.SQL("ENABLE"), "A": sql.SQL("ENABLE ALWAYS"), "R": sql.SQL("ENABLE REPLICA")}
+
+
+def _move_rows(
+    execute: Any,
+    tbl: PartitionedTable,
+    default: Partition,
+    child: sql.Identifier,
+    cols: sql.Composable,
+    in_range: sql.Composable,
+    referenced: list[str],
+) -> int:
+    """DELETE from the default into the new table with the default's user triggers off.
+
+    The DELETE would fire the default's row triggers (e.g. the ledger's rollup subtracting runs)
+    while the INSERT into the not yet attached table fires nothing: the rows only change partition.
+    Each enabled trigger is disabled by name and restored to its own mode (ENABLE, ALWAYS, REPLICA)
+    in the same transaction, so a rollback restores it too and a trigger the user disabled stays so.
+    Foreign keys that reference the table would see the rows deleted (ON DELETE CASCADE would delete
+    the referencing rows), and system triggers cannot be disabled without superuser: refused.
+    """
+    if referenced:
+        raise PartitionConfigError(
+            f"{default.label} holds rows for a new partition of {tbl.label}, but foreign keys reference "
+            f"the table ({', '.join(referenced)}): moving the rows would fire their ON DELETE actions. "
+            "Move the rows yourself or drop the constraints first."
+        )
+    triggers = execute(
+        sql.SQL(
+            "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = {} AND NOT tgisinternal "
+            "AND tgenabled <> 'D' ORDER BY tgname"
+        ).format(sql.Literal(default.oid))
+    ).fetchall()
+    for trigger, _ in triggers:
+        execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(default.ident, sql.Identifier(trigger)))
+    cur = execute(
+        sql.SQL(
+            "WITH moved AS (DELETE FROM {d} WHERE {in_range} RETURNING {cols}) "
+            "INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
+        ).format(d=default.ident, in_range=in_range, cols=cols, child=child)
+    )
+    for trigger, mode in triggers:
+        execute(
+            sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                default.ident, _TRIGGER_MODES.get(mode, _TRIGGER_MODES["O"]), sql.Identifier(trigger)
+            )
+        )
+    return max(cur.rowcount, 0)
+
+
+def _referencing_keys(conn: psycopg.Connection[Any], tbl: PartitionedTable) -> list[str]:
+    """Foreign keys whose referenced table is `tbl` (named `constraint on table`)."""
+    refs = conn.execute(
+        "SELECT DISTINCT conname || ' on ' || conrelid::regclass::text FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = %s AND conparentid = 0 ORDER BY 1",
+        (tbl.oid,),
+    ).fetchall()
+    conn.commit()
+    return [r[0] for r in refs]
 
 
 def _copy_grants(execute: Any, tbl: PartitionedTable, child: sql.Identifier) -> None:
@@ -166,7 +258,11 @@ def _copy_grants(execute: Any, tbl: PartitionedTable, child: sql.Identifier) -> 
 
 
 def drain_default(runner: DdlRunner, table: str, interval: str | int) -> MaintenanceReport:
-    """Moves every row of the default partition into a proper partition, one range per transaction."""
+    """Moves every row of the default partition into a proper partition, one committed range at a time.
+
+    Writers through the parent wait for one range's transaction at most, never for the whole drain
+    (see `_create_partition`). Rows whose key is NULL can never leave the default: reported.
+    """
     started = time.perf_counter()
     tbl = load_partitioned_table(runner.conn, table)
     iv = _interval_for(tbl, interval)
@@ -189,6 +285,7 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
             bucket, default.ident, col
         ),
     )
+    referenced = _referencing_keys(runner.conn, tbl)
     for (lo,) in rows:
         hi = iv.next(lo)
         overlapping = tbl.covering(lo, hi)
@@ -197,13 +294,55 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
                 f"rows of {default.label} in [{lo}, {hi}) overlap existing partitions "
                 f"{[p.label for p in overlapping]} whose bounds do not follow the {iv.unit} interval."
             )
-        name, moved = _create_partition(runner, tbl, iv, lo, hi)
-        report.created.append(name)
-        report.rows_moved += moved
+        name, moved = _create_partition(runner, tbl, iv, lo, hi, referenced)
+        _created(report, name, moved)
+    nulls = runner.query(
+        f"count rows of {default.label} without a partition key",
+        sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(default.ident, col),
+    )[0][0]
+    if nulls:
+        report.warnings.append(
+            f"{default.label} keeps {nulls} row(s) whose {tbl.column} is NULL: no range partition can "
+            "hold them; fix or delete them."
+        )
     return _finish(report, runner, started)
 
 
 # -- retention -----------------------------------------------------------------------------------
+
+# Detached-but-unfinished partitions are recorded here (in the parent's schema, where maintenance
+# already creates tables) before the DETACH and forgotten in the transaction that archives or drops
+# them, so a run that dies or fails in between is finished by the next one.
+RETENTION_STATE = "etl_partition_retention"
+_STATE_DDL = """CREATE TABLE IF NOT EXISTS {} (
+    partition_oid oid PRIMARY KEY,
+    parent_oid oid NOT NULL,
+    partition text NOT NULL,
+    mode text NOT NULL,
+    archive_schema text,
+    archive_name text,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A detached partition to finish: where it is now and what the run that detached it wanted."""
+
+    oid: int
+    schema: str
+    name: str
+    mode: str
+    archive_schema: str | None
+    archive_name: str | None
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.name}"
 
 
 def apply_retention(
@@ -216,49 +355,181 @@ def apply_retention(
     concurrently: bool = True,
     now: datetime | None = None,
 ) -> MaintenanceReport:
-    """Detaches partitions that lie entirely before now - retention, then keeps, archives or drops them."""
+    """Detaches partitions that lie entirely before now - retention, then keeps, archives or drops them.
+
+    Partitions an earlier run detached but did not finish are finished first, the way that run was
+    configured. A pending concurrent detach is FINALIZEd only when its partition is past the cutoff.
+    """
     started = time.perf_counter()
     if mode not in RETENTION_MODES:
         raise PartitionConfigError(f"retention mode {mode!r} is not one of {RETENTION_MODES}.")
     tbl = load_partitioned_table(runner.conn, table)
     cutoff = _cutoff(runner, tbl, retention, now)
     report = MaintenanceReport(tbl.label, f"retention:{mode}", dry_run=runner.dry_run)
+    for pending in _unfinished(runner, tbl):
+        _finish_detached(runner, tbl, pending, report)
+        report.resumed.append(pending.label)
+    if cutoff is None:
+        report.skipped.append(f"{tbl.label} holds no rows: no highest key to count the retention from")
+        return _finish(report, runner, started)
     old = [p for p in tbl.ranged if p.hi is not None and p.hi <= cutoff]  # type: ignore[operator]
     if mode == "drop":
         _refuse_referenced(runner.conn, tbl, old)
     for part in tbl.ranged:
-        if part.detach_pending:  # an interrupted DETACH ... CONCURRENTLY
-            runner.autocommit(
-                f"finish detaching {part.label}",
-                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(tbl.ident, part.ident),
-            )
-            report.finalized.append(part.label)
+        if part.detach_pending and part not in old:
+            report.skipped.append(f"{part.label} has a pending detach but lies inside the retention window")
     for part in old:
-        if _holds_rows_from(runner, tbl, part, cutoff):
-            report.skipped.append(f"{part.label} holds rows inside the retention window")
-            continue
-        if not part.detach_pending:
+        target = _free_name(runner.conn, archive_schema, part) if mode == "archive" else None
+        pending = _Pending(part.oid, part.schema, part.name, mode, archive_schema if target else None, target)
+        _record(runner, tbl, pending)
+        if part.detach_pending:  # an interrupted DETACH ... CONCURRENTLY
+            _finalize(runner, tbl, part)
+            report.finalized.append(part.label)
+        else:
             _detach(runner, tbl, part, concurrently)
         report.detached.append(part.label)
-        if mode == "archive":
-            _archive(runner, part, archive_schema)
-            report.archived.append(f"{archive_schema}.{part.name}")
-        elif mode == "drop":
-            _drop(runner, part)
-            report.dropped.append(part.label)
+        _finish_detached(runner, tbl, pending, report)
     return _finish(report, runner, started)
 
 
-def _archive(runner: DdlRunner, part: Partition, schema: str) -> None:
+def _state(tbl: PartitionedTable) -> sql.Identifier:
+    return sql.Identifier(tbl.schema, RETENTION_STATE)
+
+
+def _record(runner: DdlRunner, tbl: PartitionedTable, pending: _Pending) -> None:
+    """Commits what is about to be detached and what should become of it, before the DETACH."""
+
     def work(execute: Any) -> None:
-        execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(part.ident, sql.Identifier(schema)))
+        execute(sql.SQL(_STATE_DDL).format(_state(tbl)))
+        execute(
+            sql.SQL(
+                "INSERT INTO {} (partition_oid, parent_oid, partition, mode, archive_schema, archive_name) "
+                "VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (partition_oid) DO UPDATE SET "
+                "mode = EXCLUDED.mode, archive_schema = EXCLUDED.archive_schema, "
+                "archive_name = EXCLUDED.archive_name, recorded_at = now()"
+            ).format(
+                _state(tbl),
+                *(
+                    sql.Literal(v)
+                    for v in (
+                        pending.oid,
+                        tbl.oid,
+                        pending.label,
+                        pending.mode,
+                        pending.archive_schema,
+                        pending.archive_name,
+                    )
+                ),
+            )
+        )
 
-    runner.transaction(f"archive {part.label}", work)
+    runner.transaction(f"record the retention of {pending.label}", work)
 
 
-def _drop(runner: DdlRunner, part: Partition) -> None:
-    runner.transaction(f"drop {part.label}", _executes(sql.SQL("DROP TABLE {}").format(part.ident)))
+def _unfinished(runner: DdlRunner, tbl: PartitionedTable) -> list[_Pending]:
+    """Recorded partitions that are detached (not merely pending) and still exist."""
+    conn = runner.conn
+    row = conn.execute("SELECT to_regclass(%s)", (_state(tbl).as_string(conn),)).fetchone()
+    conn.commit()
+    if row is None or row[0] is None:
+        return []
+    rows = runner.query(
+        f"read unfinished retention of {tbl.label}",
+        sql.SQL(
+            "SELECT s.partition_oid::int, n.nspname, c.relname, s.mode, s.archive_schema, s.archive_name, "
+            "EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = s.partition_oid) "
+            "FROM {} s LEFT JOIN pg_class c ON c.oid = s.partition_oid "
+            "LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.parent_oid = {} ORDER BY s.partition"
+        ).format(_state(tbl), sql.Literal(tbl.oid)),
+    )
+    out, stale = [], []
+    for oid, schema, name, mode, archive_schema, archive_name, attached in rows:
+        if name is None:  # dropped meanwhile: nothing left to finish
+            stale.append(oid)
+        elif not attached:
+            out.append(_Pending(oid, schema, name, mode, archive_schema, archive_name))
+        # still attached: the DETACH never happened (or is pending); the normal pass decides
+    if stale and not runner.dry_run:
+        runner.transaction(
+            f"forget dropped partitions of {tbl.label}",
+            _executes(
+                sql.SQL("DELETE FROM {} WHERE partition_oid = ANY({}::oid[])").format(
+                    _state(tbl), sql.Literal(stale)
+                )
+            ),
+        )
+    return out
+
+
+def _name_taken(conn: psycopg.Connection[Any], schema: str, name: str, part: Partition | _Pending) -> bool:
+    """Another relation called `name` in the archive schema or in the partition's own (renamed there first)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace "
+        "WHERE c.relname = %s AND ns.nspname IN (%s, %s) AND c.oid <> %s)",
+        (name, schema, part.schema, part.oid),
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def _free_name(conn: psycopg.Connection[Any], schema: str, part: Partition | _Pending) -> str:
+    """The partition's name, or with a suffix (_1, _2, ...) when the archive schema already has it.
+
+    Chosen before the DETACH: SET SCHEMA failing on a taken name would leave the table detached.
+    """
+    for n in range(0, 1000):
+        name = part.name if n == 0 else fit_name(part.name, f"_{n}")
+        if not _name_taken(conn, schema, name, part):
+            return name
+    raise PartitionError(f"no free archive name for {part.schema}.{part.name} in schema {schema}.")
+
+
+def _finish_detached(
+    runner: DdlRunner, tbl: PartitionedTable, pending: _Pending, report: MaintenanceReport
+) -> None:
+    """Archive, drop or keep a detached partition and forget its record, in one transaction."""
+    forget = sql.SQL("DELETE FROM {} WHERE partition_oid = {}").format(_state(tbl), sql.Literal(pending.oid))
+    if pending.mode == "archive":
+        schema = pending.archive_schema or "archive"
+        name = pending.archive_name or pending.name
+        if _name_taken(runner.conn, schema, name, pending):  # taken since the name was chosen
+            name = _free_name(runner.conn, schema, pending)
+
+        def archive(execute: Any) -> None:
+            execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            if name != pending.name:
+                execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(pending.ident, sql.Identifier(name)))
+            execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(pending.schema, name), sql.Identifier(schema)
+                )
+            )
+            execute(forget)
+
+        runner.transaction(f"archive {pending.label}", archive)
+        report.archived.append(f"{schema}.{name}")
+        if name != pending.name:
+            report.warnings.append(
+                f"{schema}.{pending.name} already exists: {pending.label} was archived as {schema}.{name}"
+            )
+    elif pending.mode == "drop":
+        _refuse_referenced_oids(runner.conn, tbl.label, [pending.oid])
+
+        def drop(execute: Any) -> None:
+            execute(sql.SQL("DROP TABLE {}").format(pending.ident))
+            execute(forget)
+
+        runner.transaction(f"drop {pending.label}", drop)
+        report.dropped.append(pending.label)
+    else:
+        runner.transaction(f"keep {pending.label}", _executes(forget))
+
+
+def _finalize(runner: DdlRunner, tbl: PartitionedTable, part: Partition) -> None:
+    runner.autocommit(
+        f"finish detaching {part.label}",
+        sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(tbl.ident, part.ident),
+    )
 
 
 def _detach(runner: DdlRunner, tbl: PartitionedTable, part: Partition, concurrently: bool) -> None:
@@ -272,10 +543,7 @@ def _detach(runner: DdlRunner, tbl: PartitionedTable, part: Partition, concurren
             # A concurrent detach that timed out in its wait phase is left pending; finish it instead.
             if not _detach_pending(runner.conn, part):
                 raise
-            runner.autocommit(
-                f"finish detaching {part.label}",
-                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(tbl.ident, part.ident),
-            )
+            _finalize(runner, tbl, part)
     else:
         runner.transaction(
             f"detach {part.label}",
@@ -291,12 +559,15 @@ def _detach_pending(conn: psycopg.Connection[Any], part: Partition) -> bool:
     return bool(row and row[0])
 
 
-def _cutoff(runner: DdlRunner, tbl: PartitionedTable, retention: str | int, now: datetime | None) -> Bound:
+def _cutoff(
+    runner: DdlRunner, tbl: PartitionedTable, retention: str | int, now: datetime | None
+) -> Bound | None:
+    """The first key to keep; None when an integer-keyed table is empty (nothing to count back from)."""
     conn = runner.conn
     if tbl.temporal:
-        if not isinstance(retention, str):
+        if not isinstance(retention, str) or retention.strip().lstrip("+-").replace(".", "", 1).isdigit():
             raise PartitionConfigError(
-                f"retention {retention!r} for {tbl.label} must be an interval like '13 months'."
+                f"retention {retention!r} for {tbl.label} must be an interval with a unit, like '13 months'."
             )
         try:
             row = conn.execute(
@@ -313,6 +584,8 @@ def _cutoff(runner: DdlRunner, tbl: PartitionedTable, retention: str | int, now:
         if not row[1]:
             raise PartitionConfigError(f"retention {retention!r} must be a positive interval.")
         return row[0]  # type: ignore[no-any-return]
+    if isinstance(retention, str) and retention.strip().isdigit():  # templated: rendered as text
+        retention = int(retention.strip())
     if isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0:
         raise PartitionConfigError(
             f"retention {retention!r} for integer-partitioned {tbl.label} must be a positive integer."
@@ -321,21 +594,14 @@ def _cutoff(runner: DdlRunner, tbl: PartitionedTable, retention: str | int, now:
         f"read the highest key of {tbl.label}",
         sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(tbl.column), tbl.ident),
     )[0]
-    return (int(top[0]) if top[0] is not None else 0) - retention
-
-
-def _holds_rows_from(runner: DdlRunner, tbl: PartitionedTable, part: Partition, cutoff: Bound) -> bool:
-    row = runner.query(
-        f"check {part.label} for recent rows",
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} >= {})").format(
-            part.ident, sql.Identifier(tbl.column), _bound_literal(tbl, cutoff)
-        ),
-    )[0]
-    return bool(row[0])
+    return None if top[0] is None else int(top[0]) - retention
 
 
 def _refuse_referenced(conn: psycopg.Connection[Any], tbl: PartitionedTable, parts: list[Partition]) -> None:
-    oids = [tbl.oid, *(p.oid for p in parts)]
+    _refuse_referenced_oids(conn, tbl.label, [tbl.oid, *(p.oid for p in parts)])
+
+
+def _refuse_referenced_oids(conn: psycopg.Connection[Any], label: str, oids: list[int]) -> None:
     refs = conn.execute(
         "SELECT DISTINCT conname, conrelid::regclass::text FROM pg_constraint "
         "WHERE contype = 'f' AND confrelid = ANY(%s::oid[])",
@@ -345,7 +611,7 @@ def _refuse_referenced(conn: psycopg.Connection[Any], tbl: PartitionedTable, par
     if refs:
         named = ", ".join(f"{name} on {rel}" for name, rel in refs)
         raise PartitionConfigError(
-            f"refusing to drop partitions of {tbl.label}: foreign keys reference it ({named}); "
+            f"refusing to drop partitions of {label}: foreign keys reference it ({named}); "
             "use mode='archive' or 'keep', or drop the constraints first."
         )
 
@@ -373,23 +639,29 @@ def create_partitioned_index(
         raise PartitionConfigError(f"index columns {unknown} are not columns of {tbl.label}.")
     if method not in ("btree", "hash", "brin", "gin", "gist"):
         raise PartitionConfigError(f"index method {method!r} is not one of btree, hash, brin, gin, gist.")
+    if len(index_name.encode()) > 63 - _MIN_PARTITION_ROOM:
+        raise PartitionConfigError(
+            f"index_name {index_name!r} is {len(index_name.encode())} bytes; at most "
+            f"{63 - _MIN_PARTITION_ROOM} leave room for the partition names of the per-partition indexes."
+        )
     kind = sql.SQL("UNIQUE INDEX") if unique else sql.SQL("INDEX")
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     parent_index = sql.Identifier(tbl.schema, index_name)
-
-    def create_parent(execute: Any) -> None:
-        execute(
-            sql.SQL("CREATE {} IF NOT EXISTS {} ON ONLY {} USING {} ({})").format(
-                kind, sql.Identifier(index_name), tbl.ident, sql.SQL(method), cols
-            )
+    exists = _check_existing_index(runner.conn, tbl, index_name, columns, unique=unique, method=method)
+    if not exists:
+        runner.transaction(
+            f"create {index_name} on only {tbl.label}",
+            _executes(
+                sql.SQL("CREATE {} {} ON ONLY {} USING {} ({})").format(
+                    kind, sql.Identifier(index_name), tbl.ident, sql.SQL(method), cols
+                )
+            ),
         )
-
-    runner.transaction(f"create {index_name} on only {tbl.label}", create_parent)
     for part in tbl.partitions:
         if _has_attached_index(runner.conn, parent_index, part):  # e.g. ATTACH PARTITION made one already
             report.skipped.append(part.label)
             continue
-        child_name = f"{part.name[: 62 - len(index_name)]}_{index_name}"[:63]
+        child_name = child_index_name(part.name, index_name)
         child_index = sql.Identifier(part.schema, child_name)
         build = sql.SQL("CREATE {} CONCURRENTLY {} ON {} USING {} ({})").format(
             kind, sql.Identifier(child_name), part.ident, sql.SQL(method), cols
@@ -401,6 +673,59 @@ def create_partitioned_index(
             _executes(sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(parent_index, child_index)),
         )
     return _finish(report, runner, started)
+
+
+_MIN_PARTITION_ROOM = 11  # bytes of a per-partition index name kept for the partition: 2 + "_" + 8 hex
+
+
+def child_index_name(partition: str, index: str) -> str:
+    """`<partition>_<index>` within NAMEDATALEN - 1 = 63 bytes (PostgreSQL would cut it silently).
+
+    When the partition's name must be shortened, a hash of it keeps sibling names apart.
+    """
+    suffix = f"_{index}"
+    if len(partition.encode()) + len(suffix.encode()) <= 63:
+        return partition + suffix
+    digest = hashlib.sha1(partition.encode()).hexdigest()[:8]
+    return fit_name(partition, f"_{digest}{suffix}")
+
+
+def _check_existing_index(
+    conn: psycopg.Connection[Any],
+    tbl: PartitionedTable,
+    index_name: str,
+    columns: list[str],
+    *,
+    unique: bool,
+    method: str,
+) -> bool:
+    """True when the parent index exists as asked; a same-named relation of another shape is an error.
+
+    CREATE INDEX IF NOT EXISTS would silently keep a same-named index on other columns.
+    """
+    qualified = sql.Identifier(tbl.schema, index_name).as_string(conn)
+    row = conn.execute(
+        "SELECT c.relkind, x.indrelid = %s, am.amname, x.indisunique, "
+        "x.indexprs IS NULL AND x.indpred IS NULL AND x.indnatts = x.indnkeyatts, "
+        "array(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, n) "
+        "      JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n), "
+        "pg_get_indexdef(c.oid) "
+        "FROM pg_class c LEFT JOIN pg_index x ON x.indexrelid = c.oid LEFT JOIN pg_am am ON am.oid = c.relam "
+        "WHERE c.oid = to_regclass(%s)",
+        (tbl.oid, qualified),
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        return False
+    kind, same_table, am, is_unique, plain, cols, definition = row
+    wanted = (True, method, unique, True, list(columns))
+    if kind not in ("i", "I") or (same_table, am, is_unique, plain, list(cols)) != wanted:
+        raise PartitionConfigError(
+            f"{tbl.schema}.{index_name} already exists and is not a{' unique' if unique else 'n'} {method} "
+            f"index of {tbl.label} on ({', '.join(columns)}): "
+            f"{definition or 'a relation of kind ' + repr(kind)}. Choose another index_name or drop it."
+        )
+    return True
 
 
 def _bound_literal(tbl: PartitionedTable, value: Bound) -> sql.Composable:
