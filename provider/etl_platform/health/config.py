@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,8 +17,32 @@ METRICS: dict[str, tuple[float, float]] = {
     "pgbouncer_clients_waiting": (1.0, 20.0),  # read when a PgBouncer connection is given
     "pgbouncer_max_wait": (1.0, 5.0),  # seconds
 }
+PERCENT_METRICS = ("db_connections", "memory_usage_percent")
 CHECKS = ("db_connections", "avg_response_time", "memory_usage_percent", "queue_length")
+# PgBouncer is not a check (it rides along when pgbouncer_conn_id is set) but is a source that can be
+# down like one, so on_unavailable may name it too.
+UNAVAILABLE_KEYS = (*CHECKS, "pgbouncer")
 ON_UNAVAILABLE = ("fail", "warn", "ignore")
+
+
+def queue_names(queues: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Queue names from a list, a comma-separated string, or a rendered list literal ("['a', 'b']").
+
+    A templated ``queues`` renders to a string; iterating it would give one "queue" per character.
+    """
+    if queues is None:
+        return ()
+    if isinstance(queues, str):
+        text = queues.strip()
+        if text.startswith(("[", "(")):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                parsed = None
+            if isinstance(parsed, list | tuple):
+                return tuple(str(q).strip() for q in parsed if str(q).strip())
+        return tuple(q.strip() for q in text.split(",") if q.strip())
+    return tuple(str(q).strip() for q in queues if str(q).strip())
 
 
 @dataclass(frozen=True)
@@ -32,7 +59,7 @@ class HealthConfig:
     check_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "queues", tuple(self.queues))
+        object.__setattr__(self, "queues", queue_names(self.queues))
         object.__setattr__(self, "checks", tuple(self.checks))
         unknown = [c for c in self.checks if c not in CHECKS]
         if unknown:
@@ -42,23 +69,29 @@ class HealthConfig:
             merged[metric] = _levels(metric, levels)
         object.__setattr__(self, "thresholds", merged)
         for check, behaviour in (self.on_unavailable or {}).items():
-            if check not in CHECKS:
+            if check not in UNAVAILABLE_KEYS:
                 raise ValueError(
-                    f"on_unavailable names an unknown check {check!r}; choose from {list(CHECKS)}."
+                    f"on_unavailable names an unknown check {check!r}; choose from {list(UNAVAILABLE_KEYS)}."
                 )
             if behaviour not in ON_UNAVAILABLE:
                 raise ValueError(
                     f"on_unavailable[{check!r}] = {behaviour!r}; choose from {list(ON_UNAVAILABLE)}."
                 )
+        if "pgbouncer" in (self.on_unavailable or {}) and not self.pgbouncer_conn_id:
+            raise ValueError("on_unavailable['pgbouncer'] is set but there is no pgbouncer_conn_id.")
         if "queue_length" in self.checks and not self.queues:
             raise ValueError("the queue_length check needs `queues` (the Celery queue names to watch).")
         needs_pg = {"db_connections", "avg_response_time"} & set(self.checks)
         if needs_pg and not self.postgres_conn_id:
             raise ValueError(f"checks {sorted(needs_pg)} need postgres_conn_id.")
-        if not isinstance(self.check_timeout, int | float) or self.check_timeout <= 0:
-            raise ValueError(
-                f"check_timeout must be a positive number of seconds, got {self.check_timeout!r}."
-            )
+        timeout = self.check_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ValueError(f"check_timeout must be a positive number of seconds, got {timeout!r}.")
 
     def behaviour(self, check: str) -> str:
         return (self.on_unavailable or {}).get(check, "warn")
@@ -96,8 +129,17 @@ def _levels(metric: str, levels: Any) -> tuple[float, float]:
                 f"thresholds[{metric!r}] must be {{'warning': w, 'critical': c}} or (w, c), got {levels!r}."
             ) from None
     for name, value in (("warning", warning), ("critical", critical)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"thresholds[{metric!r}].{name} must be a non-negative number, got {value!r}.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(
+                f"thresholds[{metric!r}].{name} must be a finite non-negative number, got {value!r}."
+            )
+        if metric in PERCENT_METRICS and value > 100:
+            raise ValueError(f"thresholds[{metric!r}].{name} is a percentage; {value!r} is above 100.")
     if warning > critical:
         raise ValueError(f"thresholds[{metric!r}]: warning {warning} is above critical {critical}.")
     return float(warning), float(critical)

@@ -64,43 +64,78 @@ class HealthReport:
         )
 
 
+# Turns a source name ("postgres", "pgbouncer", "redis") into an address, inside the check that needs it.
+Resolve = Callable[[HealthConfig, str], Awaitable[str | None]]
+
+
 @dataclass(frozen=True)
 class Sources:
-    """Resolved addresses (secrets included): built where the check runs, never serialized."""
+    """Fixed addresses (secrets included), for tests and the benchmark; never serialized."""
 
     postgres: str | None = None
     pgbouncer: str | None = None
     redis: str | None = None
 
+    async def resolve(self, config: HealthConfig, source: str) -> str | None:
+        return getattr(self, source)  # type: ignore[no-any-return]
+
 
 async def evaluate(
-    config: HealthConfig, resolve: Callable[[HealthConfig], Awaitable[Sources]]
+    config: HealthConfig, resolve: Resolve, state: probes.ProbeState | None = None
 ) -> HealthReport:
+    """Read every configured check concurrently, each bounded by ``check_timeout``.
+
+    A source's address is resolved inside the checks that need it (once per evaluation, shared), so a
+    bad connection id or a slow secrets backend costs only those checks, within their time limit.
+    ``state`` carries what probes keep between readings of one loop (pg_stat_statements totals).
+    """
     started = time.perf_counter()
     report = HealthReport()
-    try:
-        sources = await resolve(config)
-        resolve_error = ""
-    except Exception as exc:
-        sources, resolve_error = Sources(), f"{type(exc).__name__}: {exc}"
-    jobs: dict[str, Awaitable[Any]] = {}
+    lookups: dict[str, asyncio.Future[str | None]] = {}
+
+    async def address(source: str, missing: str) -> str:
+        if source not in lookups:
+            lookups[source] = asyncio.ensure_future(resolve(config, source))
+        found = await asyncio.shield(lookups[source])  # one check timing out must not cancel the others'
+        if not found:
+            raise probes.Unavailable(missing)
+        return found
+
+    async def db_connections() -> tuple[float, str]:
+        return await probes.db_connections(await address("postgres", _NO_PG), timeout)
+
+    async def avg_response_time() -> tuple[float, str]:
+        return await probes.avg_response_time(await address("postgres", _NO_PG), timeout, state)
+
+    async def queue_length() -> tuple[float, str]:
+        return await probes.queue_length(await address("redis", _NO_REDIS), config.queues, timeout)
+
+    async def pgbouncer() -> dict[str, tuple[float, str]]:
+        return await probes.pgbouncer_pools(await address("pgbouncer", "no pgbouncer connection"), timeout)
+
     timeout = config.check_timeout
+    jobs: dict[str, Awaitable[Any]] = {}
     for check in config.checks:
-        if resolve_error:
-            jobs[check] = _fail(resolve_error)
-        elif check == "db_connections":
-            jobs[check] = _need(sources.postgres, "postgres", probes.db_connections, timeout)
+        if check == "db_connections":
+            jobs[check] = db_connections()
         elif check == "avg_response_time":
-            jobs[check] = _need(sources.postgres, "postgres", probes.avg_response_time, timeout)
+            jobs[check] = avg_response_time()
         elif check == "memory_usage_percent":
             jobs[check] = asyncio.to_thread(probes.memory_usage_percent)
         elif check == "queue_length":
-            jobs[check] = _queue(sources.redis, config.queues, timeout)
-    if config.pgbouncer_conn_id and sources.pgbouncer:
-        jobs["pgbouncer"] = probes.pgbouncer_pools(sources.pgbouncer, timeout)
-    results = await asyncio.gather(
-        *(asyncio.wait_for(job, timeout + 1) for job in jobs.values()), return_exceptions=True
-    )
+            jobs[check] = queue_length()
+    if config.pgbouncer_conn_id:
+        jobs["pgbouncer"] = pgbouncer()
+    try:
+        results = await asyncio.gather(
+            *(asyncio.wait_for(job, timeout) for job in jobs.values()), return_exceptions=True
+        )
+    finally:
+        for lookup in lookups.values():
+            if not lookup.done():
+                lookup.cancel()
+            elif not lookup.cancelled():
+                lookup.exception()  # retrieved: a failed lookup is reported through its checks
     for check, result in zip(jobs, results, strict=True):
         if isinstance(result, BaseException):
             _unavailable(report, config, check, result)
@@ -112,6 +147,10 @@ async def evaluate(
             report.readings.append(_grade(config, check, value, detail))
     report.seconds = round(time.perf_counter() - started, 4)
     return report
+
+
+_NO_PG = "no postgres connection configured"
+_NO_REDIS = "no Redis broker configured (redis_conn_id or [celery] broker_url)"
 
 
 def _grade(config: HealthConfig, metric: str, value: float, detail: str) -> Reading:
@@ -127,7 +166,7 @@ def _unavailable(report: HealthReport, config: HealthConfig, check: str, exc: Ba
         why = str(exc)
     else:
         why = f"{type(exc).__name__}: {exc}"
-    behaviour = "warn" if check == "pgbouncer" else config.behaviour(check)
+    behaviour = config.behaviour(check)
     if behaviour == "ignore":
         report.readings.append(Reading(check, None, None, None, "unavailable", f"ignored: {why}"))
         return
@@ -135,21 +174,3 @@ def _unavailable(report: HealthReport, config: HealthConfig, check: str, exc: Ba
     report.readings.append(Reading(check, None, None, None, level, why))
     if behaviour == "fail":
         report.failed.append(f"{check}: {why}")
-
-
-async def _need(
-    address: str | None, what: str, probe: Callable[[str, float], Awaitable[Any]], timeout: float
-) -> Any:
-    if not address:
-        raise probes.Unavailable(f"no {what} connection configured")
-    return await probe(address, timeout)
-
-
-async def _queue(url: str | None, queues: tuple[str, ...], timeout: float) -> Any:
-    if not url:
-        raise probes.Unavailable("no Redis broker configured (redis_conn_id or [celery] broker_url)")
-    return await probes.queue_length(url, queues, timeout)
-
-
-async def _fail(message: str) -> Any:
-    raise probes.Unavailable(message)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from etl_platform.health.config import HealthConfig
+from etl_platform.health.config import HealthConfig, queue_names
 from etl_platform.health.evaluate import evaluate
 from etl_platform.health.metrics import emit_readings
-from etl_platform.health.sources import resolve_sources
+from etl_platform.health.sources import resolve_source
 from etl_platform.notifications.performance import PerformanceAlertNotifier
 from etl_platform.profiling import ProfiledExecute
 
@@ -31,7 +32,7 @@ class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
         postgres_conn_id: str | None = None,
         pgbouncer_conn_id: str | None = None,
         redis_conn_id: str | None = None,
-        queues: Sequence[str] = (),
+        queues: str | Sequence[str] = (),
         thresholds: dict[str, Any] | None = None,
         check_timeout: float = 5.0,
         alert_on: Sequence[str] = ("critical",),
@@ -46,7 +47,7 @@ class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
             "thresholds": thresholds or {},
             "check_timeout": check_timeout,
         }
-        self.queues = list(queues)
+        self.queues = queues if isinstance(queues, str) else list(queues)  # templated: may be a string
         self.alert_on = tuple(alert_on)
         self.notifier = notifier or PerformanceAlertNotifier()
         try:
@@ -58,17 +59,20 @@ class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
         checks = ["memory_usage_percent"]
         if self.config_kwargs["postgres_conn_id"]:
             checks += ["db_connections", "avg_response_time"]
-        if self.queues:
+        queues = queue_names(self.queues)
+        if queues:
             checks.append("queue_length")
-        return HealthConfig(queues=tuple(self.queues), checks=tuple(checks), **self.config_kwargs)
+        return HealthConfig(queues=queues, checks=tuple(checks), **self.config_kwargs)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        report = asyncio.run(evaluate(self._config(), resolve_sources))
+        report = asyncio.run(evaluate(self._config(), resolve_source))
         emit_readings(report, {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id})
         self.log.info("platform health %s in %.3f s: %s", report.level, report.seconds, report.summary())
         if report.level in self.alert_on:
             breached = report.breaches(report.level)
-            self.notifier.send(
+            notifier = copy.copy(self.notifier)  # rendered per run; the DAG's copy stays a template
+            notifier.render_template_fields(context)
+            notifier.send(
                 report.level, "; ".join(r.describe() for r in breached), report.as_dict()["readings"], context
             )
         return report.as_dict()

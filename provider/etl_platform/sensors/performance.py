@@ -9,6 +9,7 @@ breached, with its value and thresholds. Its XCom is the last readings.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -17,13 +18,18 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from etl_platform.health.config import CHECKS, HealthConfig
+from etl_platform.health.config import CHECKS, HealthConfig, queue_names
 from etl_platform.health.evaluate import HealthReport, evaluate
 from etl_platform.health.metrics import emit_readings
-from etl_platform.health.sources import resolve_sources
+from etl_platform.health.probes import ProbeState
+from etl_platform.health.sources import resolve_source
 from etl_platform.notifications.performance import PerformanceAlertNotifier
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.triggers.performance import PerformanceCheckTrigger, proceed_status
+
+# task_state_store key: the levels already alerted in this DAG run's task (across reschedules,
+# deferrals and retries; Airflow 3.3 scopes the store to dag_id, run_id, task_id and map_index).
+ALERTED_KEY = "etl_health.alerted_levels"
 
 
 class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
@@ -34,16 +40,23 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
         longest wait).
     :param redis_conn_id: Redis broker holding the Celery queues; default Airflow's
         ``[celery] broker_url``.
-    :param queues: Celery queue names whose waiting messages count towards ``queue_length``
-        (templated).
+    :param queues: Celery queue names whose waiting messages count towards ``queue_length``: a list
+        or a comma-separated string (templated).
     :param checks: subset of ``db_connections``, ``avg_response_time``, ``memory_usage_percent``,
         ``queue_length`` (default: all).
     :param thresholds: per metric ``{"warning": w, "critical": c}`` overriding the defaults
         (2/5 s, 80/95 %, 75/90 %, 100/500 messages).
-    :param on_unavailable: per check ``fail``, ``warn`` (default) or ``ignore`` when its source is
-        down; a check never hangs longer than ``check_timeout`` seconds.
-    :param wait_on_warning: wait at warning level too, instead of proceeding.
-    :param notifier: a :class:`PerformanceAlertNotifier` (log + StatsD; add ``webhook_url`` to POST).
+    :param on_unavailable: per check (or ``pgbouncer``) ``fail``, ``warn`` (default) or ``ignore``
+        when its source is down or its connection id cannot be read; a check never takes longer than
+        ``check_timeout`` seconds, connection lookup included.
+    :param wait_on_warning: wait at warning level too, instead of proceeding. A rise to critical
+        while deferred still alerts (the trigger hands back, the sensor alerts and defers again).
+    :param notifier: a :class:`PerformanceAlertNotifier` (log + StatsD; add ``webhook_url`` to POST);
+        its templated fields are rendered with the task's context before each alert.
+
+    Each level alerts once per DAG-run task: the alerted levels live in ``task_state_store``, so a
+    reschedule, a resumed deferral or a retry does not repeat an alert (in memory, per process,
+    where the store is missing).
     :param deferrable: wait in the triggerer (default) rather than in a worker slot.
     """
 
@@ -56,7 +69,7 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
         postgres_conn_id: str | None = None,
         pgbouncer_conn_id: str | None = None,
         redis_conn_id: str | None = None,
-        queues: Sequence[str] = (),
+        queues: str | Sequence[str] = (),
         checks: Sequence[str] | None = None,
         thresholds: dict[str, Any] | None = None,
         on_unavailable: dict[str, str] | None = None,
@@ -72,7 +85,7 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
         self.postgres_conn_id = postgres_conn_id
         self.pgbouncer_conn_id = pgbouncer_conn_id
         self.redis_conn_id = redis_conn_id
-        self.queues = list(queues)
+        self.queues = queues if isinstance(queues, str) else list(queues)
         self.checks = (
             list(checks) if checks is not None else [c for c in CHECKS if c != "queue_length" or queues]
         )
@@ -86,14 +99,15 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
             self._config()
         except ValueError as exc:
             raise ValueError(f"{self.task_id}: {exc}") from None
-        self._alerted: set[str] = set()
+        self._alerted: set[str] = set()  # only where there is no task_state_store
+        self._probe_state = ProbeState()  # pg_stat_statements totals between pokes in one process
 
     def _config(self) -> HealthConfig:
         return HealthConfig(
             postgres_conn_id=self.postgres_conn_id,
             pgbouncer_conn_id=self.pgbouncer_conn_id,
             redis_conn_id=self.redis_conn_id,
-            queues=tuple(self.queues),
+            queues=queue_names(self.queues),
             checks=tuple(self.checks),
             thresholds=self.thresholds,
             on_unavailable=self.on_unavailable,
@@ -104,7 +118,7 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
         return {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id}
 
     def check(self, context: Context) -> HealthReport:
-        report = asyncio.run(evaluate(self._config(), resolve_sources))
+        report = asyncio.run(evaluate(self._config(), resolve_source, self._probe_state))
         emit_readings(report, self._tags(context))
         return report
 
@@ -116,19 +130,22 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
                 report = self.check(context)
                 raise AirflowSensorTimeout(self._timeout_message(report)) from None
         report = self.check(context)
-        done = self._react(report, context)
-        if done:
+        if self._react(report, context):
             return report.as_dict()
+        self._defer(context, deadline=time.time() + self.timeout)
+
+    def _defer(self, context: Context, deadline: float) -> None:
         self.defer(
             trigger=PerformanceCheckTrigger(
                 config=self._config().to_dict(),
                 poke_interval=self.poke_interval,
-                deadline=time.time() + self.timeout,
+                deadline=deadline,
                 wait_on_warning=self.wait_on_warning,
                 metric_tags=self._tags(context),
+                alerted=sorted(self._alerted_levels(context)),
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 2 * self.check_timeout + 30),
+            timeout=timedelta(seconds=max(0.0, deadline - time.time()) + 2 * self.check_timeout + 30),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -139,7 +156,8 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
         report = HealthReport.from_dict(event["report"])
         if event["status"] == "timeout":
             raise AirflowSensorTimeout(self._timeout_message(report))
-        self._react(report, context)
+        if not self._react(report, context):  # "escalated": alerted above; keep waiting, same deadline
+            self._defer(context, deadline=float(event.get("deadline", time.time())))
         return report.as_dict()
 
     def _react(self, report: HealthReport, context: Context) -> bool:
@@ -154,10 +172,32 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
             breached = report.breaches(level)
             message = f"{level}: " + "; ".join(r.describe() for r in breached)
             self.log.warning("platform health %s (%s)", message, "proceeding" if status else "waiting")
-            if level not in self._alerted:  # one alert per level per attempt
-                self._alerted.add(level)
-                self.notifier.send(level, message, report.as_dict()["readings"], context)
+            alerted = self._alerted_levels(context)
+            if level not in alerted:  # one alert per level per DAG-run task
+                self._remember_alerted(context, alerted | {level})
+                notifier = copy.copy(self.notifier)  # rendered per task run; the DAG's copy stays a template
+                notifier.render_template_fields(context)
+                notifier.send(level, message, report.as_dict()["readings"], context)
         return status == "success"
+
+    def _alerted_levels(self, context: Context) -> set[str]:
+        store = _state_store(context)
+        if store is not None:
+            try:
+                return set(store.get(ALERTED_KEY, default=[]) or [])
+            except Exception as exc:  # the store's API is new; never let it stop the gate
+                self.log.warning("task_state_store unreadable (%s); alerts tracked in memory", exc)
+        return set(self._alerted)
+
+    def _remember_alerted(self, context: Context, levels: set[str]) -> None:
+        store = _state_store(context)
+        if store is not None:
+            try:
+                store.set(ALERTED_KEY, sorted(levels))
+                return
+            except Exception as exc:
+                self.log.warning("task_state_store unwritable (%s); alerts tracked in memory", exc)
+        self._alerted = set(levels)
 
     def _timeout_message(self, report: HealthReport) -> str:
         breached = report.breaches("critical") or report.breaches("warning")
@@ -167,3 +207,9 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
             if breached
             else f"timed out after {self.timeout:g} s; last readings: {report.summary()}"
         )
+
+
+def _state_store(context: Context) -> Any | None:
+    """Airflow 3.3's task_state_store, or None where the context has none (older Airflow, unit tests)."""
+    getter = getattr(context, "get", None)
+    return getter("task_state_store") if getter else None
