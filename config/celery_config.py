@@ -18,7 +18,8 @@ from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CON
 from kombu import Exchange, Queue
 
 # The queues operators route to with `queue=...`; one worker service per queue in docker-compose.yaml.
-ETL_QUEUES = ("extract", "transform", "load", "notifications")
+# `monitoring` is performance_monitoring's alone, so a health reading never queues behind ETL work.
+ETL_QUEUES = ("extract", "transform", "load", "notifications", "monitoring")
 
 # Where Airflow sends tasks that name no queue ([operators] default_queue, "default" unless changed).
 DEFAULT_QUEUE: str = conf.get("operators", "default_queue", fallback="default")

@@ -27,7 +27,7 @@ with DAG(
     doc_md=__doc__,
 ):
     chain(
-        EnsureLedgerSchemaOperator(task_id="migrate_ledger", postgres_conn_id=WAREHOUSE),
+        EnsureLedgerSchemaOperator(task_id="migrate_ledger", postgres_conn_id=WAREHOUSE, queue="load"),
         EnsurePartitionsOperator(
             task_id="ensure_partitions",
             postgres_conn_id=WAREHOUSE,
@@ -35,6 +35,7 @@ with DAG(
             interval="month",
             start="2026-01-01",  # the generated orders start there
             premake=3,
+            queue="load",  # DDL on the table the load writes, like partition_maintenance
         ),
         StreamingTransferOperator(
             task_id="load_orders",

@@ -1,17 +1,22 @@
 """Daily orders load: source OLTP -> monthly-partitioned warehouse, one data interval per run.
 
 gate (extract queue, deferrable) -> ensure partitions (load) -> transfer with transform (load)
--> ANALYZE (load) -> run summary (notifications). delete_insert makes every run idempotent: a rerun
-or a catch-up run replaces exactly its interval's rows.
+-> daily summary (transform) and ANALYZE (load) -> run summary (notifications). delete_insert makes
+every run idempotent: a rerun or a catch-up run replaces exactly its interval's rows; the summary
+(warehouse.orders_daily, include/sql/transform/refresh_orders_daily.sql) rebuilds the days the
+interval touches in one transaction.
 
-Connections: `etl_source` (OLTP), `etl_warehouse` (warehouse and run ledger).
+Connections: `etl_source` (OLTP), `etl_warehouse` (warehouse and run ledger), `etl_pgbouncer`
+(PgBouncer's admin console, read by the gate).
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 
 from etl_platform.notifications.performance import PerformanceAlertNotifier
@@ -22,9 +27,11 @@ from etl_platform.operators.transfer import StreamingTransferOperator
 from etl_platform.sensors.performance import PerformanceCheckSensor
 from etl_platform.transforms import clean_orders
 
-SOURCE, WAREHOUSE = "etl_source", "etl_warehouse"
+SOURCE, WAREHOUSE, PGBOUNCER = "etl_source", "etl_warehouse", "etl_pgbouncer"
 TABLE = "warehouse.orders_clean"
 WEBHOOK = os.environ.get("ETL_ALERT_WEBHOOK_URL")
+# include/sql beside dags/ (docker-compose mounts both under /opt/airflow): the SQL templates' root.
+SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
 
 with DAG(
     dag_id="etl_orders",
@@ -35,11 +42,13 @@ with DAG(
     default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},
     tags=["etl-platform", "orders"],
     doc_md=__doc__,
+    template_searchpath=[str(SQL_DIR)],
 ):
     chain(
         PerformanceCheckSensor(
             task_id="check_platform",
             postgres_conn_id=WAREHOUSE,
+            pgbouncer_conn_id=PGBOUNCER,  # SHOW POOLS: clients waiting for a warehouse connection
             queues=["extract", "transform", "load"],
             on_unavailable={"queue_length": "warn"},
             notifier=PerformanceAlertNotifier(webhook_url=WEBHOOK),
@@ -68,7 +77,18 @@ with DAG(
             ledger_conn_id=WAREHOUSE,
             queue="load",
         ),
-        AnalyzeTableOperator(task_id="analyze", postgres_conn_id=WAREHOUSE, table=TABLE, queue="load"),
+        [
+            SQLExecuteQueryOperator(
+                task_id="summarize_orders",
+                conn_id=WAREHOUSE,
+                sql="transform/refresh_orders_daily.sql",
+                parameters={"start": "{{ data_interval_start }}", "end": "{{ data_interval_end }}"},
+                split_statements=True,  # one transaction: the hook commits after the last statement
+                return_last=True,  # XCom: the refreshed days' summary rows, orders and revenue
+                queue="transform",
+            ),
+            AnalyzeTableOperator(task_id="analyze", postgres_conn_id=WAREHOUSE, table=TABLE, queue="load"),
+        ],
         RunSummaryOperator(
             task_id="notify", transfer_task_ids=["load_orders"], webhook_url=WEBHOOK, queue="notifications"
         ),

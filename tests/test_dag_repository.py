@@ -1,28 +1,341 @@
-"""The DAG repository (dags/) parses cleanly, without touching a database at parse time."""
+"""The DAG repository (dags/): parses cleanly and cheaply, routes every task to its queue, and everything
+it needs at run time (connections, tables) is provided by docker-compose and by `make up`.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import yaml
+from psycopg import sql
 
-from harness import REPO_ROOT
+from harness import REPO_ROOT, PgServer
+from harness.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.airflow
 
+DAGS_FOLDER = REPO_ROOT / "dags"
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
+AIRFLOW_ENV = REPO_ROOT / "config" / "airflow.env"
+POSTGRES_INIT = REPO_ROOT / "config" / "postgres-init"
+QUEUES = ("extract", "transform", "load", "notifications", "monitoring")  # config/celery_config.py
 
-def test_dags_import_without_errors_or_network(airflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+# The queue each task is meant to run on (docs/architecture.md "Running on Celery"): the transfer and the
+# DDL on the load workers, the health gate on extract, the SQL summary on transform, light work on
+# notifications, and the monitoring snapshot on a queue of its own.
+EXPECTED_QUEUES: dict[str, dict[str, str]] = {
+    "etl_orders": {
+        "check_platform": "extract",
+        "ensure_partitions": "load",
+        "load_orders": "load",
+        "summarize_orders": "transform",
+        "analyze": "load",
+        "notify": "notifications",
+    },
+    "etl_orders_bulk": {
+        "plan_ranges": "extract",
+        "load_range": "load",
+        "analyze": "load",
+        "notify": "notifications",
+    },
+    "partition_maintenance": {
+        "migrate_ledger": "load",
+        **{
+            f"{step}__{slug}": "load"
+            for slug in ("etl_audit__pipeline_runs", "etl_audit__task_runs", "warehouse__orders_clean")
+            for step in ("ensure", "drain", "retention")
+        },
+    },
+    "performance_monitoring": {"read_platform_health": "monitoring"},
+    "demo_orders_transfer": {"migrate_ledger": "load", "ensure_partitions": "load", "load_orders": "load"},
+}
+LEDGER_TABLES = ("etl_audit.pipeline_runs", "etl_audit.task_runs")
+_WRITES = re.compile(r"\b(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE|LOCK\s+TABLE|TRUNCATE)\s+([a-z_][\w.]*)", re.I)
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_home: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    def no_network(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError(f"DAG parsing opened a network connection: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
     assert not bag.import_errors, bag.import_errors
-    assert {"demo_orders_transfer", "partition_maintenance"} <= set(bag.dag_ids)
+    return bag
+
+
+def _task_args(task: Any) -> dict[str, Any]:
+    """A task's constructor arguments as stored on it (a mapped task's partial() arguments)."""
+    partial = getattr(task, "partial_kwargs", None)
+    return dict(partial) if isinstance(partial, dict) else dict(vars(task))
+
+
+# ----------------------------------------------------------------------------------------- parsing
+
+
+def _refuse(what: str) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"DAG parsing must not {what}: {args!r:.200}")
+
+    return refuse
+
+
+def test_dags_import_without_errors_or_io(airflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No import errors, every DAG present, and no connection, variable or database touched at parse time.
+
+    psycopg talks to PostgreSQL through libpq's own C sockets, so patching socket.connect alone would
+    miss it: its connect functions are patched too, as are the Task SDK's and the ORM's connection and
+    variable look-ups (a DAG reading either at top level would hit the metadata DB or a secrets backend
+    on every parse).
+    """
+    import psycopg2
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.connection import Connection as OrmConnection
+    from airflow.models.variable import Variable as OrmVariable
+    from airflow.sdk import BaseHook, Connection, Variable
+
+    patched = [
+        (socket.socket, "connect", "open a network connection"),
+        (psycopg.Connection, "connect", "connect to PostgreSQL (psycopg)"),
+        (psycopg.AsyncConnection, "connect", "connect to PostgreSQL (psycopg async)"),
+        (psycopg2, "connect", "connect to PostgreSQL (psycopg2)"),
+        (BaseHook, "get_connection", "look up a connection"),
+        (BaseHook, "aget_connection", "look up a connection"),
+        (Connection, "get", "look up a connection"),
+        (Connection, "async_get", "look up a connection"),
+        (OrmConnection, "get_connection_from_secrets", "look up a connection"),
+        (Variable, "get", "read a Variable"),
+        (OrmVariable, "get", "read a Variable"),
+    ]
+    for owner, name, what in patched:
+        assert hasattr(owner, name), f"{owner}.{name} is gone: update this test"
+        monkeypatch.setattr(owner, name, _refuse(what))
+    monkeypatch.setattr(psycopg, "connect", _refuse("connect to PostgreSQL (psycopg)"))
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert not bag.import_errors, bag.import_errors
+    assert set(bag.dag_ids) == set(EXPECTED_QUEUES)
+    files = {Path(dag.fileloc).name for dag in bag.dags.values()}
+    assert files == {path.name for path in DAGS_FOLDER.glob("*.py")}, "a file in dags/ defines no DAG"
     maintenance = bag.dags["partition_maintenance"]
-    assert {t.queue for t in maintenance.tasks} == {"load"}
     assert len(maintenance.tasks) == 1 + 3 * 3
+
+
+_PARSE_PROBE = """
+import json, sys, time
+import airflow.sdk  # what a dag-processor has imported before it parses a file
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "dags": sorted(bag.dag_ids), "errors": {k: str(v) for k, v in bag.import_errors.items()}}))
+"""
+PARSE_BUDGET_S = 2.0
+
+
+def test_each_dag_file_parses_within_budget(airflow_home: Path) -> None:
+    """Each file parses in under PARSE_BUDGET_S, measured in a fresh interpreter per file.
+
+    A fresh process, as the dag-processor parses each file in a child of its own: modules an earlier
+    file imported (the provider's operators, pandas...) would otherwise hide what this file costs.
+    Airflow itself is imported before the clock starts, as the dag-processor has it loaded already.
+    """
+    files = sorted(DAGS_FOLDER.glob("*.py"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    results = {}
+    for path in files:  # one at a time: parallel runs on two cores would measure each other
+        run = subprocess.run(
+            [sys.executable, "-c", _PARSE_PROBE, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        results[path.name] = json.loads(run.stdout.strip().splitlines()[-1])
+    print({name: round(r["seconds"], 3) for name, r in results.items()})
+    for name, result in results.items():
+        assert not result["errors"] and result["dags"], (name, result)
+        assert result["seconds"] < PARSE_BUDGET_S, f"{name} took {result['seconds']:.2f} s to parse"
+
+
+# ----------------------------------------------------------------------------------------- routing
+
+
+def test_every_task_is_routed_to_its_queue(dagbag: Any) -> None:
+    """The queue map above, for every task of every DAG; none falls through to the default queue."""
+    got = {dag_id: {t.task_id: t.queue for t in dag.tasks} for dag_id, dag in dagbag.dags.items()}
+    assert got == EXPECTED_QUEUES
+    for dag_id, tasks in got.items():
+        assert set(tasks.values()) <= set(QUEUES), f"{dag_id}: {tasks}"
+    from config.celery_config import ETL_QUEUES
+
+    assert set(ETL_QUEUES) == set(QUEUES)
+    assert {q for tasks in EXPECTED_QUEUES.values() for q in tasks.values()} == set(QUEUES), "an idle queue"
+
+
+# ----------------------------------------------------------------------------------------- what DAGs need
+
+
+# `make demo` runs this DAG with `airflow dags test`, giving it its connections itself (scripts/demo.py).
+DEMO_DAG, DEMO_SCRIPT = "demo_orders_transfer", REPO_ROOT / "scripts" / "demo.py"
+
+
+def _dag_conn_ids(dagbag: Any, *, demo: bool = False) -> set[str]:
+    conn_ids = set()
+    for dag in dagbag.dags.values():
+        if (dag.dag_id == DEMO_DAG) != demo:
+            continue
+        for task in dag.tasks:
+            for name, value in _task_args(task).items():
+                if name.endswith("conn_id") and isinstance(value, str) and value:
+                    assert "{{" not in value, f"{dag.dag_id}.{task.task_id}: templated {name}"
+                    conn_ids.add(value)
+    return conn_ids
+
+
+def _settings_conn_ids() -> set[str]:
+    """Connection ids the provider's listeners use ([etl_platform] *_conn_id in config/airflow.env)."""
+    ids = set()
+    for line in AIRFLOW_ENV.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.startswith("AIRFLOW__ETL_PLATFORM__") and key.endswith("_CONN_ID") and value.strip():
+            ids.add(value.strip())
+    return ids
+
+
+def _compose_airflow_env() -> dict[str, Any]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    return dict(compose["x-airflow-common"]["environment"])
+
+
+def _local_platform_env(tmp_path: Path, *, pgbouncer: bool) -> dict[str, str]:
+    """What `make up` gives every process, from a platform.json like `up` writes (nothing started)."""
+    from etl_devstack.platform import Platform, PlatformSettings, PlatformState
+
+    platform = Platform(tmp_path / "run", PlatformSettings())
+    state = PlatformState(
+        postgres={"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": None, "embedded": False},
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_embedded=False,
+        ports={"worker_log_server": 1, "trigger_log_server": 2, "scheduler_health": 3, "pgbouncer": 4},
+        databases=platform.settings.databases,
+        pgbouncer=pgbouncer,
+    )
+    platform.run_dir.mkdir(parents=True)
+    platform.state_file.write_text(json.dumps(asdict(state)))
+    return platform.env()
+
+
+def test_every_connection_is_provided_by_compose_and_make_up(dagbag: Any, tmp_path: Path) -> None:
+    """Each *conn_id the DAGs (and the provider's listeners) use is an AIRFLOW_CONN_* of both platforms."""
+    needed = _dag_conn_ids(dagbag) | _settings_conn_ids()
+    assert {"etl_source", "etl_warehouse", "etl_pgbouncer", "etl_redis_cache"} <= needed, needed
+    compose = {
+        k.removeprefix("AIRFLOW_CONN_").lower()
+        for k in _compose_airflow_env()
+        if k.startswith("AIRFLOW_CONN_")
+    }
+    assert needed <= compose, f"docker-compose.yaml lacks AIRFLOW_CONN_* for {sorted(needed - compose)}"
+    for pgbouncer in (True, False):
+        env = _local_platform_env(tmp_path / str(pgbouncer), pgbouncer=pgbouncer)
+        local = {
+            k.removeprefix("AIRFLOW_CONN_").lower()
+            for k, v in env.items()
+            if k.startswith("AIRFLOW_CONN_") and v
+        }
+        assert needed <= local, f"`make up` lacks AIRFLOW_CONN_* for {sorted(needed - local)}"
+    demo = _dag_conn_ids(dagbag, demo=True)
+    assert demo and all(f'"AIRFLOW_CONN_{c.upper()}"' in DEMO_SCRIPT.read_text() for c in demo), demo
+    source = _compose_airflow_env()["AIRFLOW_CONN_ETL_SOURCE"]
+    assert re.fullmatch(r"\$\{ETL_SOURCE_URL:\?[^}]+\}", source), (
+        source
+    )  # a secret: from .env, never a default
+
+
+def _written_tables(dagbag: Any) -> set[str]:
+    """Tables the DAGs' tasks write (or run DDL on): operator arguments and their SQL files."""
+    tables = set()
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            args = _task_args(task)
+            for name in ("destination_table", "table"):
+                if isinstance(args.get(name), str):
+                    tables.add(args[name])
+            if args.get("ledger_conn_id"):
+                tables.update(LEDGER_TABLES)
+            statement = args.get("sql")  # a .sql template file, which parsing has already read in
+            if isinstance(statement, str) and statement.endswith(".sql"):
+                roots = [Path(root) for root in dag.template_searchpath or []]
+                statement = next(
+                    (root / statement).read_text() for root in roots if (root / statement).exists()
+                )
+            if isinstance(statement, str):
+                tables.update(t.lower() for t in _WRITES.findall(statement))
+    return tables
+
+
+@pytest.fixture
+def scratch_db(pg_server: PgServer) -> Iterator[str]:
+    name = create_database(pg_server, "etl_test_compose_init")
+    yield name
+    drop_database(pg_server, name)
+
+
+def test_compose_init_creates_every_table_the_dags_write(
+    dagbag: Any, pg_server: PgServer, scratch_db: str
+) -> None:
+    """config/postgres-init's script, run with psql as the postgres image would, creates each table the
+    DAGs write in the warehouse database (the ledger's too: the scheduler's listener writes it from the
+    first run)."""
+    written = _written_tables(dagbag)
+    assert {"warehouse.orders_clean", "warehouse.orders_daily", *LEDGER_TABLES} <= written, written
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in compose["services"]["postgres"]["volumes"]}
+    assert mounts["/docker-entrypoint-initdb.d"] == "./config/postgres-init"
+    assert mounts["/etl-sql"] == "./include/sql"  # the script's default ETL_SQL_DIR
+    assert "CREATE DATABASE warehouse" in (POSTGRES_INIT / "01-etl-databases.sql").read_text()
+    script = POSTGRES_INIT / "02-etl-warehouse.sh"
+    assert os.access(script, os.X_OK), "the entrypoint sources non-executable scripts in its own shell"
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("no psql here (Debian package postgresql-client); the table list above was still checked")
+    env = {
+        **os.environ,
+        "POSTGRES_USER": pg_server.user,
+        "PGHOST": pg_server.host,
+        "PGPORT": str(pg_server.port),
+        "ETL_WAREHOUSE_DB": scratch_db,
+        "ETL_SQL_DIR": str(REPO_ROOT / "include" / "sql"),
+    }
+    if pg_server.password:
+        env["PGPASSWORD"] = pg_server.password
+    started = time.monotonic()
+    run = subprocess.run(
+        ["sh", str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    print(f"compose init in {time.monotonic() - started:.1f} s")
+    with psycopg.connect(pg_server.conninfo(scratch_db), autocommit=True) as conn:
+        missing = [
+            t for t in sorted(written) if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone() == (None,)
+        ]
+        assert not missing, f"the compose init does not create {missing}"
+        kind = conn.execute(
+            sql.SQL("SELECT relkind FROM pg_class WHERE oid = {}::regclass").format(
+                sql.Literal("warehouse.orders_clean")
+            )
+        ).fetchone()
+    assert kind == ("p",), "orders_clean must be the partitioned table ensure_partitions expects"

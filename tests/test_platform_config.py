@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,12 +39,13 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 AIRFLOW_ENV = CONFIG / "airflow.env"
 CELERY_CONFIG_PATH = "config.celery_config.CELERY_CONFIG"
-ETL_QUEUES = ("extract", "transform", "load", "notifications")
+ETL_QUEUES = ("extract", "transform", "load", "notifications", "monitoring")
 WORKERS = {  # service: (queues it serves, concurrency or None for "any")
     "worker-extract": ({"extract"}, 2),
     "worker-transform": ({"transform"}, 4),
     "worker-load": ({"load"}, None),
     "worker-notifications": ({"notifications", "default"}, None),
+    "worker-monitoring": ({"monitoring"}, None),
 }
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
@@ -249,6 +250,44 @@ def test_each_worker_serves_its_queue(services: dict[str, dict[str, Any]]) -> No
         assert _environment(service).get("DUMB_INIT_SETSID") == "0", f"{name}: needs Celery warm shutdown"
         served |= got_queues
     assert {*ETL_QUEUES, "default"} <= served
+
+
+def test_local_platform_runs_the_compose_workers(
+    services: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make up` starts the worker services of docker-compose.yaml: same queues, concurrency and per-child
+    memory cap (handed to config/celery_config.py through the environment, as compose does)."""
+    from etl_devstack.platform import DEFAULT_WORKERS, Platform, PlatformSettings, PlatformState
+
+    compose_workers = {name for name in services if name.startswith("worker-")}
+    assert {w.process for w in DEFAULT_WORKERS} == compose_workers
+    platform = Platform(tmp_path / "run", PlatformSettings())
+    state = PlatformState(
+        postgres={"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": None, "embedded": False},
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_embedded=False,
+        ports={"worker_log_server": 1, "trigger_log_server": 2, "scheduler_health": 3, "pgbouncer": 4},
+        databases=platform.settings.databases,
+    )
+    platform.run_dir.mkdir(parents=True)
+    platform.state_file.write_text(json.dumps(asdict(state)))
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    from config import celery_config
+
+    monkeypatch.delenv("ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB", raising=False)
+    assert "ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB" not in platform.process_env("scheduler")
+    for spec in DEFAULT_WORKERS:
+        service = services[spec.process]
+        queues, concurrency = _worker_options(_command(service))
+        assert (set(spec.queues), spec.concurrency) == (queues, concurrency), spec.process
+        cap = _environment(service)["ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB"]
+        assert str(spec.max_memory_per_child_kib) == cap, spec.process
+        local_queues, local_concurrency = _worker_options(["airflow", *platform.command(spec.process)[1:]])
+        assert (local_queues, local_concurrency) == (queues, concurrency), spec.process
+        env = platform.process_env(spec.process)
+        assert env["ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB"] == cap, spec.process
+        monkeypatch.setenv("ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB", cap)
+        assert celery_config._max_memory_per_child_kib() == int(cap)
 
 
 def test_mounted_host_paths_exist(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:

@@ -1,7 +1,7 @@
 """The dashboard on the real platform: the api-server loads the plugin, the scheduler and the workers
 publish run events, the ledger records a DAG run that has no transfer task.
 
-A manual run of `performance_monitoring` (one short task on the notifications queue) is watched through
+A manual run of `performance_monitoring` (one short task on the monitoring queue) is watched through
 the dashboard's SSE stream; its success event must arrive within 2 s of the end_date the REST API reports.
 """
 
@@ -69,7 +69,7 @@ def test_run_events_reach_the_stream_and_the_ledger(platform: Platform, api: Air
             timeout=300,
             what=f"{DAG_ID} run {run_id} to finish",
             interval=0.5,
-            explain=lambda: explain(platform, DAG_ID, run_id, names=["scheduler", "worker-notifications"]),
+            explain=lambda: explain(platform, DAG_ID, run_id, names=["scheduler", "worker-monitoring"]),
         )
         assert finished["state"] == "success", finished
         end_date = datetime.fromisoformat(finished["end_date"])
