@@ -124,3 +124,84 @@ def test_bulk_load_fans_out_over_mapped_key_ranges(platform: dict[str, Any]) -> 
     assert xcom_value(run, "notify")["rows"] == ROWS
     with platform["source"]() as src, platform["warehouse"]() as wh:
         assert _digest(wh, "warehouse.orders_clean") == _digest(src, "public.orders")
+
+
+# ----------------------------------------------------------------------------------------- partition_maintenance
+
+
+def test_partition_maintenance_dag_ensures_drains_and_archives(pg_server: Any) -> None:
+    """The production dags/partition_maintenance.py (not a look-alike) through dag.test() on a real
+    warehouse with the ledger: rows parked in the default partitions (this month and one far beyond the
+    orders' 25-month retention) end up in monthly partitions, three months ahead exist for every table,
+    the defaults are empty and the expired month is archived, not dropped."""
+    stamp = datetime.now(UTC).strftime("%H%M%S%f")
+    name = f"etl_test_maint_{stamp}"
+    with pg_server.connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        now = datetime.now(UTC)
+        old = datetime(now.year - 3, now.month, 15, tzinfo=UTC)
+        with psycopg.connect(pg_server.conninfo(name)) as wh:
+            create_warehouse(wh, with_ledger=True)
+            for order_id, ts in ((1, now), (2, old)):
+                wh.execute(
+                    "INSERT INTO warehouse.orders_clean VALUES "
+                    "(%s, 7, %s, 'paid', 10.00, 1, NULL, 'web', 'DE', NULL, now())",
+                    (order_id, ts),
+                )
+            wh.execute(
+                "INSERT INTO etl_audit.pipeline_runs (pipeline, run_id, started_at, status) "
+                "VALUES ('p', 'r1', now(), 'success')"
+            )
+            wh.commit()
+        run = run_dag(
+            "partition_maintenance",
+            conn_env={"etl_warehouse": pg_server.uri(name)},
+            dags_folder=REPO_ROOT / "dags",
+        )
+        outcomes = task_outcomes(run)
+        assert len(outcomes) == 10 and {o.state for o in outcomes.values()} == {"success"}, outcomes
+        with psycopg.connect(pg_server.conninfo(name, options="-c TimeZone=UTC")) as wh:
+            parts = dict(
+                wh.execute(
+                    "SELECT p.oid::regclass::text, array_agg(c.relname::text ORDER BY c.relname) "
+                    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+                    "WHERE p.oid::regclass::text IN "
+                    "('warehouse.orders_clean', 'etl_audit.pipeline_runs', 'etl_audit.task_runs') GROUP BY 1"
+                ).fetchall()
+            )
+            months = [
+                f"{(now.year * 12 + now.month - 1 + k) // 12}{(now.month - 1 + k) % 12 + 1:02d}"
+                for k in range(4)
+            ]
+            for table, children in parts.items():
+                base = table.split(".")[1]
+                assert {f"{base}_p{m}" for m in months} <= set(children), (table, children)
+            assert set(parts) == {"warehouse.orders_clean", "etl_audit.pipeline_runs", "etl_audit.task_runs"}
+            for default in ("warehouse.orders_clean_default", "etl_audit.pipeline_runs_default"):
+                count = wh.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*default.split(".")))
+                ).fetchone()
+                assert count == (0,), f"{default} still holds rows"
+            where = dict(
+                wh.execute(
+                    "SELECT id, tableoid::regclass::text FROM warehouse.orders_clean ORDER BY id"
+                ).fetchall()
+            )
+            assert where == {1: f"warehouse.orders_clean_p{months[0]}"}, where
+            expired = f"orders_clean_p{old:%Y%m}"
+            schema = wh.execute(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = %s",
+                (expired,),
+            ).fetchall()
+            kept = wh.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("archive", expired))
+            ).fetchone()
+            archived = [(schema[0][0], expired, kept[0] if kept else None)] if schema else []
+            assert archived == [("archive", f"orders_clean_p{old:%Y%m}", 1)], archived
+            ledger = wh.execute("SELECT tableoid::regclass::text FROM etl_audit.pipeline_runs").fetchall()
+            assert ledger == [(f"etl_audit.pipeline_runs_p{months[0]}",)]
+    finally:
+        with pg_server.connect() as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
