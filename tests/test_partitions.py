@@ -1112,6 +1112,149 @@ def test_concurrent_detach_timing_out_in_its_wait_is_finished_in_the_same_run(
     assert names(admin, s, "ev")[0] == "ev_p202512"
 
 
+def test_archive_name_taken_gets_a_suffix_instead_of_stranding_the_detached_table(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    """Late rows recreated a partition that an earlier run archived: the archive already has its name."""
+    s = dst_db.schema
+    archive = f"{s}_arch"
+    _retention_table(admin, s, default=False)
+    try:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(archive)))
+        admin.execute(sql.SQL("CREATE TABLE {} (earlier int)").format(ident(archive, "ev_p202510")))
+        report = maintenance.apply_retention(
+            make_runner(), dst_db.table("ev"), "3 months", mode="archive", archive_schema=archive, now=NOW
+        )
+        assert report.detached == [f"{s}.ev_p202510", f"{s}.ev_p202511"]
+        assert report.archived == [f"{archive}.ev_p202510_1", f"{archive}.ev_p202511"]
+        assert report.warnings == [
+            f"{archive}.ev_p202510 already exists: {s}.ev_p202510 was archived as {archive}.ev_p202510_1"
+        ]
+        assert count(admin, archive, "ev_p202510_1") == 10 and count(admin, archive, "ev_p202510") == 0
+        assert admin.execute(
+            "SELECT to_regclass(%s)", (regclass_text(admin, s, "ev_p202510"),)
+        ).fetchone() == (None,)
+        state = admin.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(ident(s, maintenance.RETENTION_STATE))
+        )
+        assert state.fetchone() == (0,)
+    finally:
+        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(archive)))
+
+
+@pytest.mark.parametrize("mode", ["archive", "drop"])
+def test_partition_detached_by_a_failed_run_is_finished_by_the_next(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory, mode: str
+) -> None:
+    s = dst_db.schema
+    archive = f"{s}_arch"
+    _retention_table(admin, s, default=True)
+    # The step after the DETACH fails: a session creating the archive schema in an open transaction
+    # (archive mode: its locks are never granted in time), a view on the partition (drop mode).
+    blocker = psycopg.connect(dst_db.conninfo)
+    try:
+        if mode == "archive":
+            blocker.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(archive)))
+            expected: Any = pytest.raises(PartitionError, match=f"archive {s}.ev_p202510: gave up")
+        else:
+            admin.execute(
+                sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(ident(s, "oct"), ident(s, "ev_p202510"))
+            )
+            expected = pytest.raises(errors.DependentObjectsStillExist)
+        with expected:
+            maintenance.apply_retention(
+                make_runner(lock_timeout="100ms", attempts=2),
+                dst_db.table("ev"),
+                "3 months",
+                mode=mode,
+                archive_schema=archive,
+                now=NOW,
+            )
+    finally:
+        blocker.close()
+    if mode == "drop":
+        admin.execute(sql.SQL("DROP VIEW {}").format(ident(s, "oct")))
+    assert "ev_p202510" not in names(admin, s, "ev") and count(admin, s, "ev_p202510") == 10  # stranded
+    try:
+        report = maintenance.apply_retention(
+            make_runner(), dst_db.table("ev"), "3 months", mode=mode, archive_schema=archive, now=NOW
+        )
+        assert report.resumed == [f"{s}.ev_p202510"]
+        assert report.detached == [f"{s}.ev_p202511"]
+        if mode == "archive":
+            assert report.archived == [f"{archive}.ev_p202510", f"{archive}.ev_p202511"]
+            assert count(admin, archive, "ev_p202510") == 10
+        else:
+            assert report.dropped == [f"{s}.ev_p202510", f"{s}.ev_p202511"]
+        assert admin.execute(
+            "SELECT to_regclass(%s)", (regclass_text(admin, s, "ev_p202510"),)
+        ).fetchone() == (None,)
+        again = maintenance.apply_retention(
+            make_runner(), dst_db.table("ev"), "3 months", mode=mode, archive_schema=archive, now=NOW
+        )
+        assert again.resumed == [] and again.detached == []
+    finally:
+        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(archive)))
+
+
+def test_pending_detach_of_a_recent_partition_is_not_finalized(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    s = dst_db.schema
+    _retention_table(admin, s, default=False)
+    blocker = psycopg.connect(dst_db.conninfo)
+    blocker.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        blocker.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(s, "ev")))
+        with dst_db.connect() as detacher:
+            detacher.execute("SET statement_timeout = '1s'")
+            with pytest.raises(errors.QueryCanceled):
+                detacher.execute(
+                    sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                        ident(s, "ev"), ident(s, "ev_p202602")
+                    )
+                )
+    finally:
+        blocker.close()
+    before = attached(admin, s, "ev")
+    report = maintenance.apply_retention(make_runner(), dst_db.table("ev"), "3 months", mode="keep", now=NOW)
+    # PostgreSQL refuses any other DETACH while one is pending: the old partitions wait for a decision.
+    assert report.finalized == [] and report.detached == []
+    assert report.skipped == [
+        f"{s}.ev_p202602 has a pending detach but lies inside the retention window",
+        f"{s}.ev_p202510: not detached while {s}.ev_p202602 has a pending detach",
+        f"{s}.ev_p202511: not detached while {s}.ev_p202602 has a pending detach",
+    ]
+    assert len(report.warnings) == 1 and "DETACH PARTITION" in report.warnings[0]
+    assert attached(admin, s, "ev") == before  # ev_p202602 still pending, nothing detached
+
+
+def test_integer_retention_accepts_templated_digits_and_leaves_an_empty_table_alone(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    s = dst_db.schema
+    create_parent(admin, s, "iv", key="k", key_type="bigint", default=False)
+    for lo in range(-3000, 2000, 1000):
+        add_partition(admin, s, "iv", f"iv_p{lo}".replace("-", "m"), lo, lo + 1000)
+    before = names(admin, s, "iv")
+    empty = maintenance.apply_retention(make_runner(), dst_db.table("iv"), "1000", mode="drop")
+    assert empty.detached == [] and empty.dropped == [] and names(admin, s, "iv") == before
+    assert empty.skipped == [f"{s}.iv holds no rows: no highest key to count the retention from"]
+    admin.execute(sql.SQL("INSERT INTO {} (k) SELECT generate_series(0, 1999)").format(ident(s, "iv")))
+    report = maintenance.apply_retention(make_runner(), dst_db.table("iv"), " 2500 ", mode="drop")
+    # cutoff 1999 - 2500 = -501: [-3000, -2000) and [-2000, -1000) end at or before it.
+    assert sorted(report.dropped) == [f"{s}.iv_pm2000", f"{s}.iv_pm3000"]
+
+
+@pytest.mark.parametrize("value", ["2 parsecs", "0", "", "-1s", "5 minutes"])
+def test_bad_lock_timeout_is_a_config_error_naming_the_setting(dst_db: SchemaDb, value: str) -> None:
+    with (
+        psycopg.connect(dst_db.conninfo) as conn,
+        pytest.raises(PartitionConfigError, match=r"^lock_timeout .* is not a positive PostgreSQL duration"),
+    ):
+        DdlRunner(conn, RecordingLog(), lock_timeout=value)
+
+
 # -- indexes -------------------------------------------------------------------------------------
 
 
@@ -1210,6 +1353,60 @@ def test_index_build_retried_after_lock_timeout_ends_valid(
         blocker.close()
     assert report.retries > 0
     assert index_tree(admin, s, "ev", "ev_w_idx") == (True, dict.fromkeys(parts, True))
+
+
+def test_per_partition_index_names_fit_63_bytes_with_multibyte_names(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    s = dst_db.schema
+    table, index = "événements_détaillés", "idx_clé_étrangère_très_longue"  # 58 characters, 66 bytes together
+    create_parent(admin, s, table)
+    maintenance.ensure_partitions(
+        make_runner(), dst_db.table(table), "month", start="2026-01-01", premake=0, today=TODAY
+    )
+    report = maintenance.create_partitioned_index(make_runner(), dst_db.table(table), index, ["seq"])
+    built = [name.split(".", 1)[1] for name in report.indexed]
+    assert len(built) == 4 and all(len(n.encode()) <= 63 for n in built) and len(set(built)) == 4
+    assert all(n.endswith(f"_{index}") for n in built)
+    parts = names(admin, s, table)
+    assert index_tree(admin, s, table, index) == (True, dict.fromkeys(parts, True))
+    catalog = admin.execute(
+        "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+        "WHERE c.relnamespace = %s::regnamespace AND c.relname LIKE %s",
+        (sql.Identifier(s).as_string(admin), f"%{index}"),
+    ).fetchall()
+    assert sorted(r[0] for r in catalog) == sorted([*built, index])  # the names we report are the real ones
+    again = maintenance.create_partitioned_index(make_runner(), dst_db.table(table), index, ["seq"])
+    assert again.indexed == [] and len(again.skipped) == 4
+    # A partition name too long to keep whole: cut on a character boundary, siblings kept apart by a hash.
+    long_a = maintenance.child_index_name("é" * 30 + "_p202601", "idx")
+    long_b = maintenance.child_index_name("é" * 30 + "_p202602", "idx")
+    assert long_a != long_b and len(long_a.encode()) <= 63 and long_a.endswith("_idx")
+    long_a.encode().decode()  # valid UTF-8: no half character
+
+
+@pytest.mark.parametrize(
+    ("existing", "message"),
+    [
+        (
+            "CREATE INDEX {idx} ON ONLY {t} (w)",
+            r"the btree index on \(seq\) of .* asked for: CREATE INDEX .* \(w\)",
+        ),
+        ("CREATE UNIQUE INDEX {idx} ON ONLY {t} (seq, id, ts)", r"USING btree \(seq, id, ts\)"),
+        ("CREATE TABLE {idx} (seq int)", r"a relation of kind 'r'"),
+    ],
+    ids=["other-columns", "other-shape", "a-table"],
+)
+def test_same_named_index_of_another_shape_is_refused(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory, existing: str, message: str
+) -> None:
+    s = dst_db.schema
+    _indexed_table(admin, s)
+    admin.execute(sql.SQL(existing).format(idx=sql.Identifier("ev_seq_idx"), t=ident(s, "ev")))  # type: ignore[arg-type]
+    before = catalog_snapshot(admin, s)
+    with pytest.raises(PartitionConfigError, match=rf"{s}\.ev_seq_idx already exists and is not .*{message}"):
+        maintenance.create_partitioned_index(make_runner(), dst_db.table("ev"), "ev_seq_idx", ["seq"])
+    assert catalog_snapshot(admin, s) == before
 
 
 # -- names that need quoting ---------------------------------------------------------------------
@@ -1315,6 +1512,11 @@ INVALID: list[Any] = [
     ),
     pytest.param(lambda r, s: R(r, f"{s}.ev", "3 parsecs", now=NOW), r"retention '3 parsecs'", id="parsecs"),
     pytest.param(lambda r, s: R(r, f"{s}.ev", 12, now=NOW), r"retention 12 for {s}\.ev", id="retention-int"),
+    pytest.param(
+        lambda r, s: R(r, f"{s}.ev", "12", now=NOW),
+        r"retention '12' for {s}\.ev .* with a unit",
+        id="no-unit",
+    ),
     pytest.param(
         lambda r, s: R(r, f"{s}.iv", "3 months"), r"retention '3 months' for .*{s}\.iv", id="retention-str"
     ),

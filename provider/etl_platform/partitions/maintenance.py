@@ -375,9 +375,20 @@ def apply_retention(
     old = [p for p in tbl.ranged if p.hi is not None and p.hi <= cutoff]  # type: ignore[operator]
     if mode == "drop":
         _refuse_referenced(runner.conn, tbl, old)
-    for part in tbl.ranged:
-        if part.detach_pending and part not in old:
-            report.skipped.append(f"{part.label} has a pending detach but lies inside the retention window")
+    recent_pending = [p for p in tbl.ranged if p.detach_pending and p not in old]
+    for part in recent_pending:
+        report.skipped.append(f"{part.label} has a pending detach but lies inside the retention window")
+    if recent_pending:
+        # PostgreSQL refuses every other DETACH on the table while one is pending, and finishing a
+        # detach of recent data is not retention's call.
+        blocker = recent_pending[0].label
+        report.skipped.extend(f"{p.label}: not detached while {blocker} has a pending detach" for p in old)
+        report.warnings.append(
+            f"{blocker} has an interrupted DETACH ... CONCURRENTLY but lies inside the retention window; "
+            f"no partition of {tbl.label} can be detached until it is finished (ALTER TABLE ... DETACH "
+            "PARTITION ... FINALIZE; ATTACH it again to keep it)."
+        )
+        old = []
     for part in old:
         target = _free_name(runner.conn, archive_schema, part) if mode == "archive" else None
         pending = _Pending(part.oid, part.schema, part.name, mode, archive_schema if target else None, target)
@@ -721,8 +732,8 @@ def _check_existing_index(
     wanted = (True, method, unique, True, list(columns))
     if kind not in ("i", "I") or (same_table, am, is_unique, plain, list(cols)) != wanted:
         raise PartitionConfigError(
-            f"{tbl.schema}.{index_name} already exists and is not a{' unique' if unique else 'n'} {method} "
-            f"index of {tbl.label} on ({', '.join(columns)}): "
+            f"{tbl.schema}.{index_name} already exists and is not the {'unique ' if unique else ''}{method} "
+            f"index on ({', '.join(columns)}) of {tbl.label} asked for: "
             f"{definition or 'a relation of kind ' + repr(kind)}. Choose another index_name or drop it."
         )
     return True
