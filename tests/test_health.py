@@ -8,6 +8,7 @@ import importlib
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -268,10 +269,17 @@ def test_sensor_proceeds_on_warning_with_an_alert(pg_server: Any, webhook: str) 
 
 
 @pytest.mark.airflow
-def test_sensor_times_out_naming_the_breach(pg_server: Any) -> None:
+def test_sensor_times_out_naming_the_breach(pg_server: Any, capfd: Any) -> None:
     with _settings(thresholds={"db_connections": {"warning": 0, "critical": 0}}, timeout=2):
         run = run_dag("health_gate_deferred", conn_env={"etl_test_pg": pg_server.uri("postgres")})
     assert task_outcomes(run)["gate"].state == "failed"
+    out = capfd.readouterr().out  # the task log: dag.test() runs the task in this process
+    assert "AirflowSensorTimeout" in out
+    assert re.search(
+        r"platform still overloaded after 2 s; breaching: db_connections=\d+\.\d{3} "
+        r"\(critical; warning 0, critical 0; \d+ of \d+ usable connections\)",
+        out,
+    )
 
 
 def test_timeout_report_names_each_breach_with_value_and_thresholds() -> None:
