@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -205,3 +211,75 @@ def test_partition_maintenance_dag_ensures_drains_and_archives(pg_server: Any) -
     finally:
         with pg_server.connect() as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# ----------------------------------------------------------------------------------------- resource monitor
+
+_MONITORED_RUN = """
+import sys
+from pathlib import Path
+from harness import run_dag, task_outcomes
+run = run_dag("performance_monitoring", dags_folder=Path(sys.argv[1]))
+print("OUTCOMES", {t: o.state for t, o in task_outcomes(run).items()})
+"""
+
+
+def test_resource_monitor_logs_and_sends_task_metrics(
+    pg_server: Any, redis_db: Any, airflow_home: Path
+) -> None:
+    """A real task (performance_monitoring, via dag.test() in a child process with StatsD on, as Airflow's
+    Stats is configured once per process) is measured by the provider's listener: a "resource monitor:"
+    log line and duration, peak RSS and RSS delta metrics tagged with the dag and task ids."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(0.5)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]),
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(receiver.getsockname()[1]),
+            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",  # tags as config/airflow.env sends them
+            "AIRFLOW__CELERY__BROKER_URL": redis_db.url,
+            "AIRFLOW_CONN_ETL_WAREHOUSE": pg_server.uri(pg_server.admin_dbname),
+            "AIRFLOW_CONN_ETL_PGBOUNCER": pg_server.uri("pgbouncer"),  # no PgBouncer: reported unavailable
+        }
+        run = subprocess.run(
+            [sys.executable, "-c", _MONITORED_RUN, str(REPO_ROOT / "dags")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output[-4000:]
+        assert "OUTCOMES {'read_platform_health': 'success'}" in output, output[-4000:]
+        lines: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                lines += receiver.recv(65535).decode().splitlines()
+    logged = re.search(
+        r"resource monitor: performance_monitoring\.read_platform_health success in ([\d.]+) s, "
+        r"peak RSS ([\d.]+) MB, RSS delta ([-+][\d.]+) MB",
+        output,
+    )
+    assert logged, f"no resource monitor log line in:\n{output[-4000:]}"
+    tags = {"dag_id=performance_monitoring", "task_id=read_platform_health", "outcome=success"}
+    metrics = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        metric, *line_tags = name.split(",")
+        if metric.startswith("airflow.etl.task.") and tags <= set(line_tags):
+            value, kind = rest.split("|")[:2]
+            metrics[metric] = (float(value), kind)
+    assert set(metrics) == {
+        "airflow.etl.task.duration",
+        "airflow.etl.task.peak_rss_mb",
+        "airflow.etl.task.rss_delta_mb",
+    }, lines
+    assert metrics["airflow.etl.task.duration"][1] == "ms" and metrics["airflow.etl.task.duration"][0] > 0
+    assert metrics["airflow.etl.task.peak_rss_mb"] == (pytest.approx(float(logged.group(2)), abs=0.1), "g")
+    assert metrics["airflow.etl.task.peak_rss_mb"][0] > 50  # a Python process with Airflow loaded
+    assert metrics["airflow.etl.task.rss_delta_mb"] == (pytest.approx(float(logged.group(3)), abs=0.1), "g")
