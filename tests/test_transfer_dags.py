@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders, create_orders
+from etl_platform.transfer.checkpoint import CheckpointStore
 from harness import run_dag, task_outcomes, xcom_value
 from tests.transfer_fixtures import row_count, table_digest
 
@@ -135,11 +138,149 @@ def test_bad_input_fails_without_retrying_and_moves_nothing(orders: dict[str, An
     assert row_count(orders["dst"], dst_db.schema, "orders") == 0
 
 
-def test_unknown_connection_fails_clearly(orders: dict[str, Any]) -> None:
-    run = run_dag(
-        "transfer_append", conf=orders["conf"], conn_env={"etl_test_dst": orders["conns"]["etl_test_dst"]}
+def _task_output(capfd: pytest.CaptureFixture[str]) -> str:
+    """What dag.test() printed: the task's log lines, its traceback and error message included."""
+    out, err = capfd.readouterr()
+    return out + err
+
+
+def test_unknown_connection_fails_clearly(orders: dict[str, Any], capfd: pytest.CaptureFixture[str]) -> None:
+    capfd.readouterr()
+    run = run_dag(  # etl_test_src is not defined; the DAG allows two retries
+        "transfer_retry", conf=orders["conf"], conn_env={"etl_test_dst": orders["conns"]["etl_test_dst"]}
     )
-    assert task_outcomes(run)["transfer"].state == "failed"
+    outcome = task_outcomes(run)["transfer"]
+    assert (outcome.state, outcome.try_number) == ("failed", 1)  # AirflowFailException: no retries
+    output = _task_output(capfd)
+    assert "AirflowFailException: Airflow connection 'etl_test_src' is not defined" in output
+
+
+def test_unknown_connection_is_not_retryable(airflow_home: Any) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from etl_platform.hooks.postgres import EtlPostgresHook
+
+    with pytest.raises(AirflowFailException, match="connection 'etl_no_such_conn' is not defined"):
+        EtlPostgresHook("etl_no_such_conn").connection_factory()
+
+
+@pytest.mark.parametrize(
+    ("key_column", "expected"),
+    [
+        ("", "key_column is required with source_sql"),
+        ("no_such_col", "key_column 'no_such_col' is not an output column of source_sql (columns: id, "),
+    ],
+)
+def test_bad_source_sql_settings_fail_once_naming_the_column(
+    orders: dict[str, Any],
+    src_db: Any,
+    dst_db: Any,
+    capfd: pytest.CaptureFixture[str],
+    key_column: str,
+    expected: str,
+) -> None:
+    query = (
+        sql.SQL("SELECT * FROM {}").format(sql.Identifier(src_db.schema, "orders")).as_string(orders["src"])
+    )
+    conf = {
+        "source_sql": query,
+        "key_column": key_column,
+        "destination_table": orders["conf"]["destination_table"],
+    }
+    capfd.readouterr()
+    run = run_dag("transfer_sql", conf=conf, conn_env=orders["conns"])
+    outcome = task_outcomes(run)["transfer"]
+    assert (outcome.state, outcome.try_number) == ("failed", 1)
+    assert expected in _task_output(capfd)
+    assert row_count(orders["dst"], dst_db.schema, "orders") == 0
+
+
+@pytest.mark.parametrize(
+    ("ddl", "expected"),
+    [
+        (
+            "ALTER TABLE {} RENAME COLUMN status TO state",
+            "source columns ['status'] of {src}.orders have no column of the same name in {dst}.orders",
+        ),
+        (
+            "ALTER TABLE {} DROP COLUMN customer_id, ADD COLUMN customer_id date",
+            "columns of {dst}.orders cannot take the {src}.orders column types: 'customer_id': integer -> date",
+        ),
+    ],
+)
+def test_column_mismatch_fails_once_naming_table_and_column(
+    orders: dict[str, Any],
+    src_db: Any,
+    dst_db: Any,
+    capfd: pytest.CaptureFixture[str],
+    ddl: str,
+    expected: str,
+) -> None:
+    orders["dst"].execute(sql.SQL(ddl).format(sql.Identifier(dst_db.schema, "orders")))  # type: ignore[arg-type]
+    capfd.readouterr()
+    run = run_dag("transfer_retry", conf=orders["conf"], conn_env=orders["conns"])
+    outcome = task_outcomes(run)["transfer"]
+    assert (outcome.state, outcome.try_number) == ("failed", 1)
+    assert expected.format(src=src_db.schema, dst=dst_db.schema) in _task_output(capfd)
+    assert row_count(orders["dst"], dst_db.schema, "orders") == 0
+
+
+def test_truncate_resumes_after_a_failed_attempt_and_is_never_half_loaded(
+    orders: dict[str, Any], src_db: Any, dst_db: Any
+) -> None:
+    dst, schema = orders["dst"], dst_db.schema
+    table = sql.Identifier(schema, "orders")
+    dst.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT * FROM (VALUES (1, 1, now(), 'stale', 1.0, 1, NULL::numeric, 'x', 'XX', NULL)) v"
+        ).format(table)
+    )
+    # Staged chunks land in a table that does not exist yet; the checkpoint update commits in the
+    # same transaction, so failing it once (at the fourth chunk) fails that chunk, whatever the mode.
+    checkpoints = sql.Identifier("etl_platform", "transfer_checkpoints")
+    CheckpointStore("etl_platform", "setup").ensure(dst)
+    dst.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(schema, "fault_seq")))
+    dst.execute(
+        sql.SQL(
+            "CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.rows >= 2000 AND nextval({seq}::regclass) = 1 THEN RAISE EXCEPTION 'injected fault'; "
+            "END IF; RETURN NEW; END $$"
+        ).format(
+            fn=sql.Identifier(schema, "fault"),
+            seq=sql.Literal(sql.Identifier(schema, "fault_seq").as_string(dst)),
+        )
+    )
+    trigger = sql.Identifier(f"fault_{schema}")
+    dst.execute(
+        sql.SQL(
+            "CREATE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW "
+            "WHEN (NEW.transfer_id LIKE 'transfer_retry_truncate/%') EXECUTE FUNCTION {}()"
+        ).format(trigger, checkpoints, sql.Identifier(schema, "fault"))
+    )
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with dst_db.connect() as reader:
+            while not stop.is_set():
+                seen.add(row_count(reader, schema, "orders"))
+                time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = run_dag("transfer_retry_truncate", conf=orders["conf"], conn_env=orders["conns"])
+    finally:
+        stop.set()
+        watcher.join()
+        dst.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, checkpoints))
+    outcome = task_outcomes(run)["transfer"]
+    assert (outcome.state, outcome.try_number) == ("success", 2)
+    summary = xcom_value(run, "transfer")
+    assert summary["resumed_from"] == "1500"  # chunks of 500: three staged before the fault
+    assert summary["rows_before_resume"] == 1_500 and summary["rows_read"] == ROWS - 1_500
+    assert _digest(dst, schema) == _digest(orders["src"], src_db.schema)
+    assert seen <= {1, ROWS} and 1 in seen, seen  # the stale row, then every row: never anything between
 
 
 def test_nonsense_settings_are_refused_at_parse_time() -> None:

@@ -1,4 +1,4 @@
-"""DAGs for tests/test_transfer_dags.py: one per write mode plus transform, window and retry cases.
+"""DAGs for tests/test_transfer_dags.py: one per write mode plus transform, window, retry and bad-input cases.
 
 Tables come from the run's conf (templated through params) so every test uses its own schema.
 Connections `etl_test_src` / `etl_test_dst` are set by the test as AIRFLOW_CONN_* variables.
@@ -59,6 +59,37 @@ with _dag("transfer_retry", schedule=None):
         retries=2,
         retry_delay=timedelta(seconds=0),
         **COMMON,  # type: ignore[arg-type]
+    )
+
+# Truncate mode with retries: the test fails one chunk's checkpoint once; the retry resumes staging.
+with _dag("transfer_retry_truncate", schedule=None):
+    StreamingTransferOperator(
+        task_id="transfer",
+        write_mode="truncate",
+        retries=2,
+        retry_delay=timedelta(seconds=0),
+        **COMMON,  # type: ignore[arg-type]
+    )
+
+# source_sql and key_column from the run's conf: bad ones must fail the task (once) with a clear message.
+with DAG(
+    dag_id="transfer_sql",
+    start_date=datetime(2026, 1, 1),
+    schedule=None,
+    catchup=False,
+    params={"source_sql": "", "key_column": "", "destination_table": ""},
+    tags=["test"],
+):
+    StreamingTransferOperator(
+        task_id="transfer",
+        source_conn_id="etl_test_src",
+        destination_conn_id="etl_test_dst",
+        source_sql="{{ params.source_sql }}",
+        key_column="{{ params.key_column }}",
+        destination_table="{{ params.destination_table }}",
+        chunk_rows=500,
+        retries=2,
+        retry_delay=timedelta(seconds=0),
     )
 
 with _dag("transfer_ledger", schedule=None):

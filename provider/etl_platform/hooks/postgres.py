@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 from psycopg.conninfo import make_conninfo
 
 ConnectionFactory = Callable[[], psycopg.Connection[Any]]
@@ -68,8 +68,14 @@ class EtlPostgresHook(BaseHook):
         return self._conninfo_of(conn)
 
     def _unknown(self, exc: Exception) -> AirflowException:
+        """An undefined connection id fails for good (a retry cannot define it); a backend error may pass."""
+        if isinstance(exc, AirflowNotFoundException):
+            return AirflowFailException(
+                f"Airflow connection {self.postgres_conn_id!r} is not defined: add it (Admin > Connections, "
+                f"an AIRFLOW_CONN_{self.postgres_conn_id.upper()} variable or a secrets backend)."
+            )
         return AirflowException(
-            f"Airflow connection {self.postgres_conn_id!r} is not defined or cannot be read: {type(exc).__name__}"
+            f"Airflow connection {self.postgres_conn_id!r} cannot be read: {type(exc).__name__}"
         )
 
     def _conninfo_of(self, conn: Any) -> str:
