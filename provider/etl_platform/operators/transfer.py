@@ -34,8 +34,10 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         the source table's single-column primary key; required with ``source_sql``.
     :param chunk_rows: rows per chunk; each chunk commits with its checkpoint.
     :param write_mode: ``append``; ``truncate`` (the destination ends with exactly the source rows,
-        swapped in one transaction); ``upsert`` (ON CONFLICT on the destination primary key or
-        ``conflict_columns``); ``delete_insert`` (replace the rows of the incremental window).
+        staged, then swapped in one transaction: READ COMMITTED readers never see it empty or
+        half-loaded; as with any TRUNCATE, a REPEATABLE READ snapshot taken before the swap sees
+        it empty); ``upsert`` (ON CONFLICT on the destination primary key or ``conflict_columns``,
+        which a unique index must cover); ``delete_insert`` (replace the rows of the window).
     :param conflict_columns: upsert conflict target, when not the destination primary key.
     :param incremental_column: column filtered to ``[window_start, window_end)``.
     :param window_start: templated, default ``{{ data_interval_start }}``.
