@@ -6,7 +6,13 @@ The operators use the real clock, so the expected partitions are computed from t
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -166,3 +172,108 @@ def test_nonsense_settings_are_refused_at_parse_time() -> None:
             EnsurePartitionsOperator(task_id="bad_attempts", max_attempts=0, **common)
         with pytest.raises(ValueError, match=r"^bad_columns: columns"):
             CreatePartitionedIndexOperator(task_id="bad_columns", index_name="i", columns=[], **common)
+        with pytest.raises(ValueError, match=r"^bad_lock: lock_timeout '2 parsecs' is not a positive"):
+            DrainDefaultPartitionOperator(task_id="bad_lock", lock_timeout="2 parsecs", **common)
+        with pytest.raises(ValueError, match=r"^zero_lock: lock_timeout 0 is not a positive"):
+            PartitionRetentionOperator(task_id="zero_lock", retention="1 year", lock_timeout=0, **common)
+
+
+def _metric(lines: list[str], name: str, task_id: str) -> list[str]:
+    """`airflow.<name>,tag=value,...:<value>|<type>` lines of one task (tags ride along as InfluxDB tags)."""
+    return [
+        line for line in lines if line.startswith(f"airflow.{name},") and f"task_id={task_id}," in line + ","
+    ]
+
+
+def _value(line: str) -> float:
+    return float(line.rsplit(":", 1)[1].split("|")[0])
+
+
+def test_statsd_receives_partition_metrics_tagged_by_dag_task_and_table(
+    events: dict[str, Any], dst_db: SchemaDb, airflow_home: Path
+) -> None:
+    """The DAG runs in `airflow dags test` with StatsD pointed at a real UDP socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(0.5)
+        env = {
+            **os.environ,
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(udp.getsockname()[1]),
+            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+            "AIRFLOW_CONN_ETL_TEST_DST": dst_db.uri(),
+        }
+        airflow = str(Path(sys.executable).parent / "airflow")
+        done = subprocess.run(
+            [airflow, "dags", "test", "partition_maintenance", "-c", json.dumps(events["conf"])],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        received = []
+        while True:
+            try:
+                received.append(udp.recv(65536).decode())
+            except TimeoutError:
+                break
+    lines = [line for packet in received for line in packet.splitlines()]
+    ours = [line for line in lines if ".etl.partitions." in line]
+    assert ours, f"no etl.partitions metrics among {lines[:10]}"
+    table = f"table={dst_db.schema}.ev"
+    assert all("dag_id=partition_maintenance" in line and table in line for line in ours), ours
+    expected = {
+        ("etl.partitions.created", "ensure"): 17,
+        ("etl.partitions.rows_drained", "ensure"): 18,
+        ("etl.partitions.created", "drain"): 2,
+        ("etl.partitions.rows_drained", "drain"): 6,
+        ("etl.partitions.created", "index"): 0,
+        ("etl.partitions.detached", "retention"): 3,
+        ("etl.partitions.dropped", "retention"): 0,
+    }
+    got = {key: sum(_value(line) for line in _metric(ours, *key)) for key in expected}
+    assert got == expected
+    for task_id in ("ensure", "drain", "index", "retention"):
+        timing = _metric(ours, "etl.partitions.seconds", task_id)
+        assert len(timing) == 1 and timing[0].endswith("|ms") and _value(timing[0]) > 0
+    assert len(partitions(events["conn"], dst_db.schema, "ev")) == 17  # the run really did the work
+    # The summary names what it did, not only how many.
+    logged = done.stdout + done.stderr
+    assert f"created 2 [{dst_db.schema}.ev_p" in logged and "detached 3 [" in logged, logged[-3000:]
+
+
+def test_start_zero_backfills_from_zero(dst_db: SchemaDb, airflow_home: object) -> None:
+    """start=0 is an integer start, not "no start" (which would begin at the highest key's interval)."""
+    import logging
+
+    from etl_platform.operators.partitions import EnsurePartitionsOperator
+    from etl_platform.partitions import maintenance
+    from etl_platform.partitions.ddl import DdlRunner
+
+    conn = dst_db.connect()
+    s = dst_db.schema
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (k bigint NOT NULL) PARTITION BY RANGE (k)").format(sql.Identifier(s, "iv"))
+    )
+    conn.execute(
+        sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (3000) TO (4000)").format(
+            sql.Identifier(s, "iv_p3000"), sql.Identifier(s, "iv")
+        )
+    )
+    conn.execute(sql.SQL("INSERT INTO {} VALUES (3500)").format(sql.Identifier(s, "iv")))
+    operator = EnsurePartitionsOperator(
+        task_id="ensure_int",
+        postgres_conn_id="unused",
+        table=dst_db.table("iv"),
+        interval=1000,
+        start=0,
+        premake=0,
+    )
+    with psycopg.connect(dst_db.conninfo) as work:
+        maintenance.prepare_session(work)
+        report = operator.maintain(DdlRunner(work, logging.getLogger("test")))
+    assert report.created == [f"{s}.iv_p0", f"{s}.iv_p1000", f"{s}.iv_p2000"]
+    assert partitions(conn, s, "iv") == ["iv_p0", "iv_p1000", "iv_p2000", "iv_p3000"]

@@ -3,7 +3,8 @@
 What pg_partman's run_maintenance() does, from Airflow, without its lock problems: every DDL
 statement runs in a short transaction under ``lock_timeout`` with bounded retries, new partitions
 are attached (never created with PARTITION OF), old ones detached CONCURRENTLY where possible.
-Each operator returns (XCom) and logs a report, and sends StatsD metrics.
+While rows move out of a default partition (one transaction per range), writes through the parent
+wait; reads do not. Each operator returns (XCom) and logs a report, and sends StatsD metrics.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.partitions import maintenance
-from etl_platform.partitions.ddl import DdlRunner
+from etl_platform.partitions.ddl import DdlRunner, validate_lock_timeout
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Interval
 from etl_platform.partitions.maintenance import MaintenanceReport
@@ -43,6 +44,10 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
         super().__init__(**kwargs)
         if max_attempts < 1:
             raise ValueError(f"{self.task_id}: max_attempts must be at least 1, got {max_attempts!r}.")
+        try:
+            lock_timeout = validate_lock_timeout(lock_timeout)
+        except PartitionConfigError as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
         self.postgres_conn_id = postgres_conn_id
         self.table = table
         self.lock_timeout = lock_timeout
@@ -74,25 +79,35 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
             Stats.incr("etl.partitions.dropped", len(report.dropped), tags=tags)
             Stats.incr("etl.partitions.rows_drained", report.rows_moved, tags=tags)
         Stats.timing("etl.partitions.seconds", report.seconds * 1000.0, tags=tags)
+        for warning in report.warnings:
+            self.log.warning("%s %s: %s", report.action, report.table, warning)
         self.log.info(
-            "%s %s: created %d, detached %d, dropped %d, archived %d, indexed %d, rows moved %d, "
-            "skipped %d, %.2f s%s",
+            "%s %s%s: created %s; detached %s; dropped %s; archived %s; resumed %s; indexed %s; "
+            "rows moved %d %s; skipped %s; %.2f s, %d lock retries",
             report.action,
             report.table,
-            len(report.created),
-            len(report.detached),
-            len(report.dropped),
-            len(report.archived),
-            len(report.indexed),
-            report.rows_moved,
-            len(report.skipped),
-            report.seconds,
             " (dry run: nothing changed)" if self.ddl_dry_run else "",
+            _names(report.created),
+            _names(report.detached),
+            _names(report.dropped),
+            _names(report.archived),
+            _names(report.resumed),
+            _names(report.indexed),
+            report.rows_moved,
+            report.moved or "",
+            _names(report.skipped),
+            report.seconds,
+            report.retries,
         )
         return report.as_dict()
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
         raise NotImplementedError
+
+
+def _names(items: list[str]) -> str:
+    """A report list for the log line: every name, not a count (`none` when empty)."""
+    return f"{len(items)} [{', '.join(items)}]" if items else "none"
 
 
 class EnsurePartitionsOperator(_PartitionOperator):
@@ -125,7 +140,12 @@ class EnsurePartitionsOperator(_PartitionOperator):
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
         return maintenance.ensure_partitions(
-            runner, self.table, self.interval, start=self.start or None, premake=self.premake
+            runner,
+            self.table,
+            self.interval,
+            # A templated start renders as "" when unset; 0 is a real integer start.
+            start=None if self.start is None or self.start == "" else self.start,
+            premake=self.premake,
         )
 
 
@@ -133,11 +153,16 @@ class PartitionRetentionOperator(_PartitionOperator):
     """Detach partitions lying entirely before now - ``retention``; then keep, archive or drop them.
 
     :param retention: a PostgreSQL interval (``"13 months"``) for date/timestamp keys, or an integer
-        distance below the highest key for integer keys.
+        distance below the highest key for integer keys (a templated digit string is accepted; an
+        empty integer-keyed table is left alone).
     :param mode: ``keep`` (detached table stays where it is), ``archive`` (moved to
         ``archive_schema``) or ``drop``. Dropping is refused when foreign keys reference the table.
     :param concurrently: use DETACH ... CONCURRENTLY where PostgreSQL allows it (no default
-        partition); an interrupted concurrent detach is finished on the next run.
+        partition); an interrupted concurrent detach past the cutoff is finished on the next run.
+
+    A partition detached by a run that then failed (or whose worker died) is recorded in
+    ``<schema>.etl_partition_retention`` and archived or dropped by the next run; an archive name
+    that is taken gets a suffix (``_1``, ...), reported in ``archived`` and ``warnings``.
     """
 
     template_fields: Sequence[str] = ("table", "retention")
@@ -174,7 +199,9 @@ class DrainDefaultPartitionOperator(_PartitionOperator):
     """Move rows out of the default partition into proper partitions, creating them as needed.
 
     One committed transaction per target partition: the default partition's rows never block
-    later maintenance.
+    later maintenance. Writes through the parent wait for the range being moved (reads do not); a
+    range cannot be split into smaller commits (see ``maintenance._create_partition``). Rows with a
+    NULL key stay in the default and are reported as a warning.
     """
 
     def __init__(self, *, interval: str | int = "month", **kwargs: Any):
