@@ -55,7 +55,7 @@ def test_reschedule_alerts_each_level_once_per_dag_run_task(pg_server: Any, webh
 
     def release_after_three_pokes() -> None:
         _when(lambda: bool(_Hook.received))
-        time.sleep(3.0)  # several more pokes at critical (dag.test re-runs a rescheduled task about every 1 s)
+        time.sleep(3.0)  # more pokes at critical (dag.test re-runs a rescheduled task about every 1 s)
         stored.extend(_stored_alerted_levels())
         for conn in held:
             conn.close()
