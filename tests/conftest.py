@@ -34,6 +34,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     remove_airflow_home(_created_airflow_home)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the e2e tests last: their session-scoped platform (a dozen processes holding database
+    connections) then starts after every other test and never competes with them, for CPU or for the
+    connection counts the health tests measure."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)  # stable: order kept otherwise
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """ETL_TEST_POSTGRES_URL's server, or an embedded one started for this session."""
