@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from etl_devstack.postgres import start_embedded_postgres
 from harness import (
     PgServer,
     RedisDb,
@@ -45,6 +46,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pg_server() -> Iterator[PgServer]:
     """ETL_TEST_POSTGRES_URL's server, or an embedded one started for this session."""
     server = resolve_test_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def quiet_pg() -> Iterator[PgServer]:
+    """A private PostgreSQL that no other client uses: the health tests count its connections, and
+    the shared server's other clients (a scheduler, another session's tests) come and go."""
+    server = start_embedded_postgres()
     yield server
     server.stop()
 

@@ -64,16 +64,16 @@ def _open_connections(pg_server: Any, count: int) -> Iterator[list[psycopg.Conne
             conn.close()
 
 
-def test_connections_move_the_level_from_ok_to_warning_to_critical(pg_server: Any) -> None:
-    warning, critical = _connection_levels(pg_server)
+def test_connections_move_the_level_from_ok_to_warning_to_critical(quiet_pg: Any) -> None:
+    warning, critical = _connection_levels(quiet_pg)
     config = HealthConfig(
         postgres_conn_id="x", checks=("db_connections",), thresholds={"db_connections": (warning, critical)}
     )
-    sources = Sources(postgres=pg_server.conninfo("postgres"))
+    sources = Sources(postgres=quiet_pg.conninfo("postgres"))
     assert _run(config, sources).level == "ok"
-    with _open_connections(pg_server, 5):
+    with _open_connections(quiet_pg, 5):
         assert _run(config, sources).level == "warning"
-        with _open_connections(pg_server, 4):
+        with _open_connections(quiet_pg, 4):
             report = _run(config, sources)
             assert report.level == "critical"
             assert _reading(report, "db_connections").value >= critical
@@ -210,12 +210,12 @@ def _settings(**settings: Any) -> Iterator[None]:
 @pytest.mark.airflow
 @pytest.mark.parametrize("mode", ["deferred", "poke", "reschedule"])
 def test_sensor_waits_while_critical_and_finishes_when_connections_close(
-    pg_server: Any, webhook: str, mode: str
+    quiet_pg: Any, webhook: str, mode: str
 ) -> None:
-    warning, critical = _connection_levels(pg_server)
+    warning, critical = _connection_levels(quiet_pg)
     thresholds = {"db_connections": {"warning": warning, "critical": critical}}
-    conns = {"etl_test_pg": pg_server.uri("postgres")}
-    held = [pg_server.connect() for _ in range(12)]
+    conns = {"etl_test_pg": quiet_pg.uri("postgres")}
+    held = [quiet_pg.connect() for _ in range(12)]
     alerted_at: list[float] = []
 
     def close_after_the_critical_alert() -> None:
@@ -252,15 +252,15 @@ def test_sensor_waits_while_critical_and_finishes_when_connections_close(
 
 
 @pytest.mark.airflow
-def test_sensor_proceeds_on_warning_with_an_alert(pg_server: Any, webhook: str) -> None:
-    warning, critical = _connection_levels(pg_server)
+def test_sensor_proceeds_on_warning_with_an_alert(quiet_pg: Any, webhook: str) -> None:
+    warning, critical = _connection_levels(quiet_pg)
     with (
-        _open_connections(pg_server, 5),
+        _open_connections(quiet_pg, 5),
         _settings(thresholds={"db_connections": {"warning": warning, "critical": critical}}),
     ):
         run = run_dag(
             "health_gate_deferred",
-            conn_env={"etl_test_pg": pg_server.uri("postgres")},
+            conn_env={"etl_test_pg": quiet_pg.uri("postgres")},
             conf={"webhook_url": webhook},
         )
     assert task_outcomes(run)["gate"].state == "success"

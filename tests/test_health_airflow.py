@@ -46,11 +46,11 @@ def _stored_alerted_levels() -> list[Any]:
         return [(row.dag_id, row.task_id, json.loads(row.value)) for row in rows]
 
 
-def test_reschedule_alerts_each_level_once_per_dag_run_task(pg_server: Any, webhook: str, capfd: Any) -> None:
+def test_reschedule_alerts_each_level_once_per_dag_run_task(quiet_pg: Any, webhook: str, capfd: Any) -> None:
     """Each reschedule runs a fresh copy of the task (in production a fresh process): the alerted
     levels must come from task_state_store, or every poke at critical would alert again."""
-    warning, critical = _connection_levels(pg_server)
-    held = [pg_server.connect() for _ in range(12)]
+    warning, critical = _connection_levels(quiet_pg)
+    held = [quiet_pg.connect() for _ in range(12)]
     stored: list[Any] = []
 
     def release_after_three_pokes() -> None:
@@ -66,7 +66,7 @@ def test_reschedule_alerts_each_level_once_per_dag_run_task(pg_server: Any, webh
         with _settings(thresholds={"db_connections": {"warning": warning, "critical": critical}}):
             run = run_dag(
                 "health_gate_reschedule",
-                conn_env={"etl_test_pg": pg_server.uri("postgres")},
+                conn_env={"etl_test_pg": quiet_pg.uri("postgres")},
                 conf={"webhook_url": webhook},
             )
     finally:
@@ -147,16 +147,16 @@ def test_celery_queue_messages_hold_the_gate_at_critical_until_deleted(
 
 @pytest.mark.parametrize("escalate", [False, True], ids=["warning", "warning-then-critical"])
 def test_wait_on_warning_waits_at_warning_and_alerts_an_escalation_while_deferred(
-    pg_server: Any, webhook: str, escalate: bool
+    quiet_pg: Any, webhook: str, escalate: bool
 ) -> None:
-    warning, critical = _connection_levels(pg_server)
-    held = [pg_server.connect() for _ in range(5)]  # warning
+    warning, critical = _connection_levels(quiet_pg)
+    held = [quiet_pg.connect() for _ in range(5)]  # warning
     released: list[float] = []
 
     def load_then_release() -> None:
         _when(lambda: bool(_Hook.received))  # the warning alert: the sensor waits, deferred
         if escalate:
-            held.extend(pg_server.connect() for _ in range(5))  # critical, seen by the trigger
+            held.extend(quiet_pg.connect() for _ in range(5))  # critical, seen by the trigger
             _when(lambda: len(_Hook.received) >= 2)
         time.sleep(1.5)
         released.append(time.perf_counter())
@@ -171,7 +171,7 @@ def test_wait_on_warning_waits_at_warning_and_alerts_an_escalation_while_deferre
         ):
             run = run_dag(
                 "health_gate_deferred",
-                conn_env={"etl_test_pg": pg_server.uri("postgres")},
+                conn_env={"etl_test_pg": quiet_pg.uri("postgres")},
                 conf={"webhook_url": webhook},
             )
     finally:
