@@ -34,9 +34,11 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def cmd_up(platform: Platform) -> int:
+def cmd_up(platform: Platform, *, timeout: float = 600) -> int:
+    """`make up`: bring the platform up and print where it is and how to log in (the e2e fixture calls
+    this very function, so the test suite starts the platform exactly as `make up` does)."""
     try:
-        started = platform.up(echo=lambda msg: print(f"[up] {msg}", flush=True))
+        started = platform.up(timeout=timeout, echo=lambda msg: print(f"[up] {msg}", flush=True))
     except PlatformError as exc:
         print(f"[up] failed: {exc}", file=sys.stderr)
         return 1
@@ -47,6 +49,7 @@ def cmd_up(platform: Platform) -> int:
     user, password = platform.login()
     pg = state.pg_server()
     where = f"embedded, socket {pg.host}" if pg.embedded else f"{pg.host}:{pg.port}"
+    pgbouncer = f"127.0.0.1:{state.ports['pgbouncer']} (warehouse)" if state.pgbouncer else "not installed"
     run = _relative(platform.run_dir)
     run_arg = "" if platform.run_dir == DEFAULT_RUN_DIR.resolve() else f" --run-dir {run}"
     workers = ", ".join(
@@ -63,6 +66,7 @@ def cmd_up(platform: Platform) -> int:
                 f"  PostgreSQL:  {where}, databases {', '.join(state.databases.values())}",
                 f"  Redis:       {redact_url(state.redis_url)}{' (embedded)' if state.redis_embedded else ''}",
                 f"  StatsD:      {platform.settings.statsd}",
+                f"  PgBouncer:   {pgbouncer}",
                 f"  workers:     {workers}",
                 f"  run folder:  {run} (logs in {run}/logs, secrets in {run}/secrets.env)",
                 f"  airflow CLI: .venv/bin/python scripts/platformctl.py{run_arg} airflow -- dags list",

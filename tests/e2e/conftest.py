@@ -1,23 +1,52 @@
 """Fixtures for the platform end-to-end test: the real processes on the test PostgreSQL and Redis.
 
-They start nine processes and take about three minutes; `make test` (and so CI) runs them, `make e2e`
-runs only them, and `pytest -m "not e2e"` leaves them out while iterating.
+The platform is started and stopped through scripts/platformctl.py's cmd_up / cmd_down, the functions
+`make up` / `make down` run, so the suite tests those commands as well (their printed output: see
+test_platformctl_e2e.py) without paying for a second platform. Twelve processes (PgBouncer, four Airflow
+services, seven workers: one per queue and a second load worker for the mapped bulk load); `make test`
+(and so CI) runs them, `make e2e` runs only them, and `pytest -m "not e2e"` leaves them out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import secrets
+import sys
 from collections.abc import Iterator
+from typing import TextIO
 
 import pytest
 
-from etl_devstack.platform import Platform, PlatformSettings, free_port
+from etl_devstack.platform import DEFAULT_WORKERS, Platform, PlatformSettings, WorkerSpec, free_port
+from etl_devstack.postgres import probe_postgres
+from etl_devstack.redis import probe_redis
 from harness import PgServer, RedisDb, RedisServer
 from harness.redisdb import redis_db as _redis_db
+from scripts import platformctl
 from tests.e2e.helpers import AirflowApi, StatsdListener, platform_processes
 
 # 1.2M orders over 10 days from 2026-01-01: ~120k rows per daily interval, two 100k-row chunks per load.
 E2E_ROWS, E2E_DAYS = 1_200_000, 10
+# A second worker on the load queue: etl_orders_bulk's mapped ranges must spread over both.
+SECOND_LOAD_WORKER = WorkerSpec("load-2", ("load",), 2, max_memory_per_child_kib=1_048_576)
+_printed: dict[str, str] = {}  # what `up` printed, for test_platformctl_e2e.py
+
+
+class _Tee(io.TextIOBase):
+    """stdout that is also kept: the live progress stays visible with -s."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +70,12 @@ def platform(
     statsd: StatsdListener,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Platform]:
-    """The whole platform, up, in a temp run folder with free ports and databases of its own.
+    """The whole platform, up through `make up`'s code path, in a temp run folder with free ports and
+    databases of its own.
 
-    Teardown stops every process (also when `up` or a test failed), checks that none is left and
-    drops the databases.
+    Teardown stops every process through `make down`'s code path (also when `up` or a test failed),
+    checks that none is left and that the PostgreSQL and Redis the platform used still answer (down
+    stops what up started, never a server it found), then drops the databases.
     """
     settings = PlatformSettings(
         postgres_url=pg_server.uri(pg_server.admin_dbname),
@@ -57,19 +88,35 @@ def platform(
         job_schedule=False,  # no scheduled or catch-up runs when the DAG is unpaused: only ours
         embedded_postgres_fallback=False,
         embedded_redis_fallback=False,
+        workers=(*DEFAULT_WORKERS, SECOND_LOAD_WORKER),
     )
     platform = Platform(tmp_path_factory.mktemp("platform"), settings)
     try:
-        platform.up(timeout=900, echo=lambda msg: print(f"[platform] {msg}", flush=True))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(_Tee(printed, sys.stdout)):
+            code = platformctl.cmd_up(platform, timeout=900)
+        assert code == 0, f"`up` failed ({code}):\n{printed.getvalue()[-4000:]}"
+        _printed["up"] = printed.getvalue()
         yield platform
     finally:
         try:
-            platform.down(timeout=30, echo=lambda msg: print(f"[platform] {msg}", flush=True))
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(_Tee(printed, sys.stdout)):
+                platformctl.cmd_down(platform)
             leftovers = platform_processes(platform)
         finally:
             if platform.state_file.exists():
                 platform.drop_databases()
-        assert not leftovers, f"processes left after down(): {[(p.pid, p.name()) for p in leftovers]}"
+        assert not leftovers, f"processes left after down: {[(p.pid, p.name()) for p in leftovers]}"
+        assert not platform.pids_file.exists(), "down leaves no pids.json behind"
+        assert probe_postgres(settings.postgres_url) is not None, "down stopped the external PostgreSQL"
+        assert probe_redis(e2e_redis.url), "down stopped the external Redis"
+
+
+@pytest.fixture(scope="session")
+def up_output(platform: Platform) -> str:
+    """What `up` printed (cmd_up, as `make up` prints it)."""
+    return _printed["up"]
 
 
 @pytest.fixture(scope="session")

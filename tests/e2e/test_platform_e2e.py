@@ -36,6 +36,24 @@ from tests.e2e.helpers import (
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 DAG_ID = "etl_orders"
+BULK_DAG_ID = "etl_orders_bulk"
+# The queue each task must run on (tests/test_dag_repository.py holds the DAGs to the same map).
+EXPECTED_QUEUES = {
+    DAG_ID: {
+        "check_platform": "extract",
+        "ensure_partitions": "load",
+        "load_orders": "load",
+        "summarize_orders": "transform",
+        "analyze": "load",
+        "notify": "notifications",
+    },
+    BULK_DAG_ID: {
+        "plan_ranges": "extract",
+        "load_range": "load",
+        "analyze": "load",
+        "notify": "notifications",
+    },
+}
 SOURCE_TABLE, WAREHOUSE_TABLE = "public.orders", "warehouse.orders_clean"
 FIRST_RUN = datetime(2026, 1, 6, 1, tzinfo=UTC)  # data interval [2026-01-05 01:00, 2026-01-06 01:00)
 SECOND_RUN = datetime(2026, 1, 8, 1, tzinfo=UTC)  # [2026-01-07 01:00, 2026-01-08 01:00)
@@ -55,34 +73,37 @@ def _metadata(platform: Platform, query: str, params: tuple[Any, ...]) -> list[t
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
 
-def _task_instances(platform: Platform, run_id: str) -> dict[str, dict[str, Any]]:
+def _task_instances(platform: Platform, run_id: str, dag_id: str = DAG_ID) -> dict[str, dict[str, Any]]:
+    """Task instances of a run by task id; mapped ones as "task_id[map_index]"."""
     rows = _metadata(
         platform,
-        "SELECT task_id, state, queue, hostname, try_number, external_executor_id "
+        "SELECT task_id, map_index, state, queue, hostname, try_number, external_executor_id "
         "FROM task_instance WHERE dag_id = %s AND run_id = %s",
-        (DAG_ID, run_id),
+        (dag_id, run_id),
     )
     keys = ("state", "queue", "hostname", "try_number", "external_executor_id")
-    return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
+    return {
+        row[0] if row[1] < 0 else f"{row[0]}[{row[1]}]": dict(zip(keys, row[2:], strict=True)) for row in rows
+    }
 
 
-def _ensure_dag_ready(platform: Platform, api: AirflowApi) -> None:
-    """Wait until the dag-processor serialized etl_orders, then unpause it (idempotent)."""
+def _ensure_dag_ready(platform: Platform, api: AirflowApi, dag_id: str = DAG_ID) -> None:
+    """Wait until the dag-processor serialized the DAG, then unpause it (idempotent)."""
 
     def parsed() -> bool:
         errors = api.request("GET", "/api/v2/importErrors").get("import_errors", [])
-        broken = [e for e in errors if e.get("filename", "").endswith(f"{DAG_ID}.py")]
-        assert not broken, f"{DAG_ID} does not import: {broken}"
-        return api.get_or_none(f"/api/v2/dags/{DAG_ID}") is not None
+        broken = [e for e in errors if e.get("filename", "").endswith(f"{dag_id}.py")]
+        assert not broken, f"{dag_id} does not import: {broken}"
+        return api.get_or_none(f"/api/v2/dags/{dag_id}") is not None
 
     wait_until(
         parsed,
         timeout=300,
-        what=f"the dag-processor to parse {DAG_ID}",
+        what=f"the dag-processor to parse {dag_id}",
         interval=2,
         explain=lambda: explain(platform, names=["dag-processor"]),
     )
-    api.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+    api.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
 
 def _trigger(api: AirflowApi, logical_date: datetime) -> str:
@@ -95,9 +116,11 @@ def _trigger(api: AirflowApi, logical_date: datetime) -> str:
     return str(run["dag_run_id"])
 
 
-def _wait_for_run(platform: Platform, api: AirflowApi, run_id: str, timeout: float = RUN_TIMEOUT_S) -> str:
+def _wait_for_run(
+    platform: Platform, api: AirflowApi, run_id: str, timeout: float = RUN_TIMEOUT_S, dag_id: str = DAG_ID
+) -> str:
     def finished() -> str | None:
-        state = api.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+        state = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
         return state if state in ("success", "failed") else None
 
     return wait_until(
@@ -105,7 +128,7 @@ def _wait_for_run(platform: Platform, api: AirflowApi, run_id: str, timeout: flo
         timeout=timeout,
         what=f"run {run_id} to finish",
         interval=2,
-        explain=lambda: explain(platform, DAG_ID, run_id),
+        explain=lambda: explain(platform, dag_id, run_id),
     )
 
 
@@ -119,15 +142,20 @@ def _assert_interval_exact(platform: Platform, logical_date: datetime) -> tuple[
     return source
 
 
-def _assert_routed(platform: Platform, tis: dict[str, dict[str, Any]]) -> None:
-    """Each task ran on a worker whose -q list holds the task's queue.
+def _assert_routed(
+    platform: Platform, tis: dict[str, dict[str, Any]], dag_id: str = DAG_ID
+) -> dict[str, tuple[str, list[str]]]:
+    """Each task carried its intended queue (EXPECTED_QUEUES) and ran on a worker serving that queue.
 
     The task instance's hostname is this machine's for every worker here (in docker-compose it
     is the worker container's), so the worker is identified by the Celery task id that the
     executor stored on the task instance (external_executor_id) in the worker logs.
+    Returns task -> (queue, workers whose log shows they received it).
     """
     routes = {}
     for task_id, ti in tis.items():
+        expected = EXPECTED_QUEUES[dag_id][task_id.split("[", 1)[0]]
+        assert ti["queue"] == expected, f"{dag_id}.{task_id} was queued on {ti['queue']}, not {expected}"
         assert ti["hostname"], f"{task_id} has no hostname: {ti}"
         celery_id = ti["external_executor_id"]
         assert celery_id, f"{task_id} has no Celery task id: {ti}"
@@ -138,6 +166,35 @@ def _assert_routed(platform: Platform, tis: dict[str, dict[str, Any]]) -> None:
             assert ti["queue"] in queues, f"{task_id} (queue {ti['queue']}) ran on {name} serving {queues}"
         routes[task_id] = (ti["queue"], received)
     print(f"routing: {routes}")
+    return routes
+
+
+def _assert_summary_matches(platform: Platform, logical_date: datetime) -> None:
+    """warehouse.orders_daily (the transform step) for the days the interval touches equals an
+    aggregate of the loaded rows of those days, and counts exactly the interval's source rows (each
+    test loads whole days' worth of one interval only, so nothing else falls on those days)."""
+    start, end = logical_date - timedelta(days=1), logical_date
+    days = (start.date(), (end - timedelta(microseconds=1)).date())
+    with psycopg.connect(
+        _conninfo(platform, "warehouse"), autocommit=True, options="-c TimeZone=UTC"
+    ) as conn:
+        summary = conn.execute(
+            "SELECT order_day, status, orders, customers, items, revenue, avg_order FROM warehouse.orders_daily "
+            "WHERE order_day BETWEEN %s AND %s ORDER BY 1, 2",
+            days,
+        ).fetchall()
+        loaded = conn.execute(
+            "SELECT (order_ts AT TIME ZONE 'UTC')::date, status, count(*), count(DISTINCT customer_id), "
+            "sum(quantity), sum(amount), round(avg(amount), 2) FROM warehouse.orders_clean "
+            "WHERE order_ts >= %s AND order_ts < %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (
+                datetime.combine(days[0], datetime.min.time(), tzinfo=UTC),
+                datetime.combine(days[1], datetime.min.time(), tzinfo=UTC) + timedelta(days=1),
+            ),
+        ).fetchall()
+    assert summary and summary == loaded, f"orders_daily {summary} != loaded rows {loaded}"
+    source_rows = interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, start, end)[0]
+    assert sum(row[2] for row in summary) == source_rows
 
 
 def test_daily_run_routes_loads_exactly_and_reports_metrics(
@@ -148,12 +205,14 @@ def test_daily_run_routes_loads_exactly_and_reports_metrics(
     state = _wait_for_run(platform, api, run_id)
     tis = _task_instances(platform, run_id)
     assert state == "success", f"run {run_id} {state}: {tis}\n{explain(platform, DAG_ID, run_id)}"
-    assert set(tis) == {"check_platform", "ensure_partitions", "load_orders", "analyze", "notify"}, tis
+    assert set(tis) == set(EXPECTED_QUEUES[DAG_ID]), tis
     assert all(ti["state"] == "success" for ti in tis.values()), tis
-    _assert_routed(platform, tis)
+    routes = _assert_routed(platform, tis)
+    assert routes["summarize_orders"][1] == ["transform"], routes  # the transform worker's work
 
     rows, _, _ = _assert_interval_exact(platform, FIRST_RUN)
     _loaded.append(FIRST_RUN)
+    _assert_summary_matches(platform, FIRST_RUN)
     assert table_rows(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE) == rows
 
     def pipeline_run() -> Any:  # closed by the scheduler's ledger listener when the DAG run ends
@@ -255,16 +314,17 @@ def test_load_worker_killed_mid_transfer_retries_and_resumes_exactly(
     )
     before = _task_instances(platform, run_id)["load_orders"]
     assert before["state"] == "running", before
-    assert "load" in workers_that_received(platform, before["external_executor_id"]), before
+    (victim,) = workers_that_received(platform, before["external_executor_id"])  # load or load-2
+    assert "load" in platform.worker(victim).queues, before
 
-    killed = platform.kill("worker-load", signal.SIGKILL)
+    killed = platform.kill(platform.worker(victim).process, signal.SIGKILL)
     wait_until(
         lambda: not alive_pids(killed), timeout=15, interval=0.2, what=f"killed processes {killed} to exit"
     )
-    print(f"killed the load worker ({len(killed)} processes) after {chunks} chunk(s), {rows} rows committed")
+    print(f"killed {victim} ({len(killed)} processes) after {chunks} chunk(s), {rows} rows committed")
 
-    platform.start_process("worker-load")  # what a process supervisor would do
-    platform.wait_ready(time.monotonic() + 180, workers=[platform.worker("load")])
+    platform.start_process(platform.worker(victim).process)  # what a process supervisor would do
+    platform.wait_ready(time.monotonic() + 180, workers=[platform.worker(victim)])
 
     state = _wait_for_run(platform, api, run_id, timeout=RUN_TIMEOUT_S)
     tis = _task_instances(platform, run_id)
@@ -275,6 +335,7 @@ def test_load_worker_killed_mid_transfer_retries_and_resumes_exactly(
 
     _assert_interval_exact(platform, SECOND_RUN)
     _loaded.append(SECOND_RUN)
+    _assert_summary_matches(platform, SECOND_RUN)
     expected = sum(
         interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, d - timedelta(days=1), d)[0]
         for d in _loaded
@@ -290,3 +351,26 @@ def test_load_worker_killed_mid_transfer_retries_and_resumes_exactly(
     final = attempts[-1]
     assert final[0] == load["try_number"] and final[1] == "success", attempts
     assert final[2] is not None, f"the retry started over instead of resuming: {attempts}"
+
+
+def test_bulk_load_spreads_mapped_ranges_over_the_load_workers(platform: Platform, api: AirflowApi) -> None:
+    """etl_orders_bulk: eight mapped range transfers go to both load workers (load, load-2) and the
+    warehouse ends with exactly the source table (upsert over what the daily runs loaded)."""
+    _ensure_dag_ready(platform, api, BULK_DAG_ID)
+    run = api.request("POST", f"/api/v2/dags/{BULK_DAG_ID}/dagRuns", json={"logical_date": None})
+    run_id = str(run["dag_run_id"])
+    started = time.monotonic()
+    state = _wait_for_run(platform, api, run_id, dag_id=BULK_DAG_ID)
+    tis = _task_instances(platform, run_id, BULK_DAG_ID)
+    assert state == "success", f"run {run_id} {state}: {tis}\n{explain(platform, BULK_DAG_ID, run_id)}"
+    print(f"bulk run took {time.monotonic() - started:.1f} s")
+    mapped = {task: ti for task, ti in tis.items() if task.startswith("load_range[")}
+    assert len(mapped) == 8 and all(ti["state"] == "success" for ti in mapped.values()), tis
+    routes = _assert_routed(platform, tis, BULK_DAG_ID)
+    receivers = {worker for task in mapped for worker in routes[task][1]}
+    assert receivers == {"load", "load-2"}, f"the mapped ranges ran only on {receivers}: {routes}"
+
+    everything = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    source = interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, *everything)
+    loaded = interval_digest(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE, *everything)
+    assert source[0] > 0 and loaded == source, f"warehouse {loaded} != source {source}"
