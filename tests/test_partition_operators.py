@@ -6,11 +6,6 @@ The operators use the real clock, so the expected partitions are computed from t
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from harness import SchemaDb, run_dag, task_outcomes, xcom_value
+from harness.statsd import dags_test_with_statsd
 
 pytestmark = pytest.mark.airflow
 
@@ -193,34 +189,11 @@ def test_statsd_receives_partition_metrics_tagged_by_dag_task_and_table(
     events: dict[str, Any], dst_db: SchemaDb, airflow_home: Path
 ) -> None:
     """The DAG runs in `airflow dags test` with StatsD pointed at a real UDP socket."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        udp.settimeout(0.5)
-        env = {
-            **os.environ,
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(udp.getsockname()[1]),
-            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
-            "AIRFLOW_CONN_ETL_TEST_DST": dst_db.uri(),
-        }
-        airflow = str(Path(sys.executable).parent / "airflow")
-        done = subprocess.run(
-            [airflow, "dags", "test", "partition_maintenance", "-c", json.dumps(events["conf"])],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        received = []
-        while True:
-            try:
-                received.append(udp.recv(65536).decode())
-            except TimeoutError:
-                break
-    lines = [line for packet in received for line in packet.splitlines()]
+    done = dags_test_with_statsd(
+        "partition_maintenance", conf=events["conf"], env={"AIRFLOW_CONN_ETL_TEST_DST": dst_db.uri()}
+    )
+    assert done.returncode == 0, done.output[-6000:]
+    lines = done.lines
     ours = [line for line in lines if ".etl.partitions." in line]
     assert ours, f"no etl.partitions metrics among {lines[:10]}"
     table = f"table={dst_db.schema}.ev"
@@ -241,7 +214,7 @@ def test_statsd_receives_partition_metrics_tagged_by_dag_task_and_table(
         assert len(timing) == 1 and timing[0].endswith("|ms") and _value(timing[0]) > 0
     assert len(partitions(events["conn"], dst_db.schema, "ev")) == 17  # the run really did the work
     # The summary names what it did, not only how many.
-    logged = done.stdout + done.stderr
+    logged = done.output
     assert f"created 2 [{dst_db.schema}.ev_p" in logged and "detached 3 [" in logged, logged[-3000:]
 
 

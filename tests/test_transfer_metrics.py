@@ -5,11 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import secrets
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +13,7 @@ import pytest
 
 from benchmarks.datagen import create_empty_like_orders, create_orders
 from harness.airflow_run import connections_env
+from harness.statsd import dags_test_with_statsd
 
 pytestmark = pytest.mark.airflow
 
@@ -26,36 +23,14 @@ def test_statsd_receives_transfer_metrics_tagged_by_dag_and_task(
 ) -> None:
     create_orders(src_db.connect(), schema=src_db.schema, rows=1_200, days=3)
     create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        udp.settimeout(0.5)
-        env = {
-            **os.environ,
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(udp.getsockname()[1]),
-            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",  # tags ride along as ,key=value
-            "AIRFLOW_CONN_ETL_TEST_SRC": src_db.uri(),
-            "AIRFLOW_CONN_ETL_TEST_DST": dst_db.uri(),
-        }
-        conf = {"source_table": f"{src_db.schema}.orders", "destination_table": f"{dst_db.schema}.orders"}
-        airflow = str(Path(sys.executable).parent / "airflow")
-        done = subprocess.run(
-            [airflow, "dags", "test", "transfer_append", "-c", json.dumps(conf)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        received = []
-        while True:
-            try:
-                received.append(udp.recv(65536).decode())
-            except TimeoutError:
-                break
-    lines = [line for packet in received for line in packet.splitlines()]
+    conf = {"source_table": f"{src_db.schema}.orders", "destination_table": f"{dst_db.schema}.orders"}
+    done = dags_test_with_statsd(
+        "transfer_append",
+        conf=conf,
+        env={"AIRFLOW_CONN_ETL_TEST_SRC": src_db.uri(), "AIRFLOW_CONN_ETL_TEST_DST": dst_db.uri()},
+    )
+    assert done.returncode == 0, done.output[-6000:]
+    lines = done.lines
     ours = [line for line in lines if ".etl.transfer." in line]
     rows = [line for line in ours if line.startswith("airflow.etl.transfer.rows,")]
     assert rows, f"no etl.transfer.rows among {ours[:10]} (all: {lines[:10]})"
