@@ -39,10 +39,6 @@ with DAG(
         source_table="public.orders",
         destination_table=TABLE,
         write_mode="upsert",
-        # The whole table, no time window: nothing to render from a data interval, which a run triggered
-        # without a logical date (Airflow 3's manual runs) does not have.
-        window_start=None,
-        window_end=None,
         transform=clean_orders,
         ledger_conn_id=WAREHOUSE,
         queue="load",

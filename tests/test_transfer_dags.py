@@ -306,3 +306,26 @@ def test_nonsense_settings_are_refused_at_parse_time() -> None:
             destination_table="d.t",
             parallelism=0,
         )
+
+
+def test_a_run_without_a_data_interval_renders_when_no_window_is_asked_for() -> None:
+    """Airflow 3's manual runs have no data interval: only an incremental transfer may need one."""
+    from airflow.sdk import DAG
+    from jinja2 import UndefinedError
+
+    from etl_platform.operators.transfer import StreamingTransferOperator
+
+    no_interval = {"ds": None, "params": {}}  # what a run triggered without a logical date renders with
+    common = {
+        "source_conn_id": "s",
+        "destination_conn_id": "d",
+        "source_table": "a.b",
+        "destination_table": "c.d",
+    }
+    with DAG("transfer_render_check", schedule=None):
+        whole_table = StreamingTransferOperator(task_id="whole_table", **common)
+        incremental = StreamingTransferOperator(task_id="incremental", incremental_column="ts", **common)
+    whole_table.render_template_fields(no_interval)
+    assert (whole_table.window_start, whole_table.window_end) == (None, None)
+    with pytest.raises(UndefinedError, match="data_interval_start"):
+        incremental.render_template_fields(no_interval)  # its window must come from somewhere: say so

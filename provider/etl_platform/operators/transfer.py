@@ -110,8 +110,10 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.write_mode = write_mode
         self.conflict_columns = tuple(conflict_columns) if conflict_columns else None
         self.incremental_column = incremental_column
-        self.window_start = window_start
-        self.window_end = window_end
+        # No incremental column, no window: leave nothing to render, so runs without a data interval
+        # (Airflow 3's manual runs have none) do not fail on an undefined `data_interval_start`.
+        self.window_start = window_start if incremental_column else None
+        self.window_end = window_end if incremental_column else None
         self.transform = transform
         self.transform_format = transform_format
         self.parallelism = parallelism
@@ -127,7 +129,6 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
             raise ValueError(f"{self.task_id}: {exc}") from None
 
     def _spec(self, checkpoint_id: str) -> TransferSpec:
-        windowed = bool(self.incremental_column)
         return TransferSpec(
             destination_table=self.destination_table,
             source_table=self.source_table or None,
@@ -137,8 +138,8 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
             write_mode=self.write_mode,
             conflict_columns=self.conflict_columns,
             incremental_column=self.incremental_column or None,
-            window_start=(self.window_start or None) if windowed else None,
-            window_end=(self.window_end or None) if windowed else None,
+            window_start=self.window_start or None,
+            window_end=self.window_end or None,
             transform=self.transform,
             transform_format=self.transform_format,
             parallelism=self.parallelism,
