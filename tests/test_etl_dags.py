@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from benchmarks.datagen import ORDERS_COLUMNS, create_orders
 from etl_devstack.warehouse import create_warehouse
 from harness import REPO_ROOT, run_dag, task_outcomes, xcom_value
 from harness.pgbouncer import pgbouncer_binary, running_pgbouncer
+from harness.statsd import run_with_statsd
 from tests.transfer_fixtures import table_digest
 
 pytestmark = pytest.mark.airflow
@@ -230,36 +229,19 @@ def test_resource_monitor_logs_and_sends_task_metrics(
     """A real task (performance_monitoring, via dag.test() in a child process with StatsD on, as Airflow's
     Stats is configured once per process) is measured by the provider's listener: a "resource monitor:"
     log line and duration, peak RSS and RSS delta metrics tagged with the dag and task ids."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(("127.0.0.1", 0))
-        receiver.settimeout(0.5)
-        env = {
-            **os.environ,
+    run = run_with_statsd(
+        [sys.executable, "-c", _MONITORED_RUN, str(REPO_ROOT / "dags")],
+        env={
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]),
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(receiver.getsockname()[1]),
             "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
-            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",  # tags as config/airflow.env sends them
             "AIRFLOW__CELERY__BROKER_URL": redis_db.url,
             "AIRFLOW_CONN_ETL_WAREHOUSE": pg_server.uri(pg_server.admin_dbname),
             "AIRFLOW_CONN_ETL_PGBOUNCER": pg_server.uri("pgbouncer"),  # no PgBouncer: reported unavailable
-        }
-        run = subprocess.run(
-            [sys.executable, "-c", _MONITORED_RUN, str(REPO_ROOT / "dags")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        output = run.stdout + run.stderr
-        assert run.returncode == 0, output[-4000:]
-        assert "OUTCOMES {'read_platform_health': 'success'}" in output, output[-4000:]
-        lines: list[str] = []
-        with contextlib.suppress(TimeoutError):
-            while True:
-                lines += receiver.recv(65535).decode().splitlines()
+        },
+    )
+    output, lines = run.output, run.lines
+    assert run.returncode == 0, output[-4000:]
+    assert "OUTCOMES {'read_platform_health': 'success'}" in output, output[-4000:]
     logged = re.search(
         r"resource monitor: performance_monitoring\.read_platform_health success in ([\d.]+) s, "
         r"peak RSS ([\d.]+) MB, RSS delta ([-+][\d.]+) MB",

@@ -33,6 +33,7 @@ from psycopg import sql
 
 from harness import REPO_ROOT, PgServer
 from harness.postgres import create_database, drop_database
+from harness.statsd import run_with_statsd
 
 CONFIG = REPO_ROOT / "config"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
@@ -1068,22 +1069,15 @@ Stats.incr("etl.probe.done")
 
 def test_airflow_stats_wire_format_maps(mapper: StatsdMapper, airflow_env: dict[str, str]) -> None:
     """What Airflow's Stats really puts on the wire with config/airflow.env's [metrics] settings."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(("127.0.0.1", 0))
-        receiver.settimeout(30)
-        env = {
-            **os.environ,
-            **{k: v for k, v in airflow_env.items() if k.startswith("AIRFLOW__METRICS__")},
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(receiver.getsockname()[1]),
-        }
-        run = subprocess.run(
-            [sys.executable, "-c", _STATS_PROBE], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        lines: list[str] = []
-        while not any(line.startswith("airflow.etl.probe.done") for line in lines):
-            lines += receiver.recv(65535).decode().splitlines()
+    metrics_settings = {  # config/airflow.env's [metrics], but sent to this test's listener
+        k: v
+        for k, v in airflow_env.items()
+        if k.startswith("AIRFLOW__METRICS__") and not k.endswith(("_HOST", "_PORT"))
+    }
+    run = run_with_statsd([sys.executable, "-c", _STATS_PROBE], env=metrics_settings, timeout=120)
+    assert run.returncode == 0, run.output[-3000:]
+    lines = run.lines
+    assert any(line.startswith("airflow.etl.probe.done") for line in lines), lines[-10:]
     ours = {line.split(",")[0].split(":")[0]: mapper.map(line) for line in lines if ".etl." in line}
     labels = {"dag_id": "orders", "task_id": "group.load"}
     assert ours["airflow.etl.transfer.rows"] == Mapped("etl_transfer_rows_total", labels, "counter")

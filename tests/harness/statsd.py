@@ -1,4 +1,4 @@
-"""`airflow dags test` in a subprocess with StatsD pointed at a real UDP socket.
+"""A subprocess (`airflow dags test`, or any command) with StatsD pointed at a real UDP socket.
 
 A subprocess because Airflow's Stats client reads its settings once per process.
 """
@@ -22,15 +22,18 @@ class StatsdRun:
     lines: list[str]  # every StatsD line received, e.g. "airflow.etl.transfer.rows,dag_id=...:1200|c"
 
 
-def dags_test_with_statsd(
-    dag_id: str,
-    *,
-    conf: dict[str, Any] | None = None,
-    env: dict[str, str] | None = None,
-    influx_tags: bool = True,
-    timeout: float = 300,
+def dags_test_with_statsd(dag_id: str, *, conf: dict[str, Any] | None = None, **options: Any) -> StatsdRun:
+    """`airflow dags test <dag_id>` under `run_with_statsd` (same options)."""
+    command = [str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id]
+    if conf is not None:
+        command += ["-c", json.dumps(conf)]
+    return run_with_statsd(command, **options)
+
+
+def run_with_statsd(
+    command: list[str], *, env: dict[str, str] | None = None, influx_tags: bool = True, timeout: float = 300
 ) -> StatsdRun:
-    """Run the DAG once; with `influx_tags`, tags ride along as `,key=value` after the metric name."""
+    """Run `command`; with `influx_tags`, tags ride along as `,key=value` after the metric name."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))
         udp.settimeout(0.5)
@@ -42,9 +45,6 @@ def dags_test_with_statsd(
             "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": str(influx_tags),
             **(env or {}),
         }
-        command = [str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id]
-        if conf is not None:
-            command += ["-c", json.dumps(conf)]
         done = subprocess.run(
             command, env=run_env, capture_output=True, text=True, timeout=timeout, check=False
         )
