@@ -39,7 +39,12 @@ from benchmarks.methods import METHODS, MethodInfo
 RESULTS_DIR = measure.REPO_ROOT / "benchmarks" / "results"
 PROVIDER_DIR = measure.REPO_ROOT / "provider" / "etl_platform"
 DEFAULT_ROWS = 2_000_000
-SCALE_METHODS = ("streaming_p1", "streaming_transform", "empty_task")
+SCALE_METHODS = (
+    "psql_pipe",
+    "streaming_p1",
+    "streaming_transform",
+    "empty_task",
+)  # the pipe: what the server does
 SRC_CONN_ID = "etl_bench_src"
 DST_CONN_ID = "etl_bench_dst"
 OPERATOR_APP_NAME = "etl-platform"  # EtlPostgresHook's application_name
