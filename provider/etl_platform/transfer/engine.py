@@ -24,7 +24,7 @@ from psycopg import IsolationLevel, sql
 
 from etl_platform.transfer import catalog, ranges
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
-from etl_platform.transfer.copy_out import copy_out_rows
+from etl_platform.transfer.copy_out import CopyTail, copy_out_blocks
 from etl_platform.transfer.errors import ChunkLoadError, StagingLostError, TransferError
 from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
@@ -305,13 +305,10 @@ class TransferEngine:
         lo = state.resume_key
         while True:
             query = self._chunk_query(plan, lo, state.hi)
-            raw, rows = bytearray(), 0
-            last: Any = b""
-            for row in copy_out_rows(src, query):
-                rows += 1
-                raw += row
-                last = row
-            last = bytes(last)  # libpq's buffer is not ours to keep
+            raw, tail = bytearray(), CopyTail()
+            for block in copy_out_blocks(src, query, WRITE_BLOCK, tail):
+                raw += block
+            rows, last = tail.messages, tail.last
             last_key = keys.key_of(last) if rows else None
             yield partial(
                 self._transform_chunk,
@@ -344,27 +341,18 @@ class TransferEngine:
     ) -> _ChunkResult:
         """Forwards raw COPY blocks from source to destination: no decoding, bounded memory."""
         columns = self._out_columns or ()
-        messages = nbytes = 0
-        last: Any = b""
-        prev: Any = b""
+        nbytes = 0
+        tail = CopyTail()
         try:
             writer.before_copy(dcur, columns)
             with dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
-                buf = bytearray()
-                for row in copy_out_rows(src, query):
-                    messages += 1
-                    prev, last = last, row
-                    buf += row
-                    if len(buf) >= WRITE_BLOCK:
-                        inp.write(buf)
-                        nbytes += len(buf)
-                        buf = bytearray()
-                if buf:
-                    inp.write(buf)
-                    nbytes += len(buf)
+                for block in copy_out_blocks(src, query, WRITE_BLOCK, tail):
+                    inp.write(block)
+                    nbytes += len(block)
             writer.after_copy(dcur, columns)
         except psycopg.Error as exc:
-            raise self._chunk_error(plan, exc, lo, keys, last, prev) from None
+            raise self._chunk_error(plan, exc, lo, keys, tail.last, tail.prev) from None
+        messages, last, prev = tail.messages, tail.last, tail.prev
         rows, last_row = messages, last
         if plan.copy_format == BINARY:
             # The header rides on the first message, the trailer comes alone (or with the header
