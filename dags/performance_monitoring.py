@@ -1,4 +1,5 @@
-"""Every 5 minutes: read platform health, send the gauges to StatsD, alert on critical.
+"""Every 5 minutes: read platform health, send the gauges to StatsD, alert on critical (and when
+the warehouse stops answering).
 
 Runs on its own `monitoring` queue (a small worker of its own) with a short timeout and no retries,
 so it never holds up ETL and ETL never holds it up.
@@ -31,6 +32,7 @@ with DAG(
         postgres_conn_id="etl_warehouse",
         pgbouncer_conn_id="etl_pgbouncer",
         queues=["extract", "transform", "load", "notifications", "monitoring"],
+        on_unavailable={"db_connections": "fail"},  # a warehouse that stops answering pages, red run
         check_timeout=5,
         execution_timeout=timedelta(seconds=60),
         retries=0,

@@ -209,3 +209,35 @@ def test_statsd_receives_health_gauges_and_level_counters(airflow_home: Path, pg
     assert gauges["db_connections"] > 0 and 0 < gauges["memory_usage_percent"] < 100
     assert "airflow.etl.health.critical:1|c" in ours
     assert "airflow.etl.health.warning:1|c" in ours
+
+
+def test_snapshot_alerts_on_critical_and_returns_the_readings(pg_server: Any, webhook: str) -> None:
+    """The monitoring DAG's operator: one reading, an alert on critical, and it never waits."""
+    with _settings(thresholds={"db_connections": {"warning": 0, "critical": 0}}):  # any connection: critical
+        run = run_dag(
+            "health_snapshot",
+            conn_env={"etl_test_pg": pg_server.uri("postgres")},
+            conf={"webhook_url": webhook},
+        )
+    assert task_outcomes(run)["snapshot"].state == "success"
+    report = xcom_value(run, "snapshot")
+    assert report["level"] == "critical" and report["failed"] == []
+    readings = {r["metric"]: r for r in report["readings"]}
+    assert readings["db_connections"]["level"] == "critical" and readings["db_connections"]["value"] > 0
+    assert set(readings) >= {"db_connections", "avg_response_time", "memory_usage_percent"}
+    assert [a["level"] for a in _Hook.received] == ["critical"]
+    assert _Hook.received[0]["readings"] == report["readings"]
+
+
+def test_snapshot_with_fail_alerts_and_fails_when_postgres_does_not_answer(webhook: str, capfd: Any) -> None:
+    with silent_listener() as port, _settings(on_unavailable={"db_connections": "fail"}, check_timeout=1):
+        run = run_dag(
+            "health_snapshot",
+            conn_env={"etl_test_pg": f"postgresql://x@127.0.0.1:{port}/x"},
+            conf={"webhook_url": webhook},
+        )
+    outcome = task_outcomes(run)["snapshot"]
+    assert (outcome.state, outcome.try_number) == ("failed", 1)  # paged, and not retried
+    assert len(_Hook.received) == 1 and _Hook.received[0]["level"] == "critical"
+    assert _Hook.received[0]["message"].startswith("unavailable: db_connections")
+    assert "platform health check unavailable: db_connections" in capfd.readouterr().out

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, task
 
 from etl_platform.notifications.performance import PerformanceAlertNotifier
+from etl_platform.operators.health import PlatformHealthSnapshotOperator
 from etl_platform.sensors.performance import PerformanceCheckSensor
 
 SETTINGS = json.loads(os.environ.get("ETL_TEST_HEALTH", "{}"))
@@ -57,3 +58,16 @@ with DAG(
         raise RuntimeError("the heavy step broke")
 
     doomed()
+
+
+with DAG("health_snapshot", schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["test"]):
+    PlatformHealthSnapshotOperator(
+        task_id="snapshot",
+        postgres_conn_id=SETTINGS.get("postgres_conn_id", "etl_test_pg"),
+        thresholds=SETTINGS.get("thresholds", {}),
+        on_unavailable=SETTINGS.get("on_unavailable", {}),
+        check_timeout=SETTINGS.get("check_timeout", 5.0),
+        notifier=PerformanceAlertNotifier(webhook_url=WEBHOOK),
+        retries=1,  # a failure from on_unavailable="fail" must not be retried
+        retry_delay=timedelta(seconds=0.5),
+    )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.health.config import HealthConfig, queue_names
 from etl_platform.health.evaluate import evaluate
@@ -20,8 +21,10 @@ from etl_platform.profiling import ProfiledExecute
 class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
     """The monitoring DAG's task: one reading of every metric as StatsD gauges, an alert on critical.
 
-    Takes the same source and threshold arguments as PerformanceCheckSensor; unavailable sources
-    are reported (``on_unavailable`` defaults to ``warn``) rather than failing the task.
+    Takes the same source and threshold arguments as PerformanceCheckSensor. An unavailable source
+    is reported as a warning (``on_unavailable`` ``warn``, the default) or left out (``ignore``);
+    with ``fail`` it sends a critical alert naming the source and fails the task, so a monitoring
+    DAG goes red and pages when the database it watches stops answering.
     """
 
     template_fields: Sequence[str] = ("queues",)
@@ -34,6 +37,7 @@ class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
         redis_conn_id: str | None = None,
         queues: str | Sequence[str] = (),
         thresholds: dict[str, Any] | None = None,
+        on_unavailable: dict[str, str] | None = None,
         check_timeout: float = 5.0,
         alert_on: Sequence[str] = ("critical",),
         notifier: PerformanceAlertNotifier | None = None,
@@ -45,6 +49,7 @@ class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
             "pgbouncer_conn_id": pgbouncer_conn_id,
             "redis_conn_id": redis_conn_id,
             "thresholds": thresholds or {},
+            "on_unavailable": on_unavailable or {},
             "check_timeout": check_timeout,
         }
         self.queues = queues if isinstance(queues, str) else list(queues)  # templated: may be a string
@@ -68,11 +73,16 @@ class PlatformHealthSnapshotOperator(ProfiledExecute, BaseOperator):
         report = asyncio.run(evaluate(self._config(), resolve_source))
         emit_readings(report, {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id})
         self.log.info("platform health %s in %.3f s: %s", report.level, report.seconds, report.summary())
+        readings = report.as_dict()["readings"]
+        if report.failed:
+            self._alert("critical", f"unavailable: {'; '.join(report.failed)}", readings, context)
+            raise AirflowFailException(f"platform health check unavailable: {'; '.join(report.failed)}")
         if report.level in self.alert_on:
             breached = report.breaches(report.level)
-            notifier = copy.copy(self.notifier)  # rendered per run; the DAG's copy stays a template
-            notifier.render_template_fields(context)
-            notifier.send(
-                report.level, "; ".join(r.describe() for r in breached), report.as_dict()["readings"], context
-            )
+            self._alert(report.level, "; ".join(r.describe() for r in breached), readings, context)
         return report.as_dict()
+
+    def _alert(self, level: str, message: str, readings: list[dict[str, Any]], context: Context) -> None:
+        notifier = copy.copy(self.notifier)  # rendered per run; the DAG's copy stays a template
+        notifier.render_template_fields(context)
+        notifier.send(level, message, readings, context)
