@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.datagen import create_orders
-from etl_devstack.postgres import PgServer, resolve_postgres
+from etl_devstack.postgres import PgServer, probe_postgres, start_embedded_postgres
 from etl_devstack.warehouse import create_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,9 +30,30 @@ SOURCE_DB, WAREHOUSE_DB = "etl_demo_source", "etl_demo_warehouse"
 DAG_ID, TASK_ID = "demo_orders_transfer", "load_orders"
 
 
+def _redacted(url: str) -> str:
+    """The URL without its password: it goes to the terminal."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def main() -> int:
     rows = int(os.environ.get("ETL_DEMO_ROWS", "1000000"))
-    server = resolve_postgres(os.environ.get("ETL_DEMO_POSTGRES_URL"))
+    url = os.environ.get("ETL_DEMO_POSTGRES_URL")
+    if url:  # asked for by name: a server that does not answer is an error, not a reason to embed one
+        found = probe_postgres(url)
+        if found is None:
+            print(
+                f"[demo] ETL_DEMO_POSTGRES_URL={_redacted(url)} does not answer; unset it for an embedded server"
+            )
+            return 2
+        server = found
+    else:
+        server = start_embedded_postgres()
     where = (
         "embedded PostgreSQL (pgserver)" if server.embedded else f"PostgreSQL at {server.host}:{server.port}"
     )
