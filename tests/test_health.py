@@ -515,23 +515,24 @@ def test_avg_response_time_without_the_extension_is_a_probe_latency_that_crosses
 ) -> None:
     """The test server has no pg_stat_statements preloaded: the reading is the probe query's latency.
 
-    A proxy holding every server reply back 80 ms makes the server slow as seen from the check;
-    the warning threshold (40 ms) sits between the direct and the delayed latency.
+    A proxy holding every server reply back 250 ms makes the server slow as seen from the check;
+    the warning threshold (120 ms) sits between the direct and the delayed latency, with room for a
+    busy CI machine on both sides.
     """
     config = HealthConfig(
-        postgres_conn_id="x", checks=("avg_response_time",), thresholds={"avg_response_time": (0.04, 10)}
+        postgres_conn_id="x", checks=("avg_response_time",), thresholds={"avg_response_time": (0.12, 10)}
     )
     direct = _reading(_run(config, Sources(postgres=pg_server.conninfo("postgres"))), "avg_response_time")
-    assert direct.detail.startswith("probe query latency") and 0 < direct.value < 0.04
+    assert direct.detail.startswith("probe query latency") and 0 < direct.value < 0.12
     assert direct.level == "ok"
-    with delaying_proxy("127.0.0.1", pg_server.port, 0.08) as port:
+    with delaying_proxy("127.0.0.1", pg_server.port, 0.25) as port:
         slow = _reading(
             _run(
                 config, Sources(postgres=f"host=127.0.0.1 port={port} user={pg_server.user} dbname=postgres")
             ),
             "avg_response_time",
         )
-    assert slow.detail.startswith("probe query latency") and 0.08 <= slow.value < 1.0
+    assert slow.detail.startswith("probe query latency") and 0.25 <= slow.value < 2.0
     assert slow.level == "warning"
 
 
@@ -590,7 +591,7 @@ def test_hanging_source_gives_its_on_unavailable_outcome_within_check_timeout(
         started = time.perf_counter()
         report = _run(config, sources)
         elapsed = time.perf_counter() - started
-    assert 0.9 <= elapsed < 1.0 + 0.5, elapsed  # it did wait for the silent server, and no longer
+    assert 0.9 <= elapsed < 1.0 + 1.5, elapsed  # it waited for the silent server, and not much longer
     reading = _reading(report, check)
     assert reading.value is None
     if behaviour == "fail":
@@ -641,7 +642,9 @@ def test_trigger_never_blocks_the_event_loop_while_all_four_checks_run(pg_server
     assert set(readings) == {"db_connections", "avg_response_time", "memory_usage_percent", "queue_length"}
     assert all(value is not None for value in readings.values()), readings
     assert ticks > 100  # the ticker ran throughout the 3 s of checks
-    assert max_lag < 0.05, f"event loop blocked for {max_lag * 1000:.1f} ms"
+    # A blocking connect, sleep or first import shows as 100 ms and more; scheduler noise on a busy
+    # 2-core machine can reach a few tens of milliseconds.
+    assert max_lag < 0.1, f"event loop blocked for {max_lag * 1000:.1f} ms"
 
 
 # -- item: escalation while deferred ------------------------------------------------------------------
