@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import yaml
 from psycopg import sql
 
 from harness import REPO_ROOT, PgServer
+from harness.local_platform import described_platform
 from harness.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.airflow
@@ -222,21 +222,8 @@ def _compose_airflow_env() -> dict[str, Any]:
 
 
 def _local_platform_env(tmp_path: Path, *, pgbouncer: bool) -> dict[str, str]:
-    """What `make up` gives every process, from a platform.json like `up` writes (nothing started)."""
-    from etl_devstack.platform import Platform, PlatformSettings, PlatformState
-
-    platform = Platform(tmp_path / "run", PlatformSettings())
-    state = PlatformState(
-        postgres={"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": None, "embedded": False},
-        redis_url="redis://127.0.0.1:6379/0",
-        redis_embedded=False,
-        ports={"worker_log_server": 1, "trigger_log_server": 2, "scheduler_health": 3, "pgbouncer": 4},
-        databases=platform.settings.databases,
-        pgbouncer=pgbouncer,
-    )
-    platform.run_dir.mkdir(parents=True)
-    platform.state_file.write_text(json.dumps(asdict(state)))
-    return platform.env()
+    """What `make up` gives every process (nothing started)."""
+    return dict(described_platform(tmp_path / "run", pgbouncer=pgbouncer).env())
 
 
 def test_every_connection_is_provided_by_compose_and_make_up(dagbag: Any, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +32,7 @@ import yaml
 from psycopg import sql
 
 from harness import REPO_ROOT, PgServer
+from harness.local_platform import described_platform
 from harness.postgres import create_database, drop_database
 from harness.statsd import run_with_statsd
 
@@ -258,20 +259,11 @@ def test_local_platform_runs_the_compose_workers(
 ) -> None:
     """`make up` starts the worker services of docker-compose.yaml: same queues, concurrency and per-child
     memory cap (handed to config/celery_config.py through the environment, as compose does)."""
-    from etl_devstack.platform import DEFAULT_WORKERS, Platform, PlatformSettings, PlatformState
+    from etl_devstack.platform import DEFAULT_WORKERS
 
     compose_workers = {name for name in services if name.startswith("worker-")}
     assert {w.process for w in DEFAULT_WORKERS} == compose_workers
-    platform = Platform(tmp_path / "run", PlatformSettings())
-    state = PlatformState(
-        postgres={"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": None, "embedded": False},
-        redis_url="redis://127.0.0.1:6379/0",
-        redis_embedded=False,
-        ports={"worker_log_server": 1, "trigger_log_server": 2, "scheduler_health": 3, "pgbouncer": 4},
-        databases=platform.settings.databases,
-    )
-    platform.run_dir.mkdir(parents=True)
-    platform.state_file.write_text(json.dumps(asdict(state)))
+    platform = described_platform(tmp_path / "run")
     monkeypatch.syspath_prepend(str(REPO_ROOT))
     from config import celery_config
 
