@@ -12,8 +12,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -362,21 +362,22 @@ def _sleep_through(conninfo: str) -> None:
 
 
 @contextmanager
-def silent_listener() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers (a hung database or broker)."""
+def _tcp_server(handle: Callable[[socket.socket], list[socket.socket]]) -> Iterator[int]:
+    """A loopback TCP server; `handle` takes each accepted connection and returns the sockets to close."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(64)
-    held: list[socket.socket] = []
+    server.settimeout(0.1)
     stop = threading.Event()
+    sockets: list[socket.socket] = []
 
     def accept() -> None:
-        server.settimeout(0.1)
         while not stop.is_set():
             try:
-                held.append(server.accept()[0])
+                client = server.accept()[0]
             except (TimeoutError, OSError):
                 continue
+            sockets.extend(handle(client))
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -385,20 +386,18 @@ def silent_listener() -> Iterator[int]:
     finally:
         stop.set()
         thread.join(2)
-        for conn in held:
-            conn.close()
+        for sock in sockets:
+            sock.close()
         server.close()
 
 
-@contextmanager
-def delaying_proxy(host: str, port: int, delay: float) -> Iterator[int]:
+def silent_listener() -> AbstractContextManager[int]:
+    """A TCP port that accepts connections and never answers (a hung database or broker)."""
+    return _tcp_server(lambda client: [client])
+
+
+def delaying_proxy(host: str, port: int, delay: float) -> AbstractContextManager[int]:
     """A TCP proxy that holds every server reply back `delay` seconds (a slow, overloaded server)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    server.settimeout(0.1)
-    stop = threading.Event()
-    sockets: list[socket.socket] = []
 
     def pump(src: socket.socket, dst: socket.socket, wait: float) -> None:
         try:
@@ -413,27 +412,13 @@ def delaying_proxy(host: str, port: int, delay: float) -> Iterator[int]:
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                client = server.accept()[0]
-            except (TimeoutError, OSError):
-                continue
-            upstream = socket.create_connection((host, port))
-            sockets.extend((client, upstream))
-            threading.Thread(target=pump, args=(client, upstream, 0.0), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client, delay), daemon=True).start()
+    def relay(client: socket.socket) -> list[socket.socket]:
+        upstream = socket.create_connection((host, port))
+        threading.Thread(target=pump, args=(client, upstream, 0.0), daemon=True).start()
+        threading.Thread(target=pump, args=(upstream, client, delay), daemon=True).start()
+        return [client, upstream]
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(2)
-        for sock in sockets:
-            sock.close()
-        server.close()
+    return _tcp_server(relay)
 
 
 # -- item: one bad connection id costs only its own checks ----------------------------------------
