@@ -16,6 +16,8 @@ export PYTHONPATH := $(CURDIR)
 install: $(STAMP)
 
 $(STAMP): requirements/dev.lock pyproject.toml
+	@# system packages first: mysqlclient (the [mysql] extra) compiles against libmariadb-dev
+	$(MAKE) --no-print-directory system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --python $(BIN)/python requirements/dev.lock
@@ -23,11 +25,12 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	@# setuptools leaves an egg-info beside the package; on sys.path it is a second copy of the distribution
 	@# and Airflow would load the provider's plugin twice ("Plugin 'etl_platform' already registered").
 	rm -rf provider/*.egg-info
-	$(MAKE) --no-print-directory system-deps
 	rm -f $(VENV)/.installed-* && touch $@
 
-system-deps: ## Debian packages the tests use: pgbouncer (SHOW POOLS, config test), chromium + chromedriver (browser test)
+system-deps: ## Debian packages: libmariadb-dev (mysqlclient's build), mariadb-server (private mariadbd where none answers), pgbouncer (SHOW POOLS, config test), chromium + chromedriver (browser test)
 	@missing=""; \
+	pkg-config --exists libmariadb 2>/dev/null || missing="$$missing libmariadb-dev pkg-config"; \
+	{ command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd; } || missing="$$missing mariadb-server"; \
 	{ command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer; } || missing="$$missing pgbouncer"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
