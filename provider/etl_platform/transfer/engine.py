@@ -1,7 +1,7 @@
-"""The streaming transfer engine: keyset chunks piped COPY-to-COPY, checkpointed per chunk.
+"""The streaming transfer engine: chunks piped into COPY, each committed with its checkpoint.
 
-Pass-through chunks are forwarded as raw COPY blocks (binary when the column types match) and
-never decoded; only the first field of each chunk's last row is parsed, for the checkpoint.
+The source (`sources/`) hands each chunk over as COPY data in the plan's format; pass-through
+chunks are forwarded as they come, never decoded here.
 """
 
 from __future__ import annotations
@@ -20,25 +20,18 @@ from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import IsolationLevel, sql
 
-from etl_platform.transfer import catalog, ranges
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
-from etl_platform.transfer.copy_out import CopyTail, copy_out_blocks
 from etl_platform.transfer.errors import ChunkLoadError, StagingLostError, TransferError
-from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
-from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan, check_output_columns
+from etl_platform.transfer.plan import TransferPlan, check_output_columns
 from etl_platform.transfer.progress import LoggerLike, MetricsSink, Progress
-from etl_platform.transfer.session import pin_settings
+from etl_platform.transfer.session import ConnectionFactory, connect_pinned
+from etl_platform.transfer.sources.base import BLOCK_SIZE, ChunkEnd, ChunkReader, Source, SourceChunk
+from etl_platform.transfer.sources.postgres import PostgresSource
 from etl_platform.transfer.spec import TransferSpec
 from etl_platform.transfer.writers import ChunkWriter, writer_for
 
-ConnectionFactory = Callable[[], psycopg.Connection[Any]]
 T = TypeVar("T")
-
-# Bytes handed to the destination COPY at a time. (psycopg's QueuedLibpqWriter, a writer thread, was
-# measured slower here: 3.55 s against 3.13 s for 2M rows, median of 4.)
-WRITE_BLOCK = 256 * 1024
 CHECKPOINT_RETENTION_DAYS = 30
 
 log = logging.getLogger(__name__)
@@ -60,6 +53,7 @@ class TransferSummary:
     parallelism: int
     source: str
     destination: str
+    consistency: str  # what the source's readers guaranteed (one snapshot, per-stream snapshots, ...)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +65,7 @@ class _ChunkResult:
     rows_written: int
     bytes: int
     last_key: str | None
+    exhausted: bool
 
 
 class _Stop(Exception):
@@ -85,7 +80,7 @@ class TransferEngine:
     def __init__(
         self,
         spec: TransferSpec,
-        source: ConnectionFactory,
+        source: Source | ConnectionFactory,
         destination: ConnectionFactory,
         *,
         metrics: MetricsSink | None = None,
@@ -94,7 +89,8 @@ class TransferEngine:
         reset_checkpoint: bool = False,
     ):
         self.spec = spec
-        self.source = source
+        # A bare connection factory is a PostgreSQL source (the engine's first and fastest path).
+        self.source: Source = PostgresSource(source) if callable(source) else source
         self.destination = destination
         self.metrics = metrics
         self.metric_tags = metric_tags or {}
@@ -109,9 +105,8 @@ class TransferEngine:
 
     def run(self) -> TransferSummary:
         started = time.perf_counter()
-        with self._connect(self.source, source=True) as src, self._connect(self.destination) as dst:
-            plan = build_plan(self.spec, src, dst)
-            src.commit()
+        with self.source as source, self._connect(self.destination) as dst:
+            plan = source.plan(self.spec, dst)
             dst.commit()
             store = CheckpointStore(self.spec.checkpoint_schema, self.transfer_id)
             store.ensure(dst)
@@ -124,7 +119,7 @@ class TransferEngine:
             parts = store.load(dst, fingerprint)
             resumed_from = None
             if parts is None:
-                parts = ranges.plan_parts(src, plan, self.spec.parallelism)
+                parts = source.parts(plan, self.spec.parallelism)
                 # A fresh checkpoint starts from the first key: rows an earlier attempt staged under
                 # this transfer id would be published twice. Dropped in the checkpoint's transaction.
                 writer.discard(dst)
@@ -138,16 +133,19 @@ class TransferEngine:
                 writer.prepare(dst, self._out_columns)
 
             rows_before = sum(p.rows for p in parts)
-            estimate = catalog.estimate_rows(src, plan.count_query())
-            src.commit()
             progress = Progress(
-                self.log, self._label(plan), estimate, rows_before, self.metrics, self.metric_tags
+                self.log,
+                self._label(plan),
+                source.estimate_rows(plan),
+                rows_before,
+                self.metrics,
+                self.metric_tags,
             )
             if writer.keeps_checkpoint:  # a finished append picks up keys added since it ran
                 for part in parts:
                     part.done = False
             pending = [p for p in parts if not p.done]
-            self._run_parts(plan, writer, store, progress, pending, len(parts), src, dst)
+            self._run_parts(plan, writer, store, progress, pending, len(parts), dst)
 
             try:
                 with dst.transaction():
@@ -177,8 +175,9 @@ class TransferEngine:
             copy_format=plan.copy_format,
             write_mode=str(self.spec.write_mode),
             parallelism=self.spec.parallelism,
-            source=self.spec.source_table or "source_sql",
+            source=source.label,
             destination=plan.destination.label,
+            consistency=source.consistency if pending else "nothing left to read",
         )
 
     def _run_parts(
@@ -189,42 +188,32 @@ class TransferEngine:
         progress: Progress,
         pending: list[PartState],
         total_parts: int,
-        src: psycopg.Connection[Any],
         dst: psycopg.Connection[Any],
     ) -> None:
         if not pending:
             return
-        # One consistent snapshot for every stream: the control connection exports it.
-        src.isolation_level = IsolationLevel.REPEATABLE_READ
-        src.read_only = True
-        if len(pending) == 1:
-            src.execute("SELECT 1")  # opens the snapshot's transaction; chunks are read through libpq
-            self._stream(plan, writer, store, progress, pending[0], total_parts, src, dst)
-            src.commit()
-            return
-        snapshot = src.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        with self.source.readers(plan, pending) as readers:
+            if len(pending) == 1:
+                self._stream(plan, writer, store, progress, pending[0], total_parts, readers[0], dst)
+                return
 
-        def run_one(state: PartState) -> None:
-            with self._connect(self.source, source=True) as s, self._connect(self.destination) as d:
-                s.isolation_level = IsolationLevel.REPEATABLE_READ
-                s.read_only = True
-                s.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                self._stream(plan, writer, store, progress, state, total_parts, s, d)
+            def run_one(state: PartState, reader: ChunkReader) -> None:
+                with self._connect(self.destination) as d:
+                    self._stream(plan, writer, store, progress, state, total_parts, reader, d)
 
-        with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="etl-stream") as pool:
-            futures = [pool.submit(run_one, p) for p in pending]
-            errors = []
-            for fut in futures:
-                try:
-                    fut.result()
-                except _Stop:
-                    pass
-                except BaseException as exc:
-                    self._stop.set()
-                    errors.append(exc)
-        src.commit()
-        if errors:
-            raise errors[0]
+            with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="etl-stream") as pool:
+                futures = [pool.submit(run_one, p, r) for p, r in zip(pending, readers, strict=True)]
+                errors = []
+                for fut in futures:
+                    try:
+                        fut.result()
+                    except _Stop:
+                        pass
+                    except BaseException as exc:
+                        self._stop.set()
+                        errors.append(exc)
+            if errors:
+                raise errors[0]
 
     def _stream(
         self,
@@ -234,19 +223,17 @@ class TransferEngine:
         progress: Progress,
         state: PartState,
         total_parts: int,
-        src: psycopg.Connection[Any],
+        reader: ChunkReader,
         dst: psycopg.Connection[Any],
     ) -> None:
-        """Moves one key range chunk by chunk; each chunk commits with its checkpoint."""
-        keys = KeyReader(src, plan.key.type_oid, plan.copy_format)
-        limit = self.spec.chunk_rows
+        """Moves one part chunk by chunk; each chunk commits with its checkpoint."""
         if self.spec.transform is None:
             chunks: Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]] = self._piped_chunks(
-                plan, writer, keys, src, state
+                plan, writer, reader, state
             )
         else:
             # Read the next chunk while this one is transformed and written.
-            chunks = _prefetch(self._transformed_chunks(plan, writer, keys, src, dst, state), self._stop)
+            chunks = _prefetch(self._transformed_chunks(plan, writer, reader, dst, state), self._stop)
         for load in chunks:
             lo = state.resume_key
             t0 = time.perf_counter()
@@ -257,7 +244,7 @@ class TransferEngine:
                 state.bytes += result.bytes
                 state.chunks += 1 if result.rows_read else 0
                 state.last_key = result.last_key if result.last_key is not None else state.last_key
-                state.done = result.rows_read < limit
+                state.done = result.exhausted
                 store.advance(dcur, state)
             dst.commit()
             if result.rows_read:
@@ -273,58 +260,40 @@ class TransferEngine:
             if state.done:
                 return
 
-    def _chunk_query(self, plan: TransferPlan, lo: str | None, hi: str | None) -> sql.Composed:
+    def _read(self, reader: ChunkReader, lo: str | None, hi: str | None) -> SourceChunk:
         if self._stop.is_set():
             raise _Stop
-        return plan.copy_out(lo, hi)
+        return reader.read(lo, hi, self.spec.chunk_rows)
 
     def _piped_chunks(
-        self,
-        plan: TransferPlan,
-        writer: ChunkWriter,
-        keys: KeyReader,
-        src: psycopg.Connection[Any],
-        state: PartState,
+        self, plan: TransferPlan, writer: ChunkWriter, reader: ChunkReader, state: PartState
     ) -> Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]]:
         """One loader per chunk; each reads the source while it writes the destination."""
         while True:
             lo = state.resume_key
-            query = self._chunk_query(plan, lo, state.hi)
-            yield partial(self._pipe_chunk, plan, writer, keys, src, query=query, lo=lo)
+            chunk = self._read(reader, lo, state.hi)
+            yield partial(self._pipe_chunk, plan, writer, chunk=chunk, lo=lo)
 
     def _transformed_chunks(
         self,
         plan: TransferPlan,
         writer: ChunkWriter,
-        keys: KeyReader,
-        src: psycopg.Connection[Any],
+        reader: ChunkReader,
         dst: psycopg.Connection[Any],
         state: PartState,
     ) -> Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]]:
         """Reads chunks ahead (keyset: the next range starts after this chunk's last key)."""
         lo = state.resume_key
         while True:
-            query = self._chunk_query(plan, lo, state.hi)
-            raw, tail = bytearray(), CopyTail()
-            for block in copy_out_blocks(src, query, WRITE_BLOCK, tail):
+            chunk = self._read(reader, lo, state.hi)
+            raw = bytearray()
+            for block in chunk.blocks():
                 raw += block
-            rows, last = tail.messages, tail.last
-            last_key = keys.key_of(last) if rows else None
-            yield partial(
-                self._transform_chunk,
-                plan,
-                writer,
-                keys,
-                dst,
-                raw=raw,
-                rows=rows,
-                last=last,
-                last_key=last_key,
-                lo=lo,
-            )
-            if rows < self.spec.chunk_rows:
+            end = chunk.end()
+            yield partial(self._transform_chunk, plan, writer, dst, raw=raw, chunk=chunk, end=end, lo=lo)
+            if end.exhausted:
                 return
-            lo = last_key
+            lo = end.last_key
 
     # -- one chunk ----------------------------------------------------------------------------
 
@@ -332,57 +301,43 @@ class TransferEngine:
         self,
         plan: TransferPlan,
         writer: ChunkWriter,
-        keys: KeyReader,
-        src: psycopg.Connection[Any],
         dcur: psycopg.Cursor[Any],
         *,
-        query: sql.Composed,
+        chunk: SourceChunk,
         lo: str | None,
     ) -> _ChunkResult:
         """Forwards raw COPY blocks from source to destination: no decoding, bounded memory."""
         columns = self._out_columns or ()
         nbytes = 0
-        tail = CopyTail()
         try:
             writer.before_copy(dcur, columns)
             with dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
-                for block in copy_out_blocks(src, query, WRITE_BLOCK, tail):
+                for block in chunk.blocks():
                     inp.write(block)
                     nbytes += len(block)
             writer.after_copy(dcur, columns)
         except psycopg.Error as exc:
-            raise self._chunk_error(plan, exc, lo, keys, tail.last, tail.prev) from None
-        messages, last, prev = tail.messages, tail.last, tail.prev
-        rows, last_row = messages, last
-        if plan.copy_format == BINARY:
-            # The header rides on the first message, the trailer comes alone (or with the header
-            # when there are no rows at all).
-            if len(last) == len(BINARY_TRAILER):
-                rows, last_row = messages - 1, prev
-            else:
-                rows, last_row = 0, b""
-        last_key = keys.key_of(last_row) if rows else None
-        return _ChunkResult(rows, rows, nbytes, last_key)
+            raise self._chunk_error(plan, exc, chunk.where(lo)) from None
+        end = chunk.end()
+        return _ChunkResult(end.rows, end.rows, nbytes, end.last_key, end.exhausted)
 
     def _transform_chunk(
         self,
         plan: TransferPlan,
         writer: ChunkWriter,
-        keys: KeyReader,
         dst: psycopg.Connection[Any],
         dcur: psycopg.Cursor[Any],
         *,
         raw: bytearray,
-        rows: int,
-        last: Any,
-        last_key: str | None,
+        chunk: SourceChunk,
+        end: ChunkEnd,
         lo: str | None,
     ) -> _ChunkResult:
         assert self.spec.transform is not None
         from etl_platform.transfer import transform_io  # pyarrow/pandas: only transforms pay for them
 
-        if not rows:
-            return _ChunkResult(0, 0, 0, None)
+        if not end.rows:
+            return _ChunkResult(0, 0, 0, None, end.exhausted)
         table = transform_io.csv_to_arrow(raw, plan.source_columns)
         try:
             result = transform_io.apply_transform(table, self.spec.transform, plan.spec.transform_format)  # type: ignore[arg-type]
@@ -391,7 +346,7 @@ class TransferEngine:
         except Exception as exc:
             raise TransferError(
                 f"transform failed on the chunk of {plan.spec.source_label} with "
-                f"{plan.key.name} in ({lo}, {last_key}]: {type(exc).__name__}: {exc}"
+                f"{chunk.where(lo)}: {type(exc).__name__}: {exc}"
             ) from exc
         del table
         columns = self._output_columns(plan, writer, dst, result.column_names)
@@ -400,12 +355,12 @@ class TransferEngine:
             writer.before_copy(dcur, columns)
             with dcur.copy(plan.copy_in(writer.target(), columns)) as inp:
                 view = memoryview(payload)
-                for start in range(0, len(view), WRITE_BLOCK):
-                    inp.write(view[start : start + WRITE_BLOCK])
+                for start in range(0, len(view), BLOCK_SIZE):
+                    inp.write(view[start : start + BLOCK_SIZE])
             writer.after_copy(dcur, columns)
         except psycopg.Error as exc:
-            raise self._chunk_error(plan, exc, lo, keys, last, b"") from None
-        return _ChunkResult(rows, result.num_rows, len(payload), last_key)
+            raise self._chunk_error(plan, exc, chunk.where(lo)) from None
+        return _ChunkResult(end.rows, result.num_rows, len(payload), end.last_key, end.exhausted)
 
     def _output_columns(
         self, plan: TransferPlan, writer: ChunkWriter, dst: psycopg.Connection[Any], names: list[str]
@@ -424,33 +379,22 @@ class TransferEngine:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _chunk_error(
-        self, plan: TransferPlan, exc: psycopg.Error, lo: str | None, keys: KeyReader, last: Any, prev: Any
-    ) -> TransferError:
-        hi = "?"
-        for candidate in (last, prev):
-            try:
-                if candidate and len(candidate) > 2:
-                    hi = keys.key_of(candidate)
-                    break
-            except Exception:
-                continue
+    def _chunk_error(self, plan: TransferPlan, exc: psycopg.Error, where: str) -> TransferError:
         diag = exc.diag
         detail = "; ".join(
             part for part in (diag.message_primary or str(exc), diag.message_detail, diag.context) if part
         )
         return ChunkLoadError(
             f"{plan.destination.label} rejected the chunk from {plan.spec.source_label} with "
-            f"{plan.key.name} in ({lo if lo is not None else '-inf'}, {hi}]: {detail}. Committed chunks are "
+            f"{where}: {detail}. Committed chunks are "
             "kept and checkpointed; fix the data or the table and rerun to continue from this chunk."
         )
 
-    def _connect(self, factory: ConnectionFactory, *, source: bool = False) -> psycopg.Connection[Any]:
-        conn = factory()
-        pin_settings(conn)  # TimeZone, DateStyle, ...: text COPY must not depend on server defaults
-        if not source:
-            # Safe: each chunk and its checkpoint commit together; the final commit is synchronous.
-            conn.execute("SET synchronous_commit = off")
+    def _connect(self, factory: ConnectionFactory) -> psycopg.Connection[Any]:
+        """A destination connection, pinned like the source's."""
+        conn = connect_pinned(factory)
+        # Safe: each chunk and its checkpoint commit together; the final commit is synchronous.
+        conn.execute("SET synchronous_commit = off")
         conn.commit()
         return conn
 

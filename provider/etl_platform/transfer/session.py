@@ -7,6 +7,7 @@ bytea_output the bytea escape. A role or database default must not change what l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -19,6 +20,8 @@ SETTINGS: dict[str, str] = {
     "extra_float_digits": "3",
     "bytea_output": "hex",
 }
+ConnectionFactory = Callable[[], psycopg.Connection[Any]]
+
 _PIN = sql.SQL("SELECT {}").format(
     sql.SQL(", ").join(sql.SQL("set_config({}, %s, %s)").format(sql.Literal(name)) for name in SETTINGS)
 )
@@ -30,3 +33,11 @@ def pin_settings(conn: psycopg.Connection[Any], *, local: bool = False) -> None:
     for value in SETTINGS.values():
         params += [value, local]
     conn.execute(_PIN, params)
+
+
+def connect_pinned(factory: ConnectionFactory) -> psycopg.Connection[Any]:
+    """A new connection with the settings pinned for the whole session."""
+    conn = factory()
+    pin_settings(conn)
+    conn.commit()
+    return conn
