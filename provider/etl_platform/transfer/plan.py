@@ -90,7 +90,7 @@ class TransferPlan:
         """Identifies what a checkpoint belongs to, so a changed task never resumes a stale one."""
         spec = self.spec
         doc = {
-            "source": spec.source_table or spec.source_sql,
+            "source": spec.source_table or spec.source_sql or spec.source_path,
             "destination": self.destination.label,
             "key": self.key.name,
             "mode": str(spec.write_mode),

@@ -33,6 +33,7 @@ class TransferSpec:
     destination_table: str
     source_table: str | None = None
     source_sql: str | None = None
+    source_path: str | tuple[str, ...] | None = None  # files: one URL, a list, or a glob/prefix
     key_column: str | None = None
     chunk_rows: int = 100_000
     write_mode: WriteMode | str = WriteMode.APPEND
@@ -50,8 +51,10 @@ class TransferSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if bool(self.source_table) == bool(self.source_sql):
-            raise TransferConfigError("Give exactly one of source_table or source_sql.")
+        if isinstance(self.source_path, list):
+            object.__setattr__(self, "source_path", tuple(self.source_path))
+        if sum(bool(s) for s in (self.source_table, self.source_sql, self.source_path)) != 1:
+            raise TransferConfigError("Give exactly one of source_table, source_sql or source_path.")
         if self.source_sql and not self.key_column:
             raise TransferConfigError(
                 "key_column is required with source_sql (no primary key to default to)."
@@ -100,4 +103,7 @@ class TransferSpec:
 
     @property
     def source_label(self) -> str:
+        if self.source_path:
+            paths = (self.source_path,) if isinstance(self.source_path, str) else self.source_path
+            return paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
         return self.source_table or "source_sql"
