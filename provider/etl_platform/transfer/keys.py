@@ -36,7 +36,7 @@ class KeyReader:
         if self.copy_format == "binary":
             return self._binary_key(data)
         if self.copy_format == "csv":
-            return _csv_first_field(data)
+            return csv_first_field(data)
         return _text_first_field(data)
 
     def _binary_key(self, data: bytes) -> str:
@@ -82,7 +82,7 @@ def _text_first_field(data: bytes) -> str:
     return "".join(out)
 
 
-def _csv_first_field(data: bytes) -> str:
+def csv_first_field(data: bytes) -> str:
     text = data.decode()
     if text.startswith('"'):
         i, out = 1, []

@@ -26,8 +26,8 @@ CSV = "csv"
 @dataclass(frozen=True)
 class TransferPlan:
     spec: TransferSpec
-    source_from: sql.Composable
-    source_relation: Relation | None  # None for source_sql
+    source_from: sql.Composable | None  # PostgreSQL sources only
+    source_relation: Relation | None  # None for source_sql and for other kinds of source
     source_columns: tuple[Column, ...]  # key first; what each chunk SELECTs
     key: Column
     destination: Relation
@@ -66,6 +66,7 @@ class TransferPlan:
             conds.append(sql.SQL("{} > {}").format(self.key_ident, sql.Literal(lo)))
         if hi is not None:
             conds.append(sql.SQL("{} <= {}").format(self.key_ident, sql.Literal(hi)))
+        assert self.source_from is not None, "copy_out is the PostgreSQL source's query"
         select = sql.SQL("SELECT {cols} FROM {src} WHERE {where} ORDER BY {key} LIMIT {limit}").format(
             cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in self.source_columns),
             src=self.source_from,
@@ -84,6 +85,7 @@ class TransferPlan:
         )
 
     def count_query(self) -> sql.Composable:
+        assert self.source_from is not None, "count_query is the PostgreSQL source's query"
         return sql.SQL("SELECT 1 FROM {} WHERE {}").format(self.source_from, self.window_predicate())
 
     def fingerprint(self) -> str:
@@ -100,12 +102,17 @@ class TransferPlan:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_plan(
-    spec: TransferSpec, source: psycopg.Connection[Any], destination: psycopg.Connection[Any]
-) -> TransferPlan:
+def resolve_destination(spec: TransferSpec, destination: psycopg.Connection[Any]) -> Relation:
     dest = catalog.resolve_table(destination, spec.destination_table, "destination_table")
     if dest.kind not in ("r", "p"):
         raise TransferConfigError(f"destination_table {dest.label} is not a table (relkind {dest.kind!r}).")
+    return dest
+
+
+def build_plan(
+    spec: TransferSpec, source: psycopg.Connection[Any], destination: psycopg.Connection[Any]
+) -> TransferPlan:
+    dest = resolve_destination(spec, destination)
 
     if spec.source_table:
         src_rel = catalog.resolve_table(source, spec.source_table, "source_table")
@@ -138,12 +145,9 @@ def build_plan(
         raise TransferConfigError(
             f"incremental_column {spec.incremental_column!r} is not a column of {spec.source_label}."
         )
-    if spec.write_mode is WriteMode.DELETE_INSERT:
-        dest.require_column(spec.incremental_column or "", "incremental_column (in destination)")
-
     ordered = (key, *[c for c in src_cols if c.name != key.name])
     if spec.transform is None:
-        dest_cols = _match_columns(spec, ordered, dest)
+        dest_cols = match_columns(spec, ordered, dest)
         pairs = list(zip(ordered, dest_cols, strict=True))
         _check_types(source, destination, pairs, dest, spec.source_label)
         # Binary COPY carries type OIDs inside arrays and composites, and user-defined types (enums,
@@ -159,24 +163,7 @@ def build_plan(
         dest_cols = ()
         copy_format = CSV
 
-    conflict = tuple(spec.conflict_columns or dest.primary_key)
-    if spec.write_mode is WriteMode.UPSERT:
-        if not conflict:
-            raise TransferConfigError(
-                f"write_mode 'upsert' needs conflict_columns: {dest.label} has no primary key."
-            )
-        for name in conflict:
-            dest.require_column(name, "conflict_columns entry")
-        _require_arbiter(destination, dest, conflict)
-        if spec.transform is None:  # a transform's output is checked against them on its first chunk
-            copied = [c.name for c in ordered]
-            absent = [name for name in conflict if name not in copied]
-            if absent:
-                raise TransferConfigError(
-                    f"upsert conflict columns {absent} of {dest.label} are not among the copied columns "
-                    f"({', '.join(copied)}): every row needs them to find the row it replaces."
-                )
-
+    conflict = check_write_mode(spec, destination, dest, [c.name for c in ordered])
     return TransferPlan(
         spec=spec,
         source_from=source_from,
@@ -188,6 +175,31 @@ def build_plan(
         copy_format=copy_format,
         conflict_columns=conflict,
     )
+
+
+def check_write_mode(
+    spec: TransferSpec, destination: psycopg.Connection[Any], dest: Relation, copied: list[str]
+) -> tuple[str, ...]:
+    """What the write mode needs of the destination; returns the upsert conflict columns."""
+    if spec.write_mode is WriteMode.DELETE_INSERT:
+        dest.require_column(spec.incremental_column or "", "incremental_column (in destination)")
+    conflict = tuple(spec.conflict_columns or dest.primary_key)
+    if spec.write_mode is WriteMode.UPSERT:
+        if not conflict:
+            raise TransferConfigError(
+                f"write_mode 'upsert' needs conflict_columns: {dest.label} has no primary key."
+            )
+        for name in conflict:
+            dest.require_column(name, "conflict_columns entry")
+        _require_arbiter(destination, dest, conflict)
+        if spec.transform is None:  # a transform's output is checked against them on its first chunk
+            absent = [name for name in conflict if name not in copied]
+            if absent:
+                raise TransferConfigError(
+                    f"upsert conflict columns {absent} of {dest.label} are not among the copied columns "
+                    f"({', '.join(copied)}): every row needs them to find the row it replaces."
+                )
+    return conflict
 
 
 def check_output_columns(plan: TransferPlan, names: list[str]) -> tuple[str, ...]:
@@ -279,7 +291,7 @@ def _default_key(rel: Relation) -> str:
     )
 
 
-def _match_columns(spec: TransferSpec, src_cols: tuple[Column, ...], dest: Relation) -> tuple[Column, ...]:
+def match_columns(spec: TransferSpec, src_cols: tuple[Column, ...], dest: Relation) -> tuple[Column, ...]:
     """Pairs every source column with the destination column of the same name."""
     missing = [c.name for c in src_cols if dest.column(c.name) is None]
     if missing:

@@ -27,6 +27,7 @@ def plan_parts(conn: psycopg.Connection[Any], plan: TransferPlan, parallelism: i
 
 
 def _quantiles(conn: psycopg.Connection[Any], plan: TransferPlan, fractions: list[float]) -> list[str]:
+    assert plan.source_from is not None
     return split_points(
         conn, plan.source_from, plan.key_ident, plan.window_predicate(), plan.source_relation, fractions
     )
