@@ -1,7 +1,9 @@
-"""StreamingTransferOperator: moves a PostgreSQL table or query into another PostgreSQL table.
+"""StreamingTransferOperator: moves a table, a query or files into a PostgreSQL table (or a table
+or query into files).
 
-Reads keyset chunks with COPY (binary when column types match) and writes them with COPY, at the
-speed of a psql COPY pipe, in constant memory, resuming after the last committed chunk on retry.
+The source's kind follows its Airflow connection's type (``postgres``, ``mysql``) or ``source_path``
+(files). Rows are read in keyset chunks (or row groups) and written with COPY, at the speed of a
+psql COPY pipe, in constant memory, resuming after the last committed chunk on retry.
 """
 
 from __future__ import annotations
@@ -13,21 +15,42 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl_platform.hooks.kinds import MYSQL_TYPES, POSTGRES_TYPES, connection_type
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.engine import TransferEngine
-from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.errors import SourceUnavailableError, TransferConfigError
+from etl_platform.transfer.sources.base import Source
+from etl_platform.transfer.sources.postgres import PostgresSource
 from etl_platform.transfer.spec import TransferSpec
 
 
 class StreamingTransferOperator(ProfiledExecute, BaseOperator):
-    """Copy rows from ``source_table`` (or ``source_sql``) into ``destination_table``.
+    """Copy rows from ``source_table``, ``source_sql`` or ``source_path`` into ``destination_table``.
 
-    :param source_conn_id: Airflow ``postgres`` connection to read from.
+    :param source_conn_id: Airflow connection to read from; its type picks the source: ``postgres``
+        or ``mysql`` (MariaDB/MySQL, needs the ``[mysql]`` extra). With ``source_path``, the
+        object-store connection (an ``aws`` connection for ``s3://``), or none for local files.
     :param destination_conn_id: Airflow ``postgres`` connection to write to.
-    :param source_table: ``"schema.table"`` to read (templated). Give this or ``source_sql``.
-    :param source_sql: a SELECT to read instead of a table (templated, may be a ``.sql`` file).
+    :param source_table: ``"schema.table"`` (PostgreSQL) or ``"database.table"`` (MariaDB) to read
+        (templated). Give this, ``source_sql`` or ``source_path``.
+    :param source_sql: a SELECT to read instead of a table (templated, may be a ``.sql`` file), in
+        the source's own SQL dialect.
+    :param source_path: files to load (templated): an ``ObjectStoragePath`` URL (``file://``,
+        ``s3://``, or a local path), a list of them, a glob (``s3://drop/orders/*.parquet``) or a
+        prefix (every file under it). Parquet is read by row group, CSV by block; each file's schema
+        is checked against the destination before any row is written.
+    :param source_format: ``parquet`` or ``csv``; inferred from the file suffix when not given.
+    :param csv_options: CSV dialect: ``delimiter``, ``header`` (bool), ``null_string``, ``encoding``,
+        ``quote_char``; compression (gzip, zstd) follows the suffix.
+    :param reject_path: with CSV sources, where rows that do not parse go (one file, written when the
+        transfer ends); without it a bad row fails the task naming file, line and column.
+    :param max_rejects: how many rejected rows are tolerated before the task fails.
+    :param allow_empty: an empty glob or prefix succeeds with 0 rows and a warning (``True``) or
+        fails (``False``).
+    :param zero_dates: MariaDB zero dates (``0000-00-00``, ``2020-00-15``): ``"error"`` fails the
+        chunk naming column and key range, ``"null"`` loads NULL. Never a different date.
     :param destination_table: ``"schema.table"`` to write (templated). Columns are matched by name;
         destination columns the source lacks take their defaults.
     :param key_column: ordered unique key used for chunking and checkpoints (templated). Defaults to
@@ -55,14 +78,25 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         set, each attempt is recorded there (rows, bytes, seconds, peak memory, status, resumed
         from, error) for the dashboard and alerts.
 
+    :param destination_path: instead of a table, export the source (a PostgreSQL ``source_table`` or
+        ``source_sql``) to files under this URL (templated): rotated every ``rows_per_file`` rows,
+        optionally Hive-partitioned by ``partition_by``, each file published under its final name
+        only when complete, resumable.
+    :param destination_format: ``parquet`` (default) or ``csv``.
+    :param rows_per_file: rows per exported file.
+    :param partition_by: column whose values name the ``column=value/`` directories of the export.
+
     Returns (XCom) a summary: rows, bytes, chunks, seconds, rows_per_second, peak_rss_mb,
-    resumed_from, and more.
+    resumed_from, consistency, files, and more.
     """
 
     template_fields: Sequence[str] = (
         "source_table",
         "source_sql",
+        "source_path",
         "destination_table",
+        "destination_path",
+        "reject_path",
         "key_column",
         "incremental_column",
         "window_start",
@@ -77,11 +111,22 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
     def __init__(
         self,
         *,
-        source_conn_id: str,
-        destination_conn_id: str,
-        destination_table: str,
+        source_conn_id: str | None = None,
+        destination_conn_id: str | None = None,
+        destination_table: str | None = None,
         source_table: str | None = None,
         source_sql: str | None = None,
+        source_path: str | Sequence[str] | None = None,
+        source_format: str | None = None,
+        csv_options: dict[str, Any] | None = None,
+        reject_path: str | None = None,
+        max_rejects: int = 0,
+        allow_empty: bool = True,
+        zero_dates: str = "error",
+        destination_path: str | None = None,
+        destination_format: str | None = None,
+        rows_per_file: int = 1_000_000,
+        partition_by: str | None = None,
         key_column: str | None = None,
         chunk_rows: int = 100_000,
         write_mode: str = "append",
@@ -105,6 +150,17 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.destination_table = destination_table
         self.source_table = source_table
         self.source_sql = source_sql
+        self.source_path = source_path
+        self.source_format = source_format
+        self.csv_options = csv_options
+        self.reject_path = reject_path
+        self.max_rejects = max_rejects
+        self.allow_empty = allow_empty
+        self.zero_dates = zero_dates
+        self.destination_path = destination_path
+        self.destination_format = destination_format
+        self.rows_per_file = rows_per_file
+        self.partition_by = partition_by
         self.key_column = key_column
         self.chunk_rows = chunk_rows
         self.write_mode = write_mode
@@ -124,15 +180,32 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.ledger_conn_id = ledger_conn_id
         # Refuse nonsense when the DAG is parsed, not when it runs.
         try:
-            self._spec(checkpoint_id="parse-check")
+            self._check_sides()
+            if self.destination_path:
+                self._export_spec(checkpoint_id="parse-check")
+            else:
+                self._spec(checkpoint_id="parse-check")
         except TransferConfigError as exc:
             raise ValueError(f"{self.task_id}: {exc}") from None
 
+    def _check_sides(self) -> None:
+        if bool(self.destination_table) == bool(self.destination_path):
+            raise TransferConfigError("Give exactly one of destination_table or destination_path.")
+        if self.destination_table and not self.destination_conn_id:
+            raise TransferConfigError("destination_table needs destination_conn_id (a postgres connection).")
+        if (self.source_table or self.source_sql) and not self.source_conn_id:
+            raise TransferConfigError("source_table and source_sql need source_conn_id.")
+        if self.destination_path and self.source_path:
+            raise TransferConfigError(
+                "files to files is not a transfer: give a table or query as the source."
+            )
+
     def _spec(self, checkpoint_id: str) -> TransferSpec:
         return TransferSpec(
-            destination_table=self.destination_table,
+            destination_table=self.destination_table or "",
             source_table=self.source_table or None,
             source_sql=self.source_sql or None,
+            source_path=_paths(self.source_path),
             key_column=self.key_column or None,
             chunk_rows=self.chunk_rows,
             write_mode=self.write_mode,
@@ -155,36 +228,81 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         checkpoint_id = f"{ti.dag_id}/{ti.task_id}/{context['run_id']}/{map_index}"
-        try:
-            spec = self._spec(checkpoint_id=checkpoint_id)
-        except TransferConfigError as exc:
-            raise AirflowFailException(str(exc)) from None
-        engine = TransferEngine(
-            spec,
-            EtlPostgresHook(self.source_conn_id).connection_factory(),
-            EtlPostgresHook(self.destination_conn_id).connection_factory(),
-            metrics=Stats,
-            metric_tags={"dag_id": ti.dag_id, "task_id": ti.task_id},
-            logger=self.log,
-            reset_checkpoint=self.reset_checkpoint,
-        )
-        ledger, attempt = self._ledger(context, spec)
+        tags = {"dag_id": ti.dag_id, "task_id": ti.task_id}
+        ledger, attempt = self._ledger(context)
         if ledger is not None:
             ledger.started(attempt)
         try:
-            summary = engine.run().as_dict()
+            if self.destination_path:
+                run = self._export_engine(checkpoint_id, Stats, tags).run
+            else:
+                spec = self._spec(checkpoint_id=checkpoint_id)
+                run = TransferEngine(
+                    spec,
+                    self._source(),
+                    EtlPostgresHook(self._postgres_conn("destination_conn_id")).connection_factory(),
+                    metrics=Stats,
+                    metric_tags=tags,
+                    logger=self.log,
+                    reset_checkpoint=self.reset_checkpoint,
+                ).run
+            result = run()
+            summary = result if isinstance(result, dict) else result.as_dict()
         except Exception as exc:
             if ledger is not None:
                 ledger.finished(attempt, None, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, TransferConfigError):
                 raise AirflowFailException(str(exc)) from None  # retrying cannot fix a bad setting
+            if isinstance(exc, SourceUnavailableError) and not exc.retryable:
+                raise AirflowFailException(str(exc)) from None
             raise
         if ledger is not None:
             ledger.finished(attempt, summary, None)
         self.log.info("transfer summary: %s", summary)
         return summary
 
-    def _ledger(self, context: Context, spec: TransferSpec) -> tuple[LedgerWriter | None, TaskAttempt]:
+    def _postgres_conn(self, setting: str) -> str:
+        conn_id = getattr(self, setting)
+        kind = connection_type(conn_id, setting)
+        if kind not in POSTGRES_TYPES:
+            raise AirflowFailException(
+                f"{setting} {conn_id!r} is a {kind!r} connection; this side must be PostgreSQL "
+                f"({', '.join(sorted(POSTGRES_TYPES))})."
+            )
+        return conn_id
+
+    def _source(self) -> Source:
+        """The connection's type picks the source; files come from source_path."""
+        if self.source_path:
+            return self._file_source()
+        assert self.source_conn_id is not None
+        kind = connection_type(self.source_conn_id, "source_conn_id")
+        if kind in POSTGRES_TYPES:
+            return PostgresSource(EtlPostgresHook(self.source_conn_id).connection_factory())
+        if kind in MYSQL_TYPES:
+            from etl_platform.hooks.mysql import EtlMySqlHook
+            from etl_platform.transfer.sources.mysql import MySqlSource
+
+            return MySqlSource(
+                EtlMySqlHook(self.source_conn_id).connection_factory(),
+                zero_dates=self.zero_dates,
+                logger=self.log,
+            )
+        raise AirflowFailException(
+            f"source_conn_id {self.source_conn_id!r} is a {kind!r} connection; sources are postgres, "
+            "mysql, or files through source_path."
+        )
+
+    def _file_source(self) -> Source:
+        raise NotImplementedError
+
+    def _export_spec(self, checkpoint_id: str) -> Any:
+        raise NotImplementedError
+
+    def _export_engine(self, checkpoint_id: str, metrics: Any, tags: dict[str, str]) -> Any:
+        raise NotImplementedError
+
+    def _ledger(self, context: Context) -> tuple[LedgerWriter | None, TaskAttempt]:
         ti = context["ti"]
         now = datetime.now(UTC)
         dag_run = context.get("dag_run")
@@ -196,9 +314,15 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
             map_index=getattr(ti, "map_index", -1),
             try_number=getattr(ti, "try_number", 1) or 1,
             started_at=now,
-            source=spec.source_table or "source_sql",
-            destination=spec.destination_table,
+            source=self.source_table or ("source_sql" if self.source_sql else str(self.source_path)),
+            destination=self.destination_table or str(self.destination_path),
         )
         if not self.ledger_conn_id:
             return None, attempt
         return LedgerWriter(EtlPostgresHook(self.ledger_conn_id).connection_factory(), self.log), attempt
+
+
+def _paths(value: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    if not value:
+        return None
+    return value if isinstance(value, str) else tuple(value)

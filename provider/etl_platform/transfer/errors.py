@@ -20,3 +20,12 @@ class StagingLostError(TransferError):
 
     Nothing was published; the checkpoint is reset, so a retry restages from the first key.
     """
+
+
+class SourceUnavailableError(TransferError):
+    """The source could not be reached; `retryable` says whether trying again can help
+    (a refused or timed-out connection may; an unknown host or a wrong password will not)."""
+
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,24 @@
+"""Which kind of system an Airflow connection points at: the transfer picks its source by it."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+
+POSTGRES_TYPES = frozenset({"postgres", "postgresql", "etl_postgres"})
+MYSQL_TYPES = frozenset({"mysql"})
+
+
+def connection_type(conn_id: str, setting: str) -> str:
+    """The connection's conn_type; an undefined id fails for good, naming the setting."""
+    try:
+        return (BaseHook.get_connection(conn_id).conn_type or "").lower()
+    except AirflowNotFoundException:
+        raise AirflowFailException(
+            f"Airflow connection {conn_id!r} is not defined ({setting}): add it (Admin > Connections, an "
+            f"AIRFLOW_CONN_{conn_id.upper()} variable or a secrets backend)."
+        ) from None
+    except Exception as exc:
+        raise AirflowException(
+            f"Airflow connection {conn_id!r} cannot be read: {type(exc).__name__}"
+        ) from None
