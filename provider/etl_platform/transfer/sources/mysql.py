@@ -57,11 +57,22 @@ from etl_platform.transfer.spec import TransferSpec
 
 MySqlConnectionFactory = Callable[[], Any]  # returns a MySQLdb connection
 
-# Every value prints the same whatever the server's or the user's defaults.
+# Every value prints the same whatever the server's or the user's defaults. Autocommit on: a catalog
+# look-up must not leave a transaction open (its metadata locks would block DDL, and DROP, for the
+# whole transfer); the snapshots are explicit transactions.
 SESSION_SETUP = (
     "SET NAMES utf8mb4",
     "SET time_zone = '+00:00'",
     "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    "SET autocommit = 1",
+)
+# sql_mode flags that change what the generated SELECT prints: NO_BACKSLASH_ESCAPES turns the '\\x' of a
+# bytea into two backslashes (PostgreSQL then reads other bytes), ORACLE makes CONCAT skip NULLs (a NULL
+# text arrives as ""), EMPTY_STRING_IS_NULL makes the '' of an empty field NULL (the field vanishes from
+# CONCAT_WS), PAD_CHAR_TO_FULL_LENGTH pads CHAR values. The rest of the session's sql_mode is kept, so
+# source_sql parses as it would in the user's own client.
+UNSAFE_SQL_MODES = frozenset(
+    {"NO_BACKSLASH_ESCAPES", "ORACLE", "EMPTY_STRING_IS_NULL", "PAD_CHAR_TO_FULL_LENGTH"}
 )
 _KEY_KINDS = {
     **dict.fromkeys(INTEGER_BITS, "int"),
@@ -186,7 +197,8 @@ class MySqlSource:
         conns: list[Any] = []
         readers: list[MySqlChunkReader] = []
         try:
-            conns = [self._open() for _ in parts]
+            for _ in parts:  # one at a time: if the third fails, the first two are still closed
+                conns.append(self._open())
             self._start_snapshots(conns)
             readers = [MySqlChunkReader(c, self._q, self.label) for c in conns]
             yield readers
@@ -204,10 +216,27 @@ class MySqlSource:
         return self._query
 
     def _open(self) -> Any:
-        conn = self.factory()
-        with conn.cursor() as cur:
-            for statement in SESSION_SETUP:
-                cur.execute(statement)
+        try:
+            conn = self.factory()
+        except TransferError:
+            raise  # a factory that already says what failed (EtlMySqlHook's)
+        except Exception as exc:
+            # The driver's message names the host and never the password; nothing else is added.
+            raise TransferError(
+                f"connecting to the MariaDB/MySQL source {self.label} failed: {exc}"
+            ) from None
+        try:
+            with conn.cursor() as cur:
+                for statement in SESSION_SETUP:
+                    cur.execute(statement)
+                cur.execute("SELECT @@SESSION.sql_mode")
+                modes = _text(cur.fetchone()[0]).split(",")
+                if UNSAFE_SQL_MODES.intersection(modes):
+                    kept = ",".join(m for m in modes if m and m not in UNSAFE_SQL_MODES)
+                    cur.execute("SET SESSION sql_mode = %s", (kept,))
+        except BaseException:
+            _close(conn)
+            raise
         return conn
 
     def _fields(
