@@ -1,0 +1,45 @@
+"""DAGs for tests/test_source_operators.py: MariaDB and file sources through StreamingTransferOperator.
+
+Tables and paths come from the run's conf (templated through params); connections are AIRFLOW_CONN_*
+variables the test sets: `etl_test_mysql` (mysql), `etl_test_dst` (postgres), `etl_test_s3` (aws).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from etl_platform.operators.transfer import StreamingTransferOperator
+
+PARAMS = {"source_table": "", "destination_table": "", "source_path": "", "destination_path": ""}
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(dag_id=dag_id, start_date=datetime(2026, 1, 1), schedule=None, catchup=False, params=PARAMS)
+
+
+with _dag("mysql_to_postgres"):
+    StreamingTransferOperator(
+        task_id="transfer",
+        source_conn_id="etl_test_mysql",
+        destination_conn_id="etl_test_dst",
+        source_table="{{ params.source_table }}",
+        destination_table="{{ params.destination_table }}",
+        write_mode="truncate",
+        parallelism=2,
+        chunk_rows=700,
+        zero_dates="null",
+    )
+
+# An unreachable MariaDB (the test points etl_test_mysql at a closed port or a wrong password).
+with _dag("mysql_unreachable"):
+    StreamingTransferOperator(
+        task_id="transfer",
+        retries=2,
+        retry_delay=timedelta(seconds=0),
+        source_conn_id="etl_test_mysql",
+        destination_conn_id="etl_test_dst",
+        source_table="{{ params.source_table }}",
+        destination_table="{{ params.destination_table }}",
+    )

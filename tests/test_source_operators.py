@@ -1,0 +1,112 @@
+"""StreamingTransferOperator with MariaDB and file sources, run for real through dag.test()."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders
+from benchmarks.datagen_mysql import create_mysql_orders
+from harness import REPO_ROOT, run_dag, task_outcomes, xcom_value
+
+pytestmark = pytest.mark.airflow
+
+ROWS = 5_000
+
+
+@pytest.fixture
+def mysql_orders(my_db: Any, dst_db: Any) -> dict[str, Any]:
+    with my_db.connect() as conn:
+        create_mysql_orders(conn, my_db.database, rows=ROWS, days=20)
+    create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
+    return {
+        "conf": {"source_table": f"{my_db.database}.orders", "destination_table": dst_db.table("orders")},
+        "conns": {"etl_test_mysql": my_db.uri(), "etl_test_dst": dst_db.uri()},
+    }
+
+
+def _pg_rows(dst_db: Any) -> list[tuple[Any, ...]]:
+    """Every row as Python values; order_ts as the naive UTC datetime MariaDB's DATETIME holds."""
+    cols = ", ".join(c if c != "order_ts" else "order_ts AT TIME ZONE 'UTC'" for c in ORDERS_COLUMNS)
+    with dst_db.connect() as conn:
+        return conn.execute(f"SELECT {cols} FROM {dst_db.table('orders')} ORDER BY id").fetchall()
+
+
+def _my_rows(my_db: Any) -> list[tuple[Any, ...]]:
+    return my_db.execute(f"SELECT {', '.join(ORDERS_COLUMNS)} FROM orders ORDER BY id")
+
+
+def test_mariadb_table_through_dag_test(mysql_orders: dict[str, Any], my_db: Any, dst_db: Any) -> None:
+    run = run_dag("mysql_to_postgres", conf=mysql_orders["conf"], conn_env=mysql_orders["conns"])
+    assert task_outcomes(run)["transfer"].state == "success"
+    summary = xcom_value(run, "transfer")
+    assert summary["rows"] == ROWS and summary["parallelism"] == 2 and summary["copy_format"] == "csv"
+    assert summary["source"] == f"{my_db.database}.orders"
+    assert summary["consistency"].startswith("one snapshot instant for 2 streams")
+    assert _pg_rows(dst_db) == [tuple(r) for r in _my_rows(my_db)]
+
+
+@pytest.mark.parametrize(
+    ("uri_of", "expected", "tries"),
+    [
+        # Nothing listens on port 1: refused, which a retry may fix once the server is back.
+        (lambda db: "mysql://root:s3cret-pw@127.0.0.1:1/x", "'etl_test_mysql' to 127.0.0.1:1 failed", 3),
+        # A wrong password: no retry can fix it.
+        (
+            lambda db: db.uri().replace("mysql://root@", "mysql://root:s3cret-pw@"),
+            "'etl_test_mysql' to 127.0.0.1:",
+            1,
+        ),
+    ],
+)
+def test_unreachable_mariadb_names_connection_and_host_never_the_password(
+    mysql_orders: dict[str, Any],
+    my_db: Any,
+    capfd: pytest.CaptureFixture[str],
+    uri_of: Any,
+    expected: str,
+    tries: int,
+) -> None:
+    if tries == 1 and my_db.server.password:
+        pytest.fail("the wrong-password case needs a server whose root has no password")
+    conns = {**mysql_orders["conns"], "etl_test_mysql": uri_of(my_db)}
+    capfd.readouterr()
+    run = run_dag("mysql_unreachable", conf=mysql_orders["conf"], conn_env=conns)
+    outcome = task_outcomes(run)["transfer"]
+    assert (outcome.state, outcome.try_number) == ("failed", tries)
+    output = "".join(capfd.readouterr())
+    assert expected in output
+    assert "s3cret-pw" not in output
+
+
+def test_postgres_only_import_needs_no_extra_and_a_missing_extra_is_named() -> None:
+    """Importing the operator pulls in neither MySQLdb nor s3fs; a task that needs one says which extra."""
+    script = (
+        "import sys\n"
+        "sys.modules['MySQLdb'] = None  # as if the [mysql] extra were not installed\n"
+        "import etl_platform.operators.transfer\n"
+        "print(sorted(m for m in ('MySQLdb', 's3fs', 'boto3') if sys.modules.get(m) is not None))\n"
+        "from etl_platform.extras import MissingExtraError, require\n"
+        "try:\n"
+        "    require('MySQLdb', 'mysql', 'a MariaDB/MySQL source')\n"
+        "except MissingExtraError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        check=True,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "[]"
+    assert lines[-1] == (
+        "a MariaDB/MySQL source needs the [mysql] extra (MySQLdb is not installed): "
+        "pip install 'airflow-provider-etl-platform[mysql]'"
+    )
