@@ -5,14 +5,17 @@ resume after SIGKILL, and an unreachable server."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from tests.mysql_fixtures import my_exec, my_rows, pg_exec, pg_rows, transfer
+from etl_platform.transfer import ChunkLoadError, TransferConfigError
+from tests.mysql_fixtures import my_exec, my_factory, my_rows, pg_exec, pg_rows, transfer
 
 # -- 1. types, value by value -----------------------------------------------------------------------
 
@@ -270,8 +273,6 @@ def test_type_limits_arrive_exactly(my_db: Any, dst_db: Any, name: str) -> None:
     ],
 )
 def test_session_sql_mode_does_not_change_values(my_db: Any, dst_db: Any, sql_mode: str) -> None:
-    from tests.mysql_fixtures import my_factory
-
     my_exec(
         my_db,
         "CREATE TABLE t (id VARCHAR(20) PRIMARY KEY, s TEXT, c CHAR(5), b BLOB, n INT)",
@@ -287,3 +288,245 @@ def test_session_sql_mode_does_not_change_values(my_db: Any, dst_db: Any, sql_mo
         (i, s, c, _bytes(b), n) for i, s, c, b, n in mine
     ]
     assert theirs[0] == ("a'b", "", "", b"", 1)
+
+
+def test_timestamp_arrives_as_utc_whatever_the_session_zone(my_db: Any, dst_db: Any) -> None:
+    # Inserted from a +05:30 session: the TIMESTAMP limits, 1970-01-01 00:00:01 and 2038-01-19 03:14:07.999999 UTC.
+    my_exec(
+        my_db,
+        "CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, dt DATETIME(6))",
+        "SET time_zone = '+05:30'",
+        "INSERT INTO t VALUES (1, '1970-01-01 05:30:01.000000', '1970-01-01 05:30:01'), "
+        "(2, '2038-01-19 08:44:07.999999', '2038-01-19 08:44:07.999999'), (3, NULL, NULL)",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, ts timestamptz, dt timestamp)")
+    # The factory's sessions start at +05:30 as well (what a server default would do): the source pins UTC.
+    factory = my_factory(my_db, init_command="SET time_zone = '+05:30'")
+    transfer(my_db, dst_db, factory=factory, chunk_rows=1)
+    utc = my_rows(my_db, "SELECT id, ts, dt FROM t ORDER BY id", "SET time_zone = '+00:00'")
+    assert utc == [
+        (1, datetime(1970, 1, 1, 0, 0, 1), datetime(1970, 1, 1, 5, 30, 1)),
+        (2, datetime(2038, 1, 19, 3, 14, 7, 999999), datetime(2038, 1, 19, 8, 44, 7, 999999)),
+        (3, None, None),
+    ]
+    theirs = pg_rows(dst_db, "SELECT id, ts, dt FROM t ORDER BY id")
+    assert theirs == [(i, ts and ts.replace(tzinfo=UTC), dt) for i, ts, dt in utc]
+
+
+_ZERO_ROWS = (
+    "(1, '2020-01-02', '2020-01-02 03:04:05', '2020-01-02 03:04:05'), "
+    "(2, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00'), "
+    "(3, '2020-00-15', '2020-01-02 00:00:00', '2020-01-02 00:00:00'), "
+    "(4, '2021-03-04', '2021-03-04 05:06:07', '2021-03-04 05:06:07'), "
+    "(5, '2020-05-00', '0000-01-01 00:00:00', '2021-03-04 05:06:07')"
+)
+
+
+def _zero_dates_table(my_db: Any, dst_db: Any) -> None:
+    my_exec(
+        my_db,
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE t (id INT PRIMARY KEY, d DATE, dt DATETIME, ts TIMESTAMP NULL DEFAULT NULL)",
+        f"INSERT INTO t VALUES {_ZERO_ROWS}",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, d date, dt timestamp, ts timestamptz)")
+
+
+@pytest.mark.parametrize("session_mode", ["", "TRADITIONAL"])
+def test_zero_dates_become_null_when_asked(my_db: Any, dst_db: Any, session_mode: str) -> None:
+    _zero_dates_table(my_db, dst_db)
+    factory = my_factory(my_db, init_command=f"SET SESSION sql_mode = '{session_mode}'")
+    transfer(my_db, dst_db, factory=factory, zero_dates="null", chunk_rows=2)
+    assert pg_rows(dst_db, "SELECT id, d::text, dt::text, ts::text FROM t ORDER BY id") == [
+        (1, "2020-01-02", "2020-01-02 03:04:05", "2020-01-02 03:04:05+00"),
+        (2, None, None, None),
+        (3, None, "2020-01-02 00:00:00", "2020-01-02 00:00:00+00"),
+        (4, "2021-03-04", "2021-03-04 05:06:07", "2021-03-04 05:06:07+00"),
+        (5, None, None, "2021-03-04 05:06:07+00"),
+    ]
+
+
+def test_zero_dates_fail_the_chunk_by_default_and_never_land_as_another_date(my_db: Any, dst_db: Any) -> None:
+    _zero_dates_table(my_db, dst_db)
+    with pytest.raises(ChunkLoadError) as failed:
+        transfer(my_db, dst_db, zero_dates="error", chunk_rows=1)
+    message = str(failed.value)
+    assert 'column d: "0000-00-00"' in message and "id in (1, 2]" in message, message
+    # Only the chunk before it landed, exactly; nothing past it.
+    assert pg_rows(dst_db, "SELECT id, d::text, dt::text FROM t") == [
+        (1, "2020-01-02", "2020-01-02 03:04:05")
+    ]
+    # Each other zero-date form fails as well (never lands as some other date).
+    for key, column, value in ((3, "d", "2020-00-15"), (5, "d", "2020-05-00")):
+        my_exec(my_db, f"DELETE FROM t WHERE id < {key}")
+        pg_exec(dst_db, "TRUNCATE t")
+        with pytest.raises(ChunkLoadError, match=f'column {column}: "{value}"'):
+            transfer(my_db, dst_db, zero_dates="error", chunk_rows=1)
+        assert pg_rows(dst_db, "SELECT count(*) FROM t") == [(0,)]
+    my_exec(my_db, "UPDATE t SET d = '2021-01-01' WHERE id = 5")
+    with pytest.raises(ChunkLoadError, match='column dt: "0000-01-01 00:00:00"'):
+        transfer(my_db, dst_db, zero_dates="error", chunk_rows=1)
+
+
+def test_tinyint1_other_than_0_or_1_fails_into_boolean(my_db: Any, dst_db: Any) -> None:
+    my_exec(my_db, "CREATE TABLE t (id INT PRIMARY KEY, v TINYINT(1))", "INSERT INTO t VALUES (1, 1), (2, 2)")
+    pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, v boolean)")
+    with pytest.raises(ChunkLoadError) as failed:
+        transfer(my_db, dst_db, chunk_rows=10)
+    assert 'invalid input syntax for type boolean: "2"' in str(failed.value)
+    assert "column v" in str(failed.value)
+    assert pg_rows(dst_db, "SELECT count(*) FROM t") == [(0,)]
+
+
+def test_generated_columns_are_read_like_any_other(my_db: Any, dst_db: Any) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL, "
+        "s VARCHAR(30) AS (CONCAT('x,', a, '\"')) STORED)",
+        "INSERT INTO t (id, a) VALUES (1, 10), (2, NULL), (3, -7)",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, a integer, v integer, s text)")
+    transfer(my_db, dst_db, chunk_rows=2)
+    mine = my_rows(my_db, "SELECT id, a, v, s FROM t ORDER BY id")
+    assert mine[0] == (1, 10, 20, 'x,10"')
+    assert pg_rows(dst_db, "SELECT id, a, v, s FROM t ORDER BY id") == mine
+
+
+_TEXT_KEYS = ("a", "B", "a b", "a,b", 'a"b', "a'b", "a\\b", "😀", "𝄞 clef", "é", "z" * 40, "0", "-1", "")
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_varchar_key_chunks_cover_every_row_once(my_db: Any, dst_db: Any, parallelism: int) -> None:
+    my_exec(my_db, "CREATE TABLE t (k VARCHAR(40) CHARACTER SET utf8mb4 PRIMARY KEY, n INT)")
+    my_exec(my_db, ("INSERT INTO t VALUES " + ", ".join(["(%s, %s)"] * len(_TEXT_KEYS)), _flat(_TEXT_KEYS)))
+    pg_exec(dst_db, "CREATE TABLE t (k text PRIMARY KEY, n integer)")
+    summary = transfer(my_db, dst_db, chunk_rows=2, parallelism=parallelism)
+    assert summary.rows == len(_TEXT_KEYS)
+    assert sorted(pg_rows(dst_db, "SELECT k, n FROM t")) == sorted(my_rows(my_db, "SELECT k, n FROM t"))
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_datetime_key_chunks_cover_every_row_once(my_db: Any, dst_db: Any, parallelism: int) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (at DATETIME(6) PRIMARY KEY, n INT)",
+        "INSERT INTO t SELECT '2026-01-01' + INTERVAL (seq * 1000003) MICROSECOND, seq FROM seq_1_to_50",
+        "INSERT INTO t VALUES ('1000-01-01 00:00:00', 0), ('9999-12-31 23:59:59.999999', 51)",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (at timestamp PRIMARY KEY, n integer)")
+    summary = transfer(my_db, dst_db, chunk_rows=4, parallelism=parallelism)
+    assert summary.rows == 52
+    assert pg_rows(dst_db, "SELECT at, n FROM t ORDER BY at") == my_rows(
+        my_db, "SELECT at, n FROM t ORDER BY at"
+    )
+
+
+def _flat(keys: tuple[str, ...]) -> list[Any]:
+    return [v for i, k in enumerate(keys) for v in (k, i)]
+
+
+# -- 2. refused before any data moves -------------------------------------------------------------
+
+REFUSALS = {
+    # MariaDB type, a value, PostgreSQL type, what PostgreSQL holds after the suggested cast (as text)
+    "bigint-unsigned-into-bigint": (
+        "BIGINT UNSIGNED",
+        "9223372036854775807",
+        "bigint",
+        "9223372036854775807",
+    ),
+    "double-into-real": ("DOUBLE", "0.1", "real", "0.1"),
+    "decimal-into-narrower-numeric": ("DECIMAL(65,30)", "1.5", "numeric(10,2)", "1.50"),
+    "blob-into-text": ("BLOB", "'abc'", "text", "abc"),
+    "geometry-into-text": ("GEOMETRY", "ST_GeomFromText('POINT(1 2)')", "text", "POINT(1 2)"),
+    "point-into-text": ("POINT", "ST_GeomFromText('POINT(1 2)')", "text", "POINT(1 2)"),
+    "text-into-integer": ("VARCHAR(10)", "'12'", "integer", "12"),
+    # DECIMAL(9,0) is the widest MariaDB type integer holds: the message warns that CAST clips the rest.
+    "int-unsigned-into-integer": ("INT UNSIGNED", "123456789", "integer", "123456789"),
+    "datetime-into-date": ("DATETIME", "'2020-01-01 10:00:00'", "date", "2020-01-01"),
+    "bit64-into-bigint": ("BIT(64)", "0x7FFFFFFFFFFFFFFF", "bigint", "9223372036854775807"),
+    "float-into-numeric-10-2": ("FLOAT", "1.5", "numeric(10,2)", "1.50"),
+    "datetime6-into-timestamp3": (
+        "DATETIME(6)",
+        "'2020-01-01 10:00:00.123456'",
+        "timestamp(3)",
+        "2020-01-01 10:00:00.123",
+    ),
+    "tinyint4-into-boolean": ("TINYINT", "1", "boolean", "true"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSALS))
+def test_type_without_exact_mapping_is_refused_before_any_data_moves(
+    my_db: Any, dst_db: Any, name: str
+) -> None:
+    my_type, value, pg_type, after_cast = REFUSALS[name]
+    my_exec(my_db, f"CREATE TABLE t (id INT PRIMARY KEY, v {my_type})", f"INSERT INTO t VALUES (1, {value})")
+    pg_exec(dst_db, f"CREATE TABLE t (id integer PRIMARY KEY, v {pg_type})")
+    shown = my_rows(my_db, "SHOW COLUMNS FROM t LIKE 'v'")[0][1]  # the type as MariaDB spells it
+    with pytest.raises(TransferConfigError) as refused:
+        transfer(my_db, dst_db)
+    message = str(refused.value)
+    for part in (f"{my_db.database}.t ", f"'v' {shown} -> {pg_type}", "Cast them in source_sql", "clips"):
+        assert part in message, (part, message)
+    assert pg_rows(dst_db, "SELECT count(*) FROM t") == [(0,)]
+    # The suggested cast is one the source accepts, and it lands the (fitting) value.
+    found = re.search(r"for example SELECT (.+) AS `v`, \.\.\.", message)
+    assert found is not None, message
+    transfer(my_db, dst_db, source_sql=f"SELECT id, {found.group(1)} AS v FROM t", key_column="id")
+    assert pg_rows(dst_db, "SELECT id, v::text FROM t") == [(1, after_cast)]
+
+
+def _refused(my_db: Any, dst_db: Any, source_table: str = "t", **spec: Any) -> str:
+    with pytest.raises(TransferConfigError) as refused:
+        transfer(my_db, dst_db, source_table, **spec)
+    assert pg_rows(dst_db, "SELECT count(*) FROM t") == [(0,)]
+    return str(refused.value)
+
+
+def test_keys_and_names_are_checked_before_any_data_moves(my_db: Any, dst_db: Any) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (id INT PRIMARY KEY, u INT NOT NULL, UNIQUE KEY (u), n INT NOT NULL, "
+        "nu INT NULL, UNIQUE KEY (nu), a INT NOT NULL, b INT NOT NULL, UNIQUE KEY (a, b))",
+        "INSERT INTO t VALUES (1, 1, 1, NULL, 1, 1), (2, 2, 1, NULL, 1, 2)",
+        "CREATE TABLE nopk (x INT, y INT)",
+        "INSERT INTO nopk VALUES (1, 1)",
+        "CREATE TABLE pk2 (x INT, y INT, PRIMARY KEY (x, y))",
+        "CREATE VIEW v AS SELECT * FROM t",
+    )
+    pg_exec(
+        dst_db,
+        "CREATE TABLE t (id integer, u integer, n integer, nu integer, a integer, b integer, x integer, y integer)",
+    )
+    db = my_db.database
+    assert f"key_column 'nope' is not a column of {db}.t (columns: id, u, n, nu, a, b)" in _refused(
+        my_db, dst_db, key_column="nope"
+    )
+    assert f"source_table {db}.nopk has no primary key: set key_column" in _refused(my_db, dst_db, "nopk")
+    assert f"source_table {db}.pk2 has a composite primary key ['x', 'y']: set key_column" in _refused(
+        my_db, dst_db, "pk2"
+    )
+    message = _refused(my_db, dst_db, key_column="n")
+    assert f"key_column 'n' of {db}.t has no unique index of its own" in message
+    assert "has no unique index of its own" in _refused(
+        my_db, dst_db, key_column="a"
+    )  # only (a, b) is unique
+    assert f"key_column 'nu' of {db}.t can be NULL" in _refused(my_db, dst_db, key_column="nu")
+    assert f"{db}.v is a view" in _refused(my_db, dst_db, "v", key_column="id")
+    assert f"source_table 'missing' does not exist in MariaDB/MySQL database '{db}'" in _refused(
+        my_db, dst_db, "missing"
+    )
+    assert f"incremental_column 'nope' is not a column of {db}.t (columns: id, u, n, nu, a, b)" in _refused(
+        my_db, dst_db, incremental_column="nope"
+    )
+    assert "key_column 'nope' is not an output column of source_sql (columns: id, u)" in _refused(
+        my_db, dst_db, source_sql="SELECT id, u FROM t", key_column="nope"
+    )
+    assert "source_sql is not a valid MariaDB/MySQL SELECT" in _refused(
+        my_db, dst_db, source_sql="SELECT id, FROM t", key_column="id"
+    )
+    # A unique non-primary key is a valid key_column.
+    assert transfer(my_db, dst_db, key_column="u").rows == 2
+    with pytest.raises(TransferConfigError, match="key_column is required with source_sql"):
+        transfer(my_db, dst_db, source_sql="SELECT id FROM t")

@@ -49,6 +49,7 @@ from etl_platform.transfer.sources.mysql_types import (
     MyColumn,
     NoMapping,
     ZeroDates,
+    cast_hint,
     field_sql,
     natural_type,
     quote_ident,
@@ -248,19 +249,15 @@ class MySqlSource:
     ) -> tuple[list[str], tuple[Column, ...]]:
         infos = catalog.type_infos(destination, [t.type_oid for t in targets])
         destination.commit()
-        fields, refused = [], []
+        fields: list[str] = []
+        refused: list[tuple[MyColumn, Column, str]] = []
         for col, target in zip(ordered, targets, strict=True):
             try:
                 fields.append(field_sql(col, target, infos.get(target.type_oid), self.zero_dates))
             except NoMapping as why:
-                refused.append(f"{col.name!r} {col.type} -> {target.type_name}: {why}")
+                refused.append((col, target, str(why)))
         if refused:
-            first = ordered[[c.name for c in ordered].index(refused[0].split("'")[1])]
-            raise TransferConfigError(
-                f"{self.label} has columns with no exact mapping into {dest_label}: {'; '.join(refused)}. "
-                f"Cast them in source_sql (for example SELECT CAST({quote_ident(first.name)} AS CHAR) AS "
-                f"{quote_ident(first.name)} ...) or change the destination column."
-            )
+            raise TransferConfigError(_refusal(self.label, dest_label, refused))
         return fields, tuple(
             Column(c.name, t.type_oid, c.type) for c, t in zip(ordered, targets, strict=True)
         )
@@ -405,7 +402,13 @@ class MySqlChunk:
 
     def blocks(self) -> Iterator[Buffer]:
         rows = self.future.result()
-        last_key = csv_first_field(rows[-1][0]) if rows else None
+        try:
+            last_key = csv_first_field(rows[-1][0]) if rows else None
+        except ValueError:  # source_sql's key is the user's word: NULL shows up only here
+            raise TransferError(
+                f"{self.reader.label} returned a NULL {self.reader.query.key} after "
+                f"{self.lo if self.lo is not None else '-inf'}: key_column must be NOT NULL and unique."
+            ) from None
         self._end = ChunkEnd(len(rows), last_key, len(rows) < self.limit)
         if not self._end.exhausted:
             self.reader.prefetch(last_key, self.hi, self.limit)
@@ -432,7 +435,29 @@ class MySqlChunk:
         return f"{self.reader.query.key.strip('`')} in ({lo if lo is not None else '-inf'}, {last}]"
 
 
+def _refusal(label: str, dest_label: str, refused: list[tuple[MyColumn, Column, str]]) -> str:
+    """Names each refused column with both types and why, and a source_sql that would map."""
+    listed = "; ".join(f"{c.name!r} {c.type} -> {t.type_name}: {why}" for c, t, why in refused)
+    casts = ", ".join(f"{cast_hint(c, t)} AS {quote_ident(c.name)}" for c, t, _ in refused)
+    wider = []
+    for col, _, _ in refused:
+        with suppress(NoMapping):
+            wider.append(f"{col.name} to {natural_type(col)[1]}")
+    source = "" if label == "source_sql" else f" FROM {label}"
+    holds = f" ({', '.join(wider)})" if wider else ""
+    return (
+        f"{label} has columns with no exact mapping into {dest_label}: {listed}. Cast them in source_sql "
+        f"(for example SELECT {casts}, ...{source}; MariaDB's CAST rounds, clips or wraps a value that "
+        f"does not fit, with only a warning) or change the destination column{holds}."
+    )
+
+
 def _table_key(table: mysql_catalog.MyTable, key_column: str | None) -> MyColumn:
+    if table.is_view:
+        raise TransferConfigError(
+            f"source_table {table.label} is a view: it has no index to show a key is unique. Give it as "
+            f"source_sql (SELECT ... FROM {table.label}) with a key_column that is unique in it."
+        )
     if key_column is None:
         if len(table.primary_key) != 1:
             what = (
@@ -452,6 +477,12 @@ def _table_key(table: mysql_catalog.MyTable, key_column: str | None) -> MyColumn
         raise TransferConfigError(
             f"key_column {key_column!r} of {table.label} has no unique index of its own: chunks need an "
             "ordered unique key (give the primary key or a uniquely indexed column)."
+        )
+    if column.nullable:
+        # A unique index admits any number of NULLs, and `key > last` never returns them again.
+        raise TransferConfigError(
+            f"key_column {key_column!r} of {table.label} can be NULL: a unique index allows many NULL "
+            "keys, which keyset chunks cannot order. Make it NOT NULL or give the primary key."
         )
     return _keyable(column, table.label)
 

@@ -16,6 +16,7 @@ class MyTable:
     columns: tuple[MyColumn, ...]
     primary_key: tuple[str, ...]
     unique_keys: tuple[str, ...]  # columns with a single-column, full-length unique index of their own
+    is_view: bool = False  # a view has no indexes: nothing says a key is unique
 
     @property
     def ident(self) -> str:
@@ -55,6 +56,8 @@ def resolve_table(conn: Any, table: str, setting: str = "source_table") -> MyTab
         )
     ident = f"{quote_ident(database)}.{quote_ident(name)}"
     columns = _show_columns(conn, ident)
+    if _text(found[0][0]) == "VIEW":
+        return MyTable(database, name, columns, (), (), is_view=True)
     unique: dict[str, list[tuple[int, str, bool]]] = {}
     for row in _rows(conn, f"SHOW INDEX FROM {ident}"):
         # Table, Non_unique, Key_name, Seq_in_index, Column_name, Collation, Cardinality, Sub_part, ...

@@ -36,6 +36,10 @@ _TEXT = {
 }  # fmt: skip
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _DATES = {"date", "datetime", "timestamp"}
+_SPATIAL = {
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+    "geometrycollection",
+}  # fmt: skip
 
 # PostgreSQL built-in type OIDs (the same in every database).
 _PG = {
@@ -43,6 +47,9 @@ _PG = {
     "float8": 701, "bpchar": 1042, "varchar": 1043, "date": 1082, "time": 1083, "timestamp": 1114,
     "timestamptz": 1184, "interval": 1186, "bit": 1560, "varbit": 1562, "numeric": 1700,
 }  # fmt: skip
+# numeric(p,s) as format_type prints it; PostgreSQL 15 allows a negative scale (numeric(5,-2) rounds
+# to hundreds), which must not read as "unconstrained".
+_NUMERIC_TYPMOD = re.compile(r"\((\d+)(?:,(-?\d+))?\)")
 _PG_INT_BITS = {_PG["int2"]: 16, _PG["int4"]: 32, _PG["int8"]: 64}
 _PG_FLOAT_MANTISSA = {_PG["float4"]: 24, _PG["float8"]: 53}
 
@@ -74,7 +81,9 @@ class MyColumn:
 
     @property
     def is_boolean_like(self) -> bool:
-        return self.base == "tinyint" and self.args[:1] == (1,)
+        """TINYINT(1) (BOOLEAN), or any integer of display width 1: what a comparison in source_sql,
+        `(x <> 0)`, is typed as (int(1)). A value other than 0/1 still fails the load, naming the row."""
+        return self.base in INTEGER_BITS and self.args[:1] == (1,)
 
     def integer_range(self) -> tuple[int, int]:
         bits = INTEGER_BITS[self.base]
@@ -97,7 +106,7 @@ def natural_type(col: MyColumn) -> tuple[int, str]:
         low, high = col.integer_range()
         if high <= 2**63 - 1 and low >= -(2**63):
             return _PG["int8"], "bigint"
-        return _PG["numeric"], "numeric"
+        return _PG["numeric"], f"numeric({len(str(high))},0)"
     if base in ("decimal", "numeric", "dec", "fixed"):
         return _PG["numeric"], "numeric"
     if base in ("float", "double", "real"):
@@ -119,6 +128,43 @@ def natural_type(col: MyColumn) -> tuple[int, str]:
     if base in _TEXT:
         return _PG["text"], "text"
     raise NoMapping(f"MariaDB type {col.type} has no PostgreSQL mapping")
+
+
+def cast_hint(col: MyColumn, dest: Column) -> str:
+    """A source_sql expression for `col` that maps onto `dest`, for a refusal's message.
+
+    A cast is the user's explicit choice to round, clip or reformat: MariaDB's CAST does that to a
+    value that does not fit with only a warning, so the message says so and also names the
+    destination type that would hold every value.
+    """
+    ident = quote_ident(col.name)
+    oid = dest.type_oid
+    if col.base in _SPATIAL:
+        return f"ST_AsBinary({ident})" if oid == _PG["bytea"] else f"ST_AsText({ident})"
+    if oid == _PG["bool"]:
+        return f"({ident} <> 0)"
+    if oid == _PG["int8"]:
+        return f"CAST({ident} AS SIGNED)"
+    if oid in _PG_INT_BITS:  # DECIMAL(4,0) / DECIMAL(9,0): the widest MariaDB type smallint/integer hold
+        return f"CAST({ident} AS DECIMAL({len(str(2 ** (_PG_INT_BITS[oid] - 1))) - 1},0))"
+    if oid == _PG["numeric"]:
+        precision, scale = _numeric_typmod(dest.type_name) or (65, 30)
+        return f"CAST({ident} AS DECIMAL({min(precision, 65)},{min(max(scale, 0), 38)}))"
+    if oid in _PG_FLOAT_MANTISSA:
+        return f"CAST({ident} AS {'FLOAT' if oid == _PG['float4'] else 'DOUBLE'})"
+    digits = re.search(r"\((\d)\)", dest.type_name)
+    fraction = digits.group(1) if digits else "6"
+    if oid == _PG["date"]:
+        return f"CAST({ident} AS DATE)"
+    if oid in (_PG["timestamp"], _PG["timestamptz"]):
+        return f"CAST({ident} AS DATETIME({fraction}))"
+    if oid in (_PG["time"], _PG["interval"]):
+        return f"CAST({ident} AS TIME({fraction}))"
+    if oid == _PG["bytea"]:
+        return f"CAST({ident} AS BINARY)"
+    if col.base in _BINARY:
+        return f"CONVERT({ident} USING utf8mb4)"
+    return f"CAST({ident} AS CHAR)"
 
 
 def field_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dates: ZeroDates) -> str:
@@ -151,6 +197,10 @@ def _value_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dat
         single = base == "float" and not (col.args and col.args[0] > 24)
         if oid == _PG["float4"] and not single:
             raise NoMapping("a DOUBLE does not fit real without rounding; use double precision")
+        if oid == _PG["numeric"] and _numeric_typmod(dest.type_name) is not None:
+            raise NoMapping(
+                f"a floating-point value is rounded by {dest.type_name}; use unconstrained numeric"
+            )
         if oid not in (_PG["float4"], _PG["float8"], _PG["numeric"]) and not is_string:
             raise NoMapping(f"a floating-point value is not a {dest.type_name}")
         return f"CAST({ident} AS DOUBLE)" if single else ident
@@ -160,11 +210,17 @@ def _value_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dat
             if oid == _PG["bit"] and not dest.type_name.endswith(f"({width})"):
                 raise NoMapping(f"BIT({width}) needs bit({width}) or bit varying exactly")
             return f"LPAD(BIN({ident}), {width}, '0')"
-        if (oid in _PG_INT_BITS and width < _PG_INT_BITS[oid]) or oid == _PG["numeric"]:
+        if (oid in _PG_INT_BITS and width < _PG_INT_BITS[oid]) or (
+            oid == _PG["numeric"] and _numeric_holds_integers(dest.type_name)
+        ):
             return f"({ident} + 0)"
         raise NoMapping(f"BIT({width}) is not a {dest.type_name}")
     if base == "year":
-        if oid in _PG_INT_BITS or oid == _PG["numeric"] or is_string:
+        if (
+            oid in _PG_INT_BITS
+            or is_string
+            or (oid == _PG["numeric"] and _numeric_holds_integers(dest.type_name))
+        ):
             return f"({ident} + 0)"
         raise NoMapping(f"a YEAR is not a {dest.type_name}")
     if base in _DATES:
@@ -173,11 +229,13 @@ def _value_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dat
         )
         if oid not in allowed and not is_string:
             raise NoMapping(f"a {base.upper()} is not a {dest.type_name} without losing part of it")
+        _check_fraction(col, dest, is_string)
         if zero_dates is ZeroDates.NULL:
             return f"IF(YEAR({ident}) = 0 OR MONTH({ident}) = 0 OR DAYOFMONTH({ident}) = 0, NULL, {ident})"
         return ident
     if base == "time":
         if oid in (_PG["interval"], _PG["time"]) or is_string:
+            _check_fraction(col, dest, is_string)
             return ident
         raise NoMapping(f"a TIME (up to +-838:59:59) is not a {dest.type_name}; use interval")
     raise NoMapping(f"MariaDB type {col.type} has no PostgreSQL mapping")
@@ -201,10 +259,9 @@ def _check_integer(col: MyColumn, dest: Column, oid: int, category: str) -> None
             return
         raise NoMapping(f"values up to {high} do not fit {dest.type_name}; use {_wider_integer(col)}")
     if oid == _PG["numeric"]:
-        room = _numeric_room(dest.type_name)
-        if room is None or room >= len(str(high)):
+        if _numeric_holds_integers(dest.type_name, len(str(high))):
             return
-        raise NoMapping(f"values up to {high} need {len(str(high))} integer digits")
+        raise NoMapping(f"values up to {high} need {len(str(high))} integer digits and a scale of 0 or more")
     if oid in _PG_FLOAT_MANTISSA:
         if max(abs(low), high) <= 2 ** _PG_FLOAT_MANTISSA[oid]:
             return
@@ -224,10 +281,10 @@ def _check_decimal(col: MyColumn, dest: Column, oid: int, is_string: bool) -> No
     if is_string:
         return
     if oid == _PG["numeric"]:
-        found = re.search(r"\((\d+)(?:,(\d+))?\)", dest.type_name)
-        if found is None:
+        typmod = _numeric_typmod(dest.type_name)
+        if typmod is None:
             return
-        dest_precision, dest_scale = int(found.group(1)), int(found.group(2) or 0)
+        dest_precision, dest_scale = typmod
         if dest_precision - dest_scale >= precision - scale and dest_scale >= scale:
             return
         raise NoMapping(f"DECIMAL({precision},{scale}) does not fit {dest.type_name} without rounding")
@@ -236,9 +293,26 @@ def _check_decimal(col: MyColumn, dest: Column, oid: int, is_string: bool) -> No
     raise NoMapping(f"DECIMAL({precision},{scale}) is not a {dest.type_name} without rounding")
 
 
-def _numeric_room(type_name: str) -> int | None:
-    """Integer digits a numeric(p,s) holds (None: unconstrained)."""
-    found = re.search(r"\((\d+)(?:,(\d+))?\)", type_name)
-    if found is None:
-        return None
-    return int(found.group(1)) - int(found.group(2) or 0)
+def _numeric_typmod(type_name: str) -> tuple[int, int] | None:
+    """(precision, scale) of a numeric(p,s); None when unconstrained."""
+    found = _NUMERIC_TYPMOD.search(type_name)
+    return None if found is None else (int(found.group(1)), int(found.group(2) or 0))
+
+
+def _numeric_holds_integers(type_name: str, digits: int = 0) -> bool:
+    """Whether a numeric(p,s) keeps integers of `digits` digits unchanged: a negative scale rounds
+    them (numeric(5,-2) stores 127 as 100); too few integer digits only fail the load."""
+    typmod = _numeric_typmod(type_name)
+    if typmod is None:
+        return True
+    precision, scale = typmod
+    return scale >= 0 and precision - scale >= digits
+
+
+def _check_fraction(col: MyColumn, dest: Column, is_string: bool) -> None:
+    """timestamp(p), time(p) and interval(p) round fractional seconds past p digits: refuse a source
+    that has more (DATETIME(6) into timestamp(3) would round .999999 up to the next second)."""
+    digits = col.args[0] if col.args else 0
+    found = None if is_string else re.search(r"\((\d)\)", dest.type_name)
+    if found is not None and int(found.group(1)) < digits:
+        raise NoMapping(f"{dest.type_name} rounds the {digits} fractional digits of a {col.type}")
