@@ -55,14 +55,21 @@ test: install lint
 demo: install
 	$(BIN)/python scripts/demo.py
 
-bench: install ## transfer methods (BENCH_ARGS=--rows N ...), partition maintenance, health-check cost, dashboard API
+bench: install .venv-bench-dlt/.installed ## transfer methods (BENCH_ARGS=--rows N ...), MariaDB and files (SOURCES_BENCH_ARGS), partition maintenance, health-check cost, dashboard API
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.sources $(SOURCES_BENCH_ARGS)
 	$(BIN)/python -m benchmarks.partitions
 	$(BIN)/python -m benchmarks.health
 	$(BIN)/python -m benchmarks.dashboard
 
+# dlt, the benchmark's comparison for MariaDB, pins libraries differently from Airflow: its own venv.
+.venv-bench-dlt/.installed: requirements/bench-dlt.lock | install
+	test -x .venv-bench-dlt/bin/python || $(PYTHON) -m venv .venv-bench-dlt
+	$(BIN)/uv pip sync --python .venv-bench-dlt/bin/python requirements/bench-dlt.lock
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
+	rm -rf $(VENV) .venv-bench-dlt .pytest_cache .mypy_cache .ruff_cache .run
 
 up: install ## the docker-compose topology as local processes (ETL_PLATFORM_* settings: scripts/platformctl.py)
 	$(BIN)/python scripts/platformctl.py up

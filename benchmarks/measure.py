@@ -70,6 +70,7 @@ def run_method(
     cap_seconds: float | None,
     timed_out_after: float,
     watch: Callable[[], None] | None = None,
+    module: str = "benchmarks.methods",
 ) -> ChildOutcome:
     """Runs `python -m benchmarks.methods <method> <json-args>` and waits for it, enforcing the limits.
 
@@ -81,7 +82,7 @@ def run_method(
         result_path = Path(tmp) / "result.json"
         started_path = Path(tmp) / "started"
         child_args = {**args, "result_path": str(result_path), "started_path": str(started_path)}
-        cmd = [sys.executable, "-m", "benchmarks.methods", method, json.dumps(child_args)]
+        cmd = [sys.executable, "-m", module, method, json.dumps(child_args)]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             spawned = time.monotonic()
