@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import re
 import struct
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from etl_platform.transfer import ChunkLoadError, TransferConfigError
+from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferError
 from tests.mysql_fixtures import my_exec, my_factory, my_rows, pg_exec, pg_rows, transfer
 
 # -- 1. types, value by value -----------------------------------------------------------------------
@@ -530,3 +532,131 @@ def test_keys_and_names_are_checked_before_any_data_moves(my_db: Any, dst_db: An
     assert transfer(my_db, dst_db, key_column="u").rows == 2
     with pytest.raises(TransferConfigError, match="key_column is required with source_sql"):
         transfer(my_db, dst_db, source_sql="SELECT id FROM t")
+
+
+# -- 3. write modes ------------------------------------------------------------------------------------
+
+
+def _items(my_db: Any, dst_db: Any, rows: int) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL, price DECIMAL(12,2), "
+        "at DATETIME(6) NOT NULL, KEY (at))",
+        "INSERT INTO t SELECT seq, CONCAT(IF(seq % 10 = 0, '50% off ', 'item '), seq), seq * 1.25, "
+        f"'2025-12-31 12:00:00' + INTERVAL (seq * 7) MINUTE FROM seq_1_to_{rows}",
+    )
+    pg_exec(
+        dst_db,
+        "CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, price numeric(12,2), at timestamp NOT NULL)",
+    )
+
+
+_COLS = "id, name, price, at"
+
+
+def _same(my_db: Any, dst_db: Any, where: str = "TRUE") -> list[tuple[Any, ...]]:
+    mine = my_rows(my_db, f"SELECT {_COLS} FROM t WHERE {where} ORDER BY id")
+    assert pg_rows(dst_db, f"SELECT {_COLS} FROM t WHERE {where} ORDER BY id") == mine
+    return mine
+
+
+def test_append_reruns_add_nothing_twice_and_pick_up_new_keys(my_db: Any, dst_db: Any) -> None:
+    _items(my_db, dst_db, 100)
+    first = transfer(my_db, dst_db, chunk_rows=30, checkpoint_id="append")
+    assert (first.rows, first.chunks) == (100, 4)
+    again = transfer(my_db, dst_db, chunk_rows=30, checkpoint_id="append")
+    assert again.rows == 0 and again.resumed_from == "100"
+    my_exec(my_db, "INSERT INTO t SELECT seq, CONCAT('new ', seq), seq, '2026-02-01' FROM seq_101_to_120")
+    later = transfer(my_db, dst_db, chunk_rows=30, checkpoint_id="append")
+    assert later.rows == 20 and later.rows_read == 20
+    assert len(_same(my_db, dst_db)) == 120
+
+
+def test_truncate_replaces_everything(my_db: Any, dst_db: Any) -> None:
+    _items(my_db, dst_db, 100)
+    pg_exec(dst_db, "INSERT INTO t SELECT g, 'stale', 0, '2000-01-01' FROM generate_series(50, 500) g")
+    summary = transfer(my_db, dst_db, chunk_rows=30, write_mode="truncate")
+    assert summary.rows == 100
+    assert len(_same(my_db, dst_db)) == 100
+    assert pg_rows(dst_db, "SELECT count(*) FROM t WHERE name = 'stale'") == [(0,)]
+
+
+def test_upsert_changes_existing_rows_and_adds_the_rest(my_db: Any, dst_db: Any) -> None:
+    _items(my_db, dst_db, 100)
+    pg_exec(dst_db, "INSERT INTO t SELECT g, 'old', -1, '2000-01-01' FROM generate_series(1, 100, 2) g")
+    pg_exec(dst_db, "INSERT INTO t VALUES (1000, 'only in destination', 1, '2000-01-01')")
+    summary = transfer(my_db, dst_db, chunk_rows=30, write_mode="upsert")
+    assert summary.rows == 100
+    assert len(_same(my_db, dst_db, "id <= 100")) == 100
+    assert pg_rows(dst_db, "SELECT name FROM t WHERE id > 100") == [("only in destination",)]
+
+
+def test_delete_insert_replaces_the_window_given_as_airflow_iso_bounds(my_db: Any, dst_db: Any) -> None:
+    _items(my_db, dst_db, 600)  # 2025-12-31 12:07 .. 2026-01-03 9:59, every 7 minutes
+    window = "at >= '2026-01-01 00:00:00' AND at < '2026-01-02 00:00:00'"
+    # The destination: stale rows in the window (some the source no longer has), other days untouched.
+    pg_exec(
+        dst_db, "INSERT INTO t SELECT g, 'stale', 0, '2026-01-01 00:00:00' FROM generate_series(1, 700, 3) g"
+    )
+    pg_exec(dst_db, "INSERT INTO t VALUES (9000, 'before', 1, '2025-12-31 23:59:59.999999')")
+    pg_exec(dst_db, "INSERT INTO t VALUES (9001, 'after', 1, '2026-01-02 00:00:00')")
+    my_exec(my_db, "DELETE FROM t WHERE id IN (3, 4, 5) OR id > 9000")
+    summary = transfer(
+        my_db,
+        dst_db,
+        chunk_rows=50,
+        write_mode="delete_insert",
+        incremental_column="at",
+        window_start="2026-01-01T00:00:00+00:00",
+        window_end="2026-01-02T00:00:00+00:00",
+    )
+    in_window = _same(my_db, dst_db, window)
+    assert summary.rows == len(in_window) == 24 * 60 // 7 + 1
+    assert in_window[0][3].isoformat() == "2026-01-01T00:01:00" and in_window[-1][3].hour == 23
+    assert pg_rows(dst_db, f"SELECT id, name FROM t WHERE NOT ({window}) ORDER BY id") == [
+        (9000, "before"),
+        (9001, "after"),
+    ]
+
+
+# -- 4. source_sql -----------------------------------------------------------------------------------
+
+
+def test_source_sql_with_percent_literals_and_computed_columns(my_db: Any, dst_db: Any) -> None:
+    _items(my_db, dst_db, 300)
+    pg_exec(
+        dst_db, "CREATE TABLE deals (id bigint PRIMARY KEY, name text, doubled numeric(14,2), odd bigint)"
+    )
+    query = (
+        "SELECT id, name, price * 2 AS doubled, id % 2 AS odd FROM t WHERE name LIKE '50%' AND id % 3 <> 0"
+    )
+    summary = transfer(my_db, dst_db, destination="deals", source_sql=query, key_column="id", chunk_rows=7)
+    mine = my_rows(my_db, query + " ORDER BY id")
+    assert summary.rows == len(mine) == 20 and summary.source == "source_sql"
+    assert pg_rows(dst_db, "SELECT id, name, doubled, odd FROM deals ORDER BY id") == mine
+    assert mine[0] == (10, "50% off 10", Decimal("25.00"), 0)
+
+
+# -- 5. parallel streams ------------------------------------------------------------------------------
+
+
+def test_three_streams_read_one_snapshot_instant(my_db: Any, dst_db: Any) -> None:
+    _items(my_db, dst_db, 3000)
+    summary = transfer(my_db, dst_db, chunk_rows=200, parallelism=3)
+    assert summary.rows == 3000 and summary.rows_read == 3000
+    assert summary.consistency.startswith("one snapshot instant for 3 streams"), summary.consistency
+    assert len(_same(my_db, dst_db)) == 3000
+
+
+# -- 8. an unreachable server ---------------------------------------------------------------------------
+
+
+def test_unreachable_server_names_the_host_never_the_password(my_db: Any, dst_db: Any) -> None:
+    pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY)")
+    password = "pw-Zq8!never-shown"
+    factory = my_factory(my_db, host="127.0.0.1", port=1, password=password, connect_timeout=3)
+    with pytest.raises(TransferError) as failed:
+        transfer(my_db, dst_db, factory=factory)
+    text = "".join(traceback.format_exception(failed.value))
+    assert "127.0.0.1" in str(failed.value), str(failed.value)
+    assert password not in text and password not in repr(failed.value)
