@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -95,3 +98,87 @@ def transfer(
         src,
         lambda: psycopg.connect(dst_db.conninfo),
     ).run()
+
+
+class BalanceWriters:
+    """Threads that keep a table of balances at a fixed total while a transfer reads it.
+
+    Each commit either moves a random amount between two random accounts (odd ids), or inserts a pair of
+    rows that net to zero (+x and -x, at even ids the writer owns), or deletes such a pair: any consistent
+    view of the table sums to the same total, and its even-id rows sum to zero.
+    """
+
+    def __init__(self, my_db: Any, accounts: int, writers: int = 3):
+        self.kwargs = connect_kwargs(my_db)
+        self.accounts = accounts
+        self.writers = writers
+        self.stop = threading.Event()
+        self.commits = 0
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(w,), daemon=True) for w in range(writers)]
+
+    def __enter__(self) -> BalanceWriters:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(30)
+        assert not self.errors, self.errors
+
+    def wait_for(self, commits: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.commits < commits and time.monotonic() < deadline and not self.errors:
+            time.sleep(0.01)
+        assert self.commits >= commits, (self.commits, self.errors)
+
+    def _run(self, w: int) -> None:
+        rng = random.Random(w)
+        conn = MySQLdb.connect(**self.kwargs)
+        live: list[tuple[int, int]] = []
+        try:
+            cur = conn.cursor()
+            while not self.stop.is_set():
+                try:
+                    self._one(cur, rng, w, live)
+                    conn.commit()
+                except MySQLdb.OperationalError as exc:
+                    conn.rollback()
+                    if exc.args[0] not in (1205, 1213):  # lock wait timeout, deadlock: try another
+                        raise
+                    continue
+                with self._lock:
+                    self.commits += 1
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            conn.rollback()
+            conn.close()
+
+    def _one(self, cur: Any, rng: random.Random, w: int, live: list[tuple[int, int]]) -> None:
+        roll = rng.random()
+        if roll < 0.7:
+            a, b = (2 * i + 1 for i in rng.sample(range(self.accounts), 2))
+            amount = rng.randint(1, 500)
+            cur.execute("UPDATE accounts SET balance = balance - %s WHERE id = %s", (amount, a))
+            cur.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s", (amount, b))
+        elif roll < 0.85 or not live:
+            used = {i for pair in live for i in pair}
+            # Even ids owned by this writer, spread over the whole key range (so over every chunk and part).
+            low, high = (
+                2 * (k * self.writers + w) for k in rng.sample(range(self.accounts // self.writers), 2)
+            )
+            if low in used or high in used or 0 in (low, high):
+                return
+            amount = rng.randint(1, 500)
+            cur.execute(
+                "INSERT INTO accounts (id, balance, note) VALUES (%s, %s, 'pair'), (%s, %s, 'pair')",
+                (low, amount, high, -amount),
+            )
+            live.append((low, high))
+        else:
+            pair = live.pop(rng.randrange(len(live)))
+            cur.execute("DELETE FROM accounts WHERE id IN (%s, %s)", pair)
