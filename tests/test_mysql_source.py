@@ -4,9 +4,16 @@ resume after SIGKILL, and an unreachable server."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import re
+import signal
 import struct
+import subprocess
+import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +24,16 @@ from typing import Any
 import pytest
 
 from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferError
-from tests.mysql_fixtures import BalanceWriters, my_exec, my_factory, my_rows, pg_exec, pg_rows, transfer
+from tests.mysql_fixtures import (
+    BalanceWriters,
+    connect_kwargs,
+    my_exec,
+    my_factory,
+    my_rows,
+    pg_exec,
+    pg_rows,
+    transfer,
+)
 
 # -- 1. types, value by value -----------------------------------------------------------------------
 
@@ -738,3 +754,108 @@ def test_source_sql_streams_take_one_snapshot_each_and_say_so(my_db: Any, dst_db
     assert summary.consistency.startswith("3 snapshots, one per stream"), summary.consistency
     assert "a transaction committed between two starts may show in one range only" in summary.consistency
     assert _balances(dst_db)[1] == ACCOUNTS
+
+
+# -- 7. resume after a crash ------------------------------------------------------------------------
+
+ROWS, CHUNK = 20_000, 1_000
+
+_CHILD = """
+import json, sys
+import MySQLdb, psycopg
+from etl_platform.transfer import TransferEngine, TransferSpec
+from etl_platform.transfer.sources.mysql import MySqlSource
+args = json.loads(sys.argv[1])
+source = MySqlSource(lambda: MySQLdb.connect(**args["my"]))
+summary = TransferEngine(TransferSpec(**args["spec"]), source, lambda: psycopg.connect(args["dst"])).run()
+print(json.dumps(summary.as_dict()))
+"""
+
+
+def _checkpoint(dst_db: Any) -> tuple[int, int]:
+    """(chunks, rows written) the checkpoint table says are committed."""
+    row = pg_rows(
+        dst_db,
+        "SELECT coalesce(sum(chunks), 0), coalesce(sum(written), 0) FROM transfer_checkpoints "
+        "WHERE transfer_id = 'crash'",
+    )[0]
+    return int(row[0]), int(row[1])
+
+
+@pytest.mark.parametrize(("mode", "parallelism"), [("append", 1), ("truncate", 1), ("append", 3)])
+def test_sigkill_mid_transfer_then_rerun_resumes_exactly(
+    my_db: Any, dst_db: Any, mode: str, parallelism: int
+) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, payload VARCHAR(80), amount DECIMAL(12,2))",
+        f"INSERT INTO t SELECT seq, CONCAT(REPEAT('x', 40), seq), seq / 100 FROM seq_1_to_{ROWS}",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (id bigint PRIMARY KEY, payload text, amount numeric(12,2))")
+    # 50 ms per COPY statement on the destination, so the kill lands mid-transfer.
+    pg_exec(
+        dst_db,
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.05); "
+        "RETURN NULL; END $$",
+    )
+    target = "t" if mode == "append" else f"stage_{hashlib.sha256(b'crash').hexdigest()[:16]}"
+    spec = {
+        "source_table": "t",
+        "destination_table": dst_db.table("t"),
+        "chunk_rows": CHUNK,
+        "write_mode": mode,
+        "parallelism": parallelism,
+        "checkpoint_id": "crash",
+        "checkpoint_schema": dst_db.schema,
+    }
+    args = {"my": connect_kwargs(my_db), "dst": dst_db.conninfo, "spec": spec}
+    if mode == "append":
+        pg_exec(dst_db, "CREATE TRIGGER slow AFTER INSERT ON t FOR EACH STATEMENT EXECUTE FUNCTION slow()")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.poll() is None:
+            with contextlib.suppress(Exception):  # the checkpoint table (or stage) may not exist yet
+                if (
+                    mode == "truncate"
+                    and pg_rows(dst_db, f"SELECT to_regclass('{target}') IS NOT NULL")[0][0]
+                ):
+                    pg_exec(
+                        dst_db,
+                        f"CREATE TRIGGER slow AFTER INSERT ON {target} FOR EACH STATEMENT EXECUTE FUNCTION slow()",
+                    )
+                    target = "armed"
+                if _checkpoint(dst_db)[0] >= 2:
+                    break
+            time.sleep(0.01)
+        assert worker.poll() is None, worker.communicate()
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+
+    chunks, committed = _checkpoint(dst_db)
+    assert chunks >= 2 and 0 < committed < ROWS
+    if parallelism == 1:
+        assert committed == chunks * CHUNK  # only whole, committed chunks survive
+    published = pg_rows(dst_db, "SELECT count(*) FROM t")[0][0]
+    assert published == (committed if mode == "append" else 0)  # truncate publishes only at the end
+
+    summary = transfer(
+        my_db,
+        dst_db,
+        chunk_rows=CHUNK,
+        write_mode=mode,
+        parallelism=parallelism,
+        checkpoint_id="crash",
+    )
+    assert summary.rows_before_resume == committed and summary.resumed_from is not None
+    remaining = ROWS - committed
+    assert remaining <= summary.rows_read <= remaining + CHUNK * parallelism, (summary.rows_read, remaining)
+    mine = my_rows(my_db, "SELECT id, payload, amount FROM t ORDER BY id")
+    assert pg_rows(dst_db, "SELECT id, payload, amount FROM t ORDER BY id") == mine
