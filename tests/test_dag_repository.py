@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -61,6 +62,12 @@ EXPECTED_QUEUES: dict[str, dict[str, str]] = {
     },
     "performance_monitoring": {"read_platform_health": "monitoring"},
     "demo_orders_transfer": {"migrate_ledger": "load", "ensure_partitions": "load", "load_orders": "load"},
+    "etl_ingest_sources": {
+        "load_mariadb_orders": "load",
+        "load_parquet_drop": "load",
+        "notify": "notifications",
+    },
+    "export_orders_month": {"export_month": "load"},
 }
 LEDGER_TABLES = ("etl_audit.pipeline_runs", "etl_audit.task_runs")
 _WRITES = re.compile(r"\b(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE|LOCK\s+TABLE|TRUNCATE)\s+([a-z_][\w.]*)", re.I)
@@ -229,7 +236,13 @@ def _local_platform_env(tmp_path: Path, *, pgbouncer: bool) -> dict[str, str]:
 def test_every_connection_is_provided_by_compose_and_make_up(dagbag: Any, tmp_path: Path) -> None:
     """Each *conn_id the DAGs (and the provider's listeners) use is an AIRFLOW_CONN_* of both platforms."""
     needed = _dag_conn_ids(dagbag) | _settings_conn_ids()
-    assert {"etl_source", "etl_warehouse", "etl_pgbouncer", "etl_redis_cache"} <= needed, needed
+    assert {
+        "etl_source",
+        "etl_warehouse",
+        "etl_pgbouncer",
+        "etl_redis_cache",
+        "etl_mysql_source",
+    } <= needed, needed
     compose = {
         k.removeprefix("AIRFLOW_CONN_").lower()
         for k in _compose_airflow_env()
@@ -250,6 +263,64 @@ def test_every_connection_is_provided_by_compose_and_make_up(dagbag: Any, tmp_pa
     assert re.fullmatch(r"\$\{ETL_SOURCE_URL:\?[^}]+\}", source), (
         source
     )  # a secret: from .env, never a default
+
+
+def test_mariadb_source_is_the_shop_database_on_both_platforms(dagbag: Any, tmp_path: Path) -> None:
+    """etl_mysql_source names its database (the connection's schema), so the DAG names the table alone:
+    compose's `mariadb` service creates `shop`, `make up` its `<prefix>_shop` (etl_devstack.platform)."""
+    load = dagbag.dags["etl_ingest_sources"].get_task("load_mariadb_orders")
+    assert load.source_conn_id == "etl_mysql_source" and "." not in load.source_table, load.source_table
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    url = _compose_airflow_env()["AIRFLOW_CONN_ETL_MYSQL_SOURCE"]
+    assert re.fullmatch(r"mysql://root:\$\{MARIADB_ROOT_PASSWORD:\?[^}]+\}@mariadb:3306/shop", url), url
+    mariadb = compose["services"]["mariadb"]
+    assert mariadb["environment"]["MARIADB_DATABASE"] == "shop"
+    assert mariadb["environment"]["MARIADB_ROOT_PASSWORD"].startswith("${MARIADB_ROOT_PASSWORD:?")
+    assert mariadb.get("healthcheck", {}).get("test"), "mariadb: no healthcheck"
+    platform = described_platform(tmp_path / "run")
+    local = urlsplit(platform.env()["AIRFLOW_CONN_ETL_MYSQL_SOURCE"])
+    assert local.scheme == "mysql" and local.hostname and local.username, local
+    assert unquote(local.path.lstrip("/")) == platform.settings.mysql_database == "etl_shop"
+
+
+def test_the_lake_is_local_files_on_both_platforms(
+    dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file tasks read and write under ETL_LAKE_URL with ETL_LAKE_CONN_ID's connection (none: local
+    files). Compose points it at the `lake` volume every worker mounts, `make up` at a folder of its run
+    directory; neither sets ETL_LAKE_CONN_ID, so no lake connection is needed."""
+    lake_tasks = {
+        (dag.dag_id, task.task_id): _task_args(task)
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        if _task_args(task).get("source_path") or _task_args(task).get("destination_path")
+    }
+    assert set(lake_tasks) == {
+        ("etl_ingest_sources", "load_parquet_drop"),
+        ("export_orders_month", "export_month"),
+    }
+    drop = lake_tasks["etl_ingest_sources", "load_parquet_drop"]
+    export = lake_tasks["export_orders_month", "export_month"]
+    assert drop["source_path"].endswith("/drop/orders/")  # a prefix: every file under it, none is fine
+    # The f-string kept Jinja's braces: rendered per run, e.g. .../exports/orders/month=2026-01
+    assert export["destination_path"].endswith(
+        "/exports/orders/month={{ data_interval_start.strftime('%Y-%m') }}"
+    )
+    if not os.environ.get("ETL_LAKE_CONN_ID"):
+        assert drop["source_conn_id"] is None and export["destination_conn_id"] is None
+    compose_env = _compose_airflow_env()
+    assert "ETL_LAKE_CONN_ID" not in compose_env
+    lake = urlsplit(compose_env["ETL_LAKE_URL"])
+    assert lake.scheme == "file" and lake.path == "/opt/airflow/lake", compose_env["ETL_LAKE_URL"]
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    for name in [n for n in services if n.startswith("worker-")] + ["airflow-init"]:
+        mounts = [str(v) for v in services[name]["volumes"] if isinstance(v, str)]
+        assert f"lake:{lake.path}" in mounts, f"{name} does not mount the lake volume at {lake.path}"
+    monkeypatch.setenv("ETL_LAKE_CONN_ID", "someone_elses_s3")  # a caller's setting must not leak in
+    platform = described_platform(tmp_path / "run")
+    env = platform.env()
+    assert "ETL_LAKE_CONN_ID" not in env
+    assert env["ETL_LAKE_URL"] == (tmp_path / "run" / "lake").resolve().as_uri()
 
 
 def _written_tables(dagbag: Any) -> set[str]:
@@ -288,7 +359,8 @@ def test_compose_init_creates_every_table_the_dags_write(
     DAGs write in the warehouse database (the ledger's too: the scheduler's listener writes it from the
     first run)."""
     written = _written_tables(dagbag)
-    assert {"warehouse.orders_clean", "warehouse.orders_daily", *LEDGER_TABLES} <= written, written
+    landing = {"warehouse.orders_oltp", "warehouse.orders_drop"}  # include/sql/warehouse/orders_sources.sql
+    assert {"warehouse.orders_clean", "warehouse.orders_daily", *landing, *LEDGER_TABLES} <= written, written
     compose = yaml.safe_load(COMPOSE_FILE.read_text())
     mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in compose["services"]["postgres"]["volumes"]}
     assert mounts["/docker-entrypoint-initdb.d"] == "./config/postgres-init"
