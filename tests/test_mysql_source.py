@@ -756,6 +756,23 @@ def test_source_sql_streams_take_one_snapshot_each_and_say_so(my_db: Any, dst_db
     assert _balances(dst_db)[1] == ACCOUNTS
 
 
+@pytest.mark.parametrize("engine", ["MyISAM", "Aria"])
+def test_a_table_without_mvcc_is_not_reported_as_a_snapshot(my_db: Any, dst_db: Any, engine: str) -> None:
+    my_exec(
+        my_db,
+        f"CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE={engine}",
+        "INSERT INTO t SELECT seq, seq * 3 FROM seq_1_to_100",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, v integer)")
+    for parallelism in (1, 2):
+        pg_exec(dst_db, "TRUNCATE t")
+        summary = transfer(my_db, dst_db, chunk_rows=30, parallelism=parallelism)
+        assert summary.consistency.startswith(f"no snapshot: {my_db.database}.t ({engine}) has no MVCC")
+        assert pg_rows(dst_db, "SELECT id, v FROM t ORDER BY id") == my_rows(
+            my_db, "SELECT id, v FROM t ORDER BY id"
+        )
+
+
 # -- 7. resume after a crash ------------------------------------------------------------------------
 
 ROWS, CHUNK = 20_000, 1_000

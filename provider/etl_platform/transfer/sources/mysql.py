@@ -13,7 +13,18 @@ snapshots start (writers to that table wait for those milliseconds), so all N se
 Where that lock is not possible (no RELOAD/LOCK TABLES privilege, or `source_sql`, whose tables are
 unknown), each stream has its own snapshot, taken one after the other: each key range is consistent
 in itself, but a transaction committed between two snapshot starts can be seen in one range and not
-in another. The summary's `consistency` says which one a run had.
+in another. The summary's `consistency` says which one a run had. MyISAM, Aria and other engines
+without MVCC have no snapshot to give: each chunk reads such a table as it is then, and the summary
+says "no snapshot" instead of promising one.
+
+Every source session pins what decides how a value prints: utf8mb4, time_zone UTC, REPEATABLE READ,
+autocommit (no catalog look-up leaves a transaction, and its metadata locks, open), and an sql_mode
+without NO_BACKSLASH_ESCAPES, ORACLE, EMPTY_STRING_IS_NULL and PAD_CHAR_TO_FULL_LENGTH; the rest of
+the session's sql_mode is kept, so source_sql parses as in the user's own client.
+
+Keys: source_table's key_column must be NOT NULL with a unique index of its own (a view has no index:
+give it as source_sql). source_sql's key is taken on trust, as with PostgreSQL: a duplicate key at a
+chunk boundary loses the rows after the first; a NULL key stops the transfer, naming the chunk.
 """
 
 from __future__ import annotations
@@ -92,6 +103,7 @@ class _Query:
     key_kind: str
     where: tuple[str, ...]  # window and key bounds, as escaped literals
     lock_table: str | None  # the table a synchronized multi-stream start may lock
+    no_mvcc: str | None  # "db.t (MyISAM)" when the table's engine has no snapshots to give
 
 
 class MySqlSource:
@@ -135,11 +147,12 @@ class MySqlSource:
 
     def plan(self, spec: TransferSpec, destination: psycopg.Connection[Any]) -> TransferPlan:
         dest = resolve_destination(spec, destination)
-        lock_table = None
+        lock_table = no_mvcc = None
         if spec.source_table:
             table = mysql_catalog.resolve_table(self._conn, spec.source_table)
             columns, source_from, lock_table = table.columns, table.ident, table.ident
             self.label = table.label
+            no_mvcc = None if table.has_snapshots else f"{table.label} ({table.engine})"
             key = _table_key(table, spec.key_column)
         else:
             assert spec.source_sql is not None and spec.key_column
@@ -169,6 +182,7 @@ class MySqlSource:
             key_kind=_KEY_KINDS[key.base],
             where=self._where(spec),
             lock_table=lock_table,
+            no_mvcc=no_mvcc,
         )
         return TransferPlan(
             spec=spec,
@@ -299,6 +313,17 @@ class MySqlSource:
 
     def _start_snapshots(self, conns: list[Any]) -> None:
         started = time.perf_counter()
+        if self._q.no_mvcc is not None:
+            # Nothing to synchronise: the transactions below hold no view of such a table.
+            for conn in conns:
+                _begin_snapshot(conn)
+            self._consistency = (
+                f"no snapshot: {self._q.no_mvcc} has no MVCC, each chunk reads the table as it is then "
+                "(a write during the transfer can show in part)"
+            )
+            if self.log is not None:
+                self.log.warning("%s: %s", self.label, self._consistency)
+            return
         if len(conns) == 1:
             _begin_snapshot(conns[0])
             self._consistency = "one snapshot"
@@ -356,7 +381,8 @@ class MySqlChunkReader:
             future = self._ahead[1]
         else:
             if self._ahead is not None:
-                self._ahead[1].result()  # one statement at a time on the connection
+                with suppress(Exception):  # a chunk no longer wanted: its error is not this read's
+                    self._ahead[1].result()  # one statement at a time on the connection
             future = self._pool.submit(self._fetch, lo, hi, limit)
         self._ahead = None
         return MySqlChunk(self, future, lo, hi, limit)

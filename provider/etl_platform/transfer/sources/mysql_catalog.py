@@ -8,6 +8,8 @@ from typing import Any
 from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.sources.mysql_types import MyColumn, quote_ident
 
+MVCC_ENGINES = frozenset({"innodb", "xtradb", "rocksdb"})
+
 
 @dataclass(frozen=True)
 class MyTable:
@@ -17,6 +19,13 @@ class MyTable:
     primary_key: tuple[str, ...]
     unique_keys: tuple[str, ...]  # columns with a single-column, full-length unique index of their own
     is_view: bool = False  # a view has no indexes: nothing says a key is unique
+    engine: str | None = None  # InnoDB, MyISAM, Aria, ...: only MVCC engines give a snapshot
+
+    @property
+    def has_snapshots(self) -> bool:
+        """Whether START TRANSACTION WITH CONSISTENT SNAPSHOT covers this table (MVCC engines only:
+        MyISAM, Aria, MEMORY and CSV tables are read as they are at each statement)."""
+        return self.engine is None or self.engine.lower() in MVCC_ENGINES
 
     @property
     def ident(self) -> str:
@@ -47,7 +56,7 @@ def resolve_table(conn: Any, table: str, setting: str = "source_table") -> MyTab
     name = name.strip("`")
     found = _rows(
         conn,
-        "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        "SELECT TABLE_TYPE, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
         (database, name),
     )
     if not found:
@@ -70,7 +79,7 @@ def resolve_table(conn: Any, table: str, setting: str = "source_table") -> MyTab
         for parts in unique.values()
         if len(parts) == 1 and parts[0][2] and parts[0][1] is not None
     )
-    return MyTable(database, name, columns, primary, singles)
+    return MyTable(database, name, columns, primary, singles, engine=_text(found[0][1]))
 
 
 def describe_query(conn: Any, query: str) -> tuple[MyColumn, ...]:

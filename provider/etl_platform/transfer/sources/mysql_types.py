@@ -6,13 +6,25 @@ pair (source type, destination type); a pair with no exact mapping is refused be
 
 Exactness notes:
 - FLOAT prints with 6 significant digits; widened to DOUBLE it prints every bit, and PostgreSQL's
-  `real` input rounds that back to the same single-precision value.
+  `real` input rounds that back to the same single-precision value. DOUBLE prints its shortest
+  round-trip form (5e-324 and 1.7976931348623157e308 included), so `double precision` gets the same
+  bits. MariaDB itself refuses FLOAT values above 3.402823466e38 (FLT_MAX, as it spells it) and
+  stores -0.0 as +0.0 in FLOAT and DOUBLE columns: PostgreSQL receives +0.0, what MariaDB holds.
+- A floating-point value goes into numeric only when unconstrained: numeric(p,s) would round it.
+  numeric with a negative scale (PostgreSQL 15: numeric(5,-2) rounds to hundreds) takes no integer
+  or decimal; timestamp(p), time(p) and interval(p) take no source with more fractional digits.
+- Only integers of display width 1 go into boolean (TINYINT(1), or `(x <> 0)` in source_sql, typed
+  int(1)); a value other than 0 and 1 fails its chunk, naming the row.
 - DATETIME/TIMESTAMP print with their own fractional digits; the session's time_zone is pinned to
   UTC, so TIMESTAMP values arrive as UTC and land in `timestamptz` (the destination session is UTC).
 - Zero dates ('0000-00-00', '2020-00-15', year 0) exist only under a permissive sql_mode and have no
   PostgreSQL value: `zero_dates="null"` writes NULL, `"error"` lets PostgreSQL refuse the row (the
   chunk fails naming table, column and key range). Never a different date.
 - TIME ranges over +-838:59:59: `interval` holds every value; `time` takes 00:00:00-24:00:00 only.
+
+A refusal suggests a source_sql cast that the mapping accepts (`cast_hint`) and the type that would
+hold every value. The cast is the user's decision to round, clip or wrap: MariaDB's CAST does that to
+a value that does not fit (CAST(4294967295 AS DECIMAL(9,0)) is 999999999) with only a warning.
 """
 
 from __future__ import annotations
