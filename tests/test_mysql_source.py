@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
+from etl_devstack.mariadb import MySqlServer, start_private_mariadbd
 from etl_platform.transfer import ChunkLoadError, TransferConfigError, TransferError
+from harness.mysqldb import create_my_db, drop_my_db
 from tests.mysql_fixtures import (
     BalanceWriters,
     connect_kwargs,
@@ -329,6 +331,46 @@ def test_timestamp_arrives_as_utc_whatever_the_session_zone(my_db: Any, dst_db: 
     ]
     theirs = pg_rows(dst_db, "SELECT id, ts, dt FROM t ORDER BY id")
     assert theirs == [(i, ts and ts.replace(tzinfo=UTC), dt) for i, ts, dt in utc]
+
+
+@pytest.fixture(scope="module")
+def skewed_server() -> Iterator[MySqlServer]:
+    """A private mariadbd whose global defaults differ from what the source needs: time_zone +05:30 and
+    an sql_mode with NO_BACKSLASH_ESCAPES (changing a shared server's globals would disturb its other
+    clients)."""
+    server = start_private_mariadbd()
+    try:
+        conn = server.connect()
+        try:
+            conn.cursor().execute("SET GLOBAL time_zone = '+05:30'")
+            conn.cursor().execute("SET GLOBAL sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES'")
+        finally:
+            conn.close()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_server_defaults_do_not_change_values(skewed_server: MySqlServer, dst_db: Any) -> None:
+    db = create_my_db(skewed_server, "skewed")
+    try:
+        # Written in the server's own defaults: +05:30, and a backslash is just a character.
+        my_exec(
+            db,
+            "CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, b BLOB, s TEXT)",
+            "INSERT INTO t VALUES (1, '1970-01-01 05:30:01', '', 'a\\b'), "
+            "(2, '2038-01-19 08:44:07.999999', 0x00FF, ''), (3, NULL, NULL, NULL)",
+        )
+        assert my_rows(db, "SELECT @@SESSION.time_zone, LENGTH(s) FROM t WHERE id = 1") == [("+05:30", 3)]
+        pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, ts timestamptz, b bytea, s text)")
+        transfer(db, dst_db, chunk_rows=2)
+        assert pg_rows(dst_db, "SELECT id, ts, b, s FROM t ORDER BY id") == [
+            (1, datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), b"", "a\\b"),
+            (2, datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC), b"\x00\xff", ""),
+            (3, None, None, None),
+        ]
+    finally:
+        drop_my_db(db)
 
 
 _ZERO_ROWS = (
