@@ -294,7 +294,35 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         )
 
     def _file_source(self) -> Source:
-        raise NotImplementedError
+        from etl_platform.hooks.object_store import filesystem_for
+        from etl_platform.transfer.files.csv_stream import CsvOptions
+        from etl_platform.transfer.sources.files import FileSource
+
+        urls = [self.source_path] if isinstance(self.source_path, str) else list(self.source_path or ())
+        located = [filesystem_for(url, self.source_conn_id) for url in urls]
+        schemes = {type(fs).__name__ for fs, _ in located}
+        if len(schemes) != 1:
+            raise TransferConfigError(f"source_path entries must share one storage, got {urls}.")
+        # A trailing "/" says "everything under this prefix"; the storage path drops it.
+        paths = tuple(
+            path + ("/" if url.endswith("/") else "") for url, (_, path) in zip(urls, located, strict=True)
+        )
+        reject = filesystem_for(self.reject_path, self.source_conn_id)[1] if self.reject_path else None
+        try:
+            csv = CsvOptions(**(self.csv_options or {}))
+        except TypeError as exc:
+            raise TransferConfigError(f"csv_options: {exc}") from None
+        return FileSource(
+            located[0][0],
+            paths,
+            file_format=self.source_format,
+            csv=csv,
+            reject_path=reject,
+            max_rejects=self.max_rejects,
+            allow_empty=self.allow_empty,
+            label=", ".join(urls) if len(urls) < 3 else f"{urls[0]} (+{len(urls) - 1} more)",
+            logger=self.log,
+        )
 
     def _export_spec(self, checkpoint_id: str) -> Any:
         raise NotImplementedError

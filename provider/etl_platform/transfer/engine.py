@@ -54,6 +54,7 @@ class TransferSummary:
     source: str
     destination: str
     consistency: str  # what the source's readers guaranteed (one snapshot, per-stream snapshots, ...)
+    files: list[str]  # the files a file source read (empty for databases)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,6 +179,7 @@ class TransferEngine:
             source=source.label,
             destination=plan.destination.label,
             consistency=source.consistency if pending else "nothing left to read",
+            files=list(getattr(source, "files", ())),
         )
 
     def _run_parts(

@@ -93,6 +93,11 @@ class FileSource:
     def consistency(self) -> str:
         return "files as listed at plan time"
 
+    @property
+    def files(self) -> list[str]:
+        """The files this transfer reads, as located at plan time (the summary lists them)."""
+        return sorted(self._layouts)
+
     # -- planning ---------------------------------------------------------------------------------
 
     def plan(self, spec: TransferSpec, destination: psycopg.Connection[Any]) -> TransferPlan:
