@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders
+from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders, create_orders
 from benchmarks.datagen_mysql import create_mysql_orders
 from harness import REPO_ROOT, run_dag, task_outcomes, xcom_value
 
@@ -110,3 +110,87 @@ def test_postgres_only_import_needs_no_extra_and_a_missing_extra_is_named() -> N
         "a MariaDB/MySQL source needs the [mysql] extra (MySQLdb is not installed): "
         "pip install 'airflow-provider-etl-platform[mysql]'"
     )
+
+
+# -- files -------------------------------------------------------------------------------------------
+
+
+def _orders_as_parquet(src_db: Any, write: Any, files: int = 3) -> list[tuple[Any, ...]]:
+    """The generated orders as `files` Parquet files (written with `write(index, table)`); returns the rows."""
+    import pyarrow as pa
+
+    with src_db.connect() as conn:
+        create_orders(conn, schema=src_db.schema, rows=ROWS, days=20)
+        rows = conn.execute(
+            f"SELECT {', '.join(ORDERS_COLUMNS)} FROM {src_db.table('orders')} ORDER BY id"
+        ).fetchall()
+    schema = pa.schema(
+        [
+            ("id", pa.int64()), ("customer_id", pa.int32()), ("order_ts", pa.timestamp("us", tz="UTC")),
+            ("status", pa.string()), ("amount", pa.decimal128(12, 2)), ("quantity", pa.int32()),
+            ("discount", pa.decimal128(5, 2)), ("channel", pa.string()), ("country", pa.string()),
+            ("note", pa.string()),
+        ]
+    )  # fmt: skip
+    per_file = -(-len(rows) // files)
+    for index in range(files):
+        part = rows[index * per_file : (index + 1) * per_file]
+        write(index, pa.table(list(zip(*part, strict=True)), schema=schema))
+    return rows
+
+
+def _loaded(dst_db: Any) -> list[tuple[Any, ...]]:
+    with dst_db.connect() as conn:
+        return conn.execute(
+            f"SELECT {', '.join(ORDERS_COLUMNS)} FROM {dst_db.table('orders')} ORDER BY id"
+        ).fetchall()
+
+
+def test_local_parquet_folder_through_dag_test(src_db: Any, dst_db: Any, tmp_path: Any) -> None:
+    import pyarrow.parquet as pq
+
+    rows = _orders_as_parquet(
+        src_db, lambda i, t: pq.write_table(t, tmp_path / f"part-{i}.parquet", row_group_size=700)
+    )
+    create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
+    conf = {"source_path": f"file://{tmp_path}/", "destination_table": dst_db.table("orders")}
+    for attempt in (1, 2):  # upsert: dropping the same files again changes nothing
+        run = run_dag("files_local_to_postgres", conf=conf, conn_env={"etl_test_dst": dst_db.uri()})
+        assert task_outcomes(run)["transfer"].state == "success", attempt
+        summary = xcom_value(run, "transfer")
+        assert summary["rows"] == ROWS and summary["files"] == [
+            f"{tmp_path}/part-{i}.parquet" for i in range(3)
+        ]
+        assert _loaded(dst_db) == rows
+
+
+def test_s3_prefix_through_dag_test(src_db: Any, dst_db: Any, s3_bucket: Any) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    client = s3_bucket.server.client()
+
+    def upload(index: int, table: Any) -> None:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, row_group_size=1000)
+        client.put_object(
+            Bucket=s3_bucket.name, Key=f"drop/orders/part-{index}.parquet", Body=buffer.getvalue()
+        )
+
+    rows = _orders_as_parquet(src_db, upload)
+    create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
+    conns = {"etl_test_dst": dst_db.uri(), **s3_bucket.conn_env}
+    conf = {"source_path": s3_bucket.url("drop/orders/"), "destination_table": dst_db.table("orders")}
+    run = run_dag("files_s3_to_postgres", conf=conf, conn_env=conns)
+    assert task_outcomes(run)["transfer"].state == "success"
+    summary = xcom_value(run, "transfer")
+    assert summary["rows"] == ROWS
+    assert summary["files"] == [f"{s3_bucket.name}/drop/orders/part-{i}.parquet" for i in range(3)]
+    assert _loaded(dst_db) == rows
+
+    # An empty prefix with allow_empty=False fails for good, naming what matched nothing.
+    run = run_dag(
+        "files_s3_to_postgres", conf={**conf, "source_path": s3_bucket.url("nothing/here/")}, conn_env=conns
+    )
+    assert task_outcomes(run)["transfer"].state == "failed"

@@ -43,3 +43,23 @@ with _dag("mysql_unreachable"):
         source_table="{{ params.source_table }}",
         destination_table="{{ params.destination_table }}",
     )
+
+# Parquet files: a local folder (no connection) and an S3 prefix (the aws connection etl_test_s3).
+with _dag("files_local_to_postgres"):
+    StreamingTransferOperator(
+        task_id="transfer",
+        source_path="{{ params.source_path }}",
+        destination_conn_id="etl_test_dst",
+        destination_table="{{ params.destination_table }}",
+        write_mode="upsert",
+    )
+
+with _dag("files_s3_to_postgres"):
+    StreamingTransferOperator(
+        task_id="transfer",
+        source_path="{{ params.source_path }}",
+        source_conn_id="etl_test_s3",
+        destination_conn_id="etl_test_dst",
+        destination_table="{{ params.destination_table }}",
+        allow_empty=False,
+    )
