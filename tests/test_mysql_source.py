@@ -481,6 +481,65 @@ def test_datetime_key_chunks_cover_every_row_once(my_db: Any, dst_db: Any, paral
     )
 
 
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_timestamp_key_into_timestamptz_chunks_cover_every_row_once(
+    my_db: Any, dst_db: Any, parallelism: int
+) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (at TIMESTAMP(6) NOT NULL PRIMARY KEY, n INT)",
+        "SET time_zone = '+00:00'",
+        "INSERT INTO t SELECT '2026-01-01' + INTERVAL (seq * 1000003) MICROSECOND, seq FROM seq_1_to_50",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (at timestamptz PRIMARY KEY, n integer)")
+    summary = transfer(my_db, dst_db, chunk_rows=4, parallelism=parallelism)
+    assert summary.rows == 50
+    mine = my_rows(my_db, "SELECT at, n FROM t ORDER BY at", "SET time_zone = '+00:00'")
+    assert pg_rows(dst_db, "SELECT at, n FROM t ORDER BY at") == [
+        (at.replace(tzinfo=UTC), n) for at, n in mine
+    ]
+
+
+def test_transform_receives_every_value_in_its_natural_type(my_db: Any, dst_db: Any) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, b BIT(64), u BIGINT UNSIGNED, "
+        "d DATE, x FLOAT, tm TIME, bl BLOB, s VARCHAR(20))",
+        "SET time_zone = '+00:00'",
+        "INSERT INTO t VALUES (1, '2038-01-19 03:14:07.999999', 0xFFFFFFFFFFFFFFFF, 18446744073709551615, "
+        "'9999-12-31', 3.402823466e38, '-838:59:59', 0x00FF, 'a,\"b'), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '')",
+    )
+    pg_exec(
+        dst_db,
+        "CREATE TABLE t (id integer PRIMARY KEY, ts timestamptz, b numeric(20,0), u numeric(20,0), d date, "
+        "x real, tm interval, bl bytea, s text)",
+    )
+    seen: list[list[str]] = []
+
+    def identity(frame: Any) -> Any:
+        seen.append([str(t) for t in frame.dtypes])
+        return frame
+
+    transfer(my_db, dst_db, transform=identity, chunk_rows=10)
+    assert seen[0][1].startswith("timestamp[us, tz=UTC]"), seen
+    assert pg_rows(
+        dst_db, "SELECT id, ts, b, u, d::text, float4send(x), tm::text, bl, s FROM t ORDER BY id"
+    ) == [
+        (
+            1,
+            datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
+            Decimal(2**64 - 1),
+            Decimal(2**64 - 1),
+            "9999-12-31",
+            struct.pack(">f", 3.402823466e38),
+            "-838:59:59",
+            b"\x00\xff",
+            'a,"b',
+        ),
+        (2, None, None, None, None, None, None, None, ""),
+    ]
+
+
 def _flat(keys: tuple[str, ...]) -> list[Any]:
     return [v for i, k in enumerate(keys) for v in (k, i)]
 

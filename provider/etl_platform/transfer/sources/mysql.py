@@ -57,6 +57,7 @@ from etl_platform.transfer.sources import mysql_catalog
 from etl_platform.transfer.sources.base import Buffer, ChunkEnd
 from etl_platform.transfer.sources.mysql_types import (
     INTEGER_BITS,
+    UTC_SUFFIX,
     MyColumn,
     NoMapping,
     ZeroDates,
@@ -89,7 +90,8 @@ UNSAFE_SQL_MODES = frozenset(
 _KEY_KINDS = {
     **dict.fromkeys(INTEGER_BITS, "int"),
     **dict.fromkeys(("decimal", "numeric", "dec", "fixed"), "decimal"),
-    **dict.fromkeys(("char", "varchar", "date", "datetime", "timestamp"), "text"),
+    **dict.fromkeys(("char", "varchar"), "text"),
+    **dict.fromkeys(("date", "datetime", "timestamp"), "datetime"),
 }
 
 
@@ -413,6 +415,8 @@ class MySqlChunkReader:
 
     def _key_literal(self, text: str) -> str:
         kind = self.query.key_kind
+        if kind == "datetime":  # printed for a timestamptz with its zone; MariaDB compares it naive
+            text = text.removesuffix(UTC_SUFFIX)
         value: Any = int(text) if kind == "int" else Decimal(text) if kind == "decimal" else text
         return _text(self.conn.literal(value))
 

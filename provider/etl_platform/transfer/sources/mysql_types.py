@@ -35,6 +35,8 @@ from enum import StrEnum
 
 from etl_platform.transfer.catalog import Column, TypeInfo
 
+UTC_SUFFIX = "+00"  # what a value for a timestamptz destination ends with
+
 
 class ZeroDates(StrEnum):
     NULL = "null"
@@ -124,7 +126,8 @@ def natural_type(col: MyColumn) -> tuple[int, str]:
     if base in ("float", "double", "real"):
         return _PG["float8"], "double precision"
     if base == "bit":
-        return _PG["int8"], "bigint"
+        width = col.args[0] if col.args else 1
+        return (_PG["int8"], "bigint") if width < 64 else (_PG["numeric"], "numeric(20,0)")
     if base == "year":
         return _PG["int4"], "integer"
     if base == "date":
@@ -242,9 +245,14 @@ def _value_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dat
         if oid not in allowed and not is_string:
             raise NoMapping(f"a {base.upper()} is not a {dest.type_name} without losing part of it")
         _check_fraction(col, dest, is_string)
+        value = ident
         if zero_dates is ZeroDates.NULL:
-            return f"IF(YEAR({ident}) = 0 OR MONTH({ident}) = 0 OR DAYOFMONTH({ident}) = 0, NULL, {ident})"
-        return ident
+            value = f"IF(YEAR({ident}) = 0 OR MONTH({ident}) = 0 OR DAYOFMONTH({ident}) = 0, NULL, {ident})"
+        if oid == _PG["timestamptz"]:
+            # The zone travels with the value: no session TimeZone can shift it, and a transform's
+            # CSV reader needs it for a zoned timestamp. (A key's "+00" is dropped again for `key > lo`.)
+            value = f"CONCAT({value}, '{' 00:00:00' if base == 'date' else ''}{UTC_SUFFIX}')"
+        return value
     if base == "time":
         if oid in (_PG["interval"], _PG["time"]) or is_string:
             _check_fraction(col, dest, is_string)
