@@ -1,0 +1,433 @@
+"""PostgreSQL -> Parquet or CSV files on any fsspec filesystem, resumable and published atomically.
+
+The source is read in keyset chunks on one snapshot, exactly as a transfer reads it (PostgresSource,
+CSV COPY); the next chunk is read while this one is written. Files rotate every `rows_per_file` rows
+(`part-00000.parquet`, ... per directory) and, with `partition_by`, go to Hive directories `col=value/`.
+
+Resume: each commit publishes the closed files (temporary name, then a move) and records them and the
+last key they hold in `_etl_export_checkpoint.json`. A rerun deletes temporary files and any published
+file the manifest does not list (a commit cut short), then continues after the recorded key: no row is
+written twice. When the export finishes, the manifest is marked finished and kept (a rerun of a
+finished export does nothing and reports it) and `_SUCCESS` is written; consumers should wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from etl_platform.transfer import catalog
+from etl_platform.transfer.catalog import Relation
+from etl_platform.transfer.checkpoint import PartState
+from etl_platform.transfer.engine import peak_rss_mb
+from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.files import export_types, schema
+from etl_platform.transfer.files.export_types import ExportColumn
+from etl_platform.transfer.files.export_writers import (
+    CSV_COMPRESSIONS,
+    PARQUET_COMPRESSIONS,
+    FileFormat,
+    PartitionedFiles,
+)
+from etl_platform.transfer.files.publish import ExportDirectory
+from etl_platform.transfer.plan import CSV, TransferPlan, _default_key
+from etl_platform.transfer.progress import LoggerLike
+from etl_platform.transfer.session import ConnectionFactory
+from etl_platform.transfer.sources.base import ChunkEnd
+from etl_platform.transfer.sources.postgres import PgChunkReader, PostgresSource
+from etl_platform.transfer.spec import TransferSpec
+
+log = logging.getLogger(__name__)
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """One export. `destination` is a directory URL; it must be empty (or hold this export's manifest)."""
+
+    destination: str
+    source_table: str | None = None
+    source_sql: str | None = None
+    key_column: str | None = None
+    file_format: str = "parquet"
+    rows_per_file: int = 1_000_000
+    partition_by: str | None = None
+    chunk_rows: int = 100_000
+    compression: str | None = (
+        None  # parquet: snappy (default), zstd, gzip, lz4, brotli, none; csv: none, gzip, zstd
+    )
+    checkpoint: bool = True  # keep the resume manifest; without it a failed export must be cleaned up by hand
+    max_open_files: int = 64  # partition files open at once
+
+    def __post_init__(self) -> None:
+        if not self.destination:
+            raise TransferConfigError("destination (a directory URL) is required.")
+        if bool(self.source_table) == bool(self.source_sql):
+            raise TransferConfigError("Give exactly one of source_table or source_sql.")
+        if self.source_sql and not self.key_column:
+            raise TransferConfigError(
+                "key_column is required with source_sql (no primary key to default to)."
+            )
+        if self.file_format not in ("parquet", "csv"):
+            raise TransferConfigError(f"file_format {self.file_format!r} is not one of ['parquet', 'csv'].")
+        allowed = PARQUET_COMPRESSIONS if self.file_format == "parquet" else CSV_COMPRESSIONS
+        if self.compression is not None and self.compression not in allowed:
+            raise TransferConfigError(
+                f"compression {self.compression!r} is not one of {list(allowed)} for {self.file_format} files."
+            )
+        for name in ("rows_per_file", "chunk_rows", "max_open_files"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TransferConfigError(f"{name} must be a positive integer, got {value!r}.")
+
+    @property
+    def source_label(self) -> str:
+        return self.source_table or "source_sql"
+
+    @property
+    def format(self) -> FileFormat:
+        default = "snappy" if self.file_format == "parquet" else "none"
+        return FileFormat(self.file_format, self.compression or default)
+
+
+@dataclass
+class _State:
+    """What the manifest records."""
+
+    fingerprint: str
+    last_key: str | None = None
+    files: list[str] | None = None
+    rows: int = 0
+    bytes: int = 0
+    next_index: dict[str, int] | None = None
+    finished: bool = False
+
+    def doc(self, source: str) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "fingerprint": self.fingerprint,
+            "source": source,
+            "last_key": self.last_key,
+            "files": self.files or [],
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "next_index": self.next_index or {},
+            "finished": self.finished,
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
+
+
+class ExportEngine:
+    def __init__(
+        self,
+        spec: ExportSpec,
+        source: ConnectionFactory,
+        fs: Any,
+        *,
+        logger: LoggerLike | None = None,
+        on_published: Callable[[str], None] | None = None,
+    ):
+        """`on_published(relative_name)` is called after each file is published (metrics, tests)."""
+        self.spec = spec
+        self.factory = source
+        self.fs = fs
+        self.log: LoggerLike = logger or log
+        self.on_published = on_published
+        self.directory = ExportDirectory(fs, spec.destination)
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        spec = self.spec
+        with PostgresSource(self.factory, label=spec.source_label) as source:
+            plan, columns = build_export_plan(spec, source.conn)
+            source.conn.commit()
+            state, resumed_from = self._start(plan, columns)
+            rows_before, published_before = state.rows, len(state.files or [])
+            if not state.finished:
+                self._export(source, plan, columns, state)
+        seconds = time.perf_counter() - started
+        rows = state.rows - rows_before
+        return {
+            "rows": rows,
+            "bytes": state.bytes,
+            "files": list(state.files or []),
+            "files_written": len(state.files or []) - published_before,
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "resumed_from": resumed_from,
+            "destination": self.directory.root,
+        }
+
+    # -- resume -----------------------------------------------------------------------------------
+
+    def _start(self, plan: TransferPlan, columns: list[ExportColumn]) -> tuple[_State, Any]:
+        fingerprint = _fingerprint(self.spec, plan, columns)
+        manifest = self.directory.read_manifest() if self.spec.checkpoint else None
+        if manifest is not None and manifest.get("fingerprint") != fingerprint:
+            raise TransferConfigError(
+                f"{self.directory.root} holds an export with a different source, key, format, rotation or "
+                "partitioning (its _etl_export_checkpoint.json says so): export into an empty directory, or "
+                "delete that one."
+            )
+        if manifest is None:
+            stray = self.directory.data_files()
+            if stray:
+                raise TransferConfigError(
+                    f"{self.directory.root} is not empty ({len(stray)} files, e.g. {stray[0]}) and has no export "
+                    "checkpoint: export into an empty directory."
+                )
+            self.directory.clear_tmp()
+            return _State(fingerprint, files=[], next_index={}), None
+        state = _State(
+            fingerprint,
+            last_key=manifest.get("last_key"),
+            files=list(manifest.get("files", [])),
+            rows=int(manifest.get("rows", 0)),
+            bytes=int(manifest.get("bytes", 0)),
+            next_index={k: int(v) for k, v in manifest.get("next_index", {}).items()},
+            finished=bool(manifest.get("finished")),
+        )
+        if state.finished:
+            self.directory.write_success()  # in case the attempt stopped between the two
+            self.log.info(
+                "export to %s already finished: %d rows in %d files",
+                self.directory.root,
+                state.rows,
+                len(state.files or []),
+            )
+            return state, "finished"
+        self.directory.clear_tmp()
+        listed = set(state.files or [])
+        unlisted = [f for f in self.directory.data_files() if f not in listed]
+        if unlisted:  # published by a commit that did not reach the manifest: its rows are read again
+            self.log.info(
+                "export to %s: removing %d files of an unfinished commit", self.directory.root, len(unlisted)
+            )
+            self.directory.remove(unlisted)
+        if state.last_key is not None:
+            self.log.info(
+                "export to %s: resuming after %s = %s", self.directory.root, plan.key.name, state.last_key
+            )
+        return state, state.last_key
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _export(
+        self, source: PostgresSource, plan: TransferPlan, columns: list[ExportColumn], state: _State
+    ) -> None:
+        spec = self.spec
+        order = [c.name for c in plan.source_relation.columns] if plan.source_relation else None
+        file_schema = _file_schema(columns, order)
+        files = PartitionedFiles(
+            self.directory,
+            spec.format,
+            file_schema,
+            spec.rows_per_file,
+            spec.partition_by,
+            spec.max_open_files,
+            state.next_index or {},
+        )
+        stop = threading.Event()
+        try:
+            with source.readers(plan, [PartState(0, state.last_key, None)]) as readers:
+                chunks = self._chunks(readers[0], plan, columns, state.last_key)
+                last_key = state.last_key
+                with contextlib.closing(_prefetch(chunks, stop)) as items:
+                    for table, end in items:
+                        if table is not None:
+                            files.write(table)
+                        state.rows += end.rows
+                        last_key = end.last_key or last_key
+                        if end.exhausted:
+                            break
+                        if files.closed:  # a file is full: publish it (and, partitioned, the open ones)
+                            files.close_all()
+                            self._commit(files, state, last_key)
+                files.close_all()
+                self._commit(files, state, last_key, finished=True)
+        except BaseException:
+            stop.set()
+            files.discard()
+            raise
+        self.directory.write_success()
+
+    def _chunks(
+        self, reader: PgChunkReader, plan: TransferPlan, columns: list[ExportColumn], lo: str | None
+    ) -> Iterator[tuple[pa.Table | None, ChunkEnd]]:
+        """Reads chunk after chunk; unpartitioned, a file boundary always falls on a chunk boundary."""
+        spec = self.spec
+        readers: dict[int, PgChunkReader] = {}
+        left_in_file = spec.rows_per_file
+        while True:
+            limit = spec.chunk_rows if spec.partition_by else min(spec.chunk_rows, left_in_file)
+            if limit not in readers:
+                sized = replace(plan, spec=replace(plan.spec, chunk_rows=limit))
+                readers[limit] = PgChunkReader(reader.conn, sized)
+            chunk = readers[limit].read(lo, None, limit)
+            raw = bytearray()
+            for block in chunk.blocks():
+                raw += block
+            end = chunk.end()
+            table = export_types.to_arrow(raw, columns) if end.rows else None
+            del raw
+            yield table, end
+            if end.exhausted:
+                return
+            lo = end.last_key
+            left_in_file -= end.rows
+            if left_in_file <= 0:
+                left_in_file = spec.rows_per_file
+
+    def _commit(
+        self, files: PartitionedFiles, state: _State, last_key: str | None, finished: bool = False
+    ) -> None:
+        """Publishes the closed files, then records them with the key they reach."""
+        for closed in files.closed:
+            if closed.rows:
+                state.bytes += self.directory.publish(closed.tmp, closed.relative)
+                assert state.files is not None
+                state.files.append(closed.relative)
+                if self.on_published is not None:
+                    self.on_published(closed.relative)
+            else:
+                self.fs.rm(closed.tmp)
+        files.closed.clear()
+        state.last_key = last_key
+        state.next_index = dict(files.next_index)
+        state.finished = finished
+        if self.spec.checkpoint:
+            self.directory.write_manifest(state.doc(self.spec.source_label))
+
+
+def build_export_plan(
+    spec: ExportSpec, conn: psycopg.Connection[Any]
+) -> tuple[TransferPlan, list[ExportColumn]]:
+    """The keyset plan PostgresSource reads with (CSV COPY), and the Arrow type of each column."""
+    source_relation: Relation | None = None
+    if spec.source_table:
+        rel = catalog.resolve_table(conn, spec.source_table, "source_table")
+        key_name = spec.key_column or _default_key(rel)
+        key = rel.require_column(key_name, "key_column")
+        if rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(conn, rel, key_name):
+            raise TransferConfigError(
+                f"key_column {key_name!r} of {rel.label} has no unique index: chunks need an ordered unique key."
+            )
+        columns = rel.columns
+        source_from: sql.Composable = rel.ident
+        source_relation = rel
+    else:
+        assert spec.source_sql is not None and spec.key_column
+        columns = catalog.describe_query(conn, spec.source_sql)
+        source_from = sql.SQL("({}) AS src").format(sql.SQL(spec.source_sql))  # type: ignore[arg-type]
+        found = next((c for c in columns if c.name == spec.key_column), None)
+        if found is None:
+            raise TransferConfigError(
+                f"key_column {spec.key_column!r} is not an output column of source_sql "
+                f"(columns: {', '.join(c.name for c in columns)})."
+            )
+        key = found
+    if spec.partition_by and all(c.name != spec.partition_by for c in columns):
+        raise TransferConfigError(
+            f"partition_by {spec.partition_by!r} is not a column of {spec.source_label} "
+            f"(columns: {', '.join(c.name for c in columns)})."
+        )
+    ordered = (key, *[c for c in columns if c.name != key.name])
+    transfer_spec = TransferSpec(
+        destination_table=spec.destination,
+        source_table=spec.source_table,
+        source_sql=spec.source_sql,
+        key_column=key.name,
+        chunk_rows=spec.chunk_rows,
+    )
+    plan = TransferPlan(
+        spec=transfer_spec,
+        source_from=source_from,
+        source_relation=source_relation,
+        source_columns=ordered,
+        key=key,
+        destination=Relation(0, "export", spec.destination, "r", (), ()),
+        dest_columns=(),
+        copy_format=CSV,
+        conflict_columns=(),
+    )
+    base = {name: target.base_oid for name, target in schema.targets(conn, ordered).items()}
+    return plan, export_types.export_columns(ordered, base, binary=spec.file_format == "parquet")
+
+
+def _file_schema(columns: list[ExportColumn], order: list[str] | None) -> pa.Schema:
+    """The files' columns in the table's order (the key first for a query), all nullable."""
+    by_name = {c.name: c for c in columns}
+    names = order or [c.name for c in columns]
+    return pa.schema([pa.field(n, by_name[n].arrow_type) for n in names])
+
+
+def _fingerprint(spec: ExportSpec, plan: TransferPlan, columns: list[ExportColumn]) -> str:
+    doc = {
+        "source": spec.source_table or spec.source_sql,
+        "key": plan.key.name,
+        "format": [spec.format.kind, spec.format.compression],
+        "rows_per_file": spec.rows_per_file,
+        "partition_by": spec.partition_by,
+        "columns": [[c.name, str(c.arrow_type)] for c in columns],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DONE = object()
+
+
+def _prefetch(items: Iterator[Any], stop: threading.Event) -> Generator[Any, None, None]:
+    """Runs `items` (read + parse) in a thread one chunk ahead of the writer; errors surface here."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        handoff.put(item, timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, name="etl-export-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        thread.join()
+
+
+def run_export(spec: ExportSpec, source_dsn: str, fs: Any, **kwargs: Any) -> dict[str, Any]:
+    """Standalone entry point: a libpq connection string instead of an Airflow connection."""
+    return ExportEngine(spec, lambda: psycopg.connect(source_dsn), fs, **kwargs).run()
+
+
+__all__ = ["ExportEngine", "ExportSpec", "run_export"]
