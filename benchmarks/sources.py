@@ -138,9 +138,9 @@ def prepare_parquet(src_url: str, rows: int, files: int = 4) -> Path:
 def run(opts: argparse.Namespace) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base_url = opts.base_url
-    src_url, dst_url = db.db_url(base_url, "etl_bench_src"), db.db_url(base_url, "etl_bench_dst")
+    src_url, dst_url = db.db_url(base_url, "bench_src"), db.db_url(base_url, "bench_dst")
     say(f"== sources benchmark {stamp}: {opts.rows:,} rows, {opts.repeat} rounds")
-    for name in ("etl_bench_src", "etl_bench_dst"):
+    for name in ("bench_src", "bench_dst"):
         db.ensure_database(base_url, name)
     shape = db.expected_orders_columns(base_url)
     db.prepare_source(src_url, opts.rows, shape, regenerate=False)
