@@ -373,6 +373,32 @@ def test_server_defaults_do_not_change_values(skewed_server: MySqlServer, dst_db
         drop_my_db(db)
 
 
+def test_a_read_only_user_gets_per_stream_snapshots_and_a_clear_source_sql_message(
+    skewed_server: MySqlServer, dst_db: Any
+) -> None:
+    db = create_my_db(skewed_server, "readonly")
+    user = f"ro_{db.database[-8:]}"
+    try:
+        my_exec(
+            db,
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30), (4, 40)",
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY 'ro-pass'",
+            f"GRANT SELECT ON `{db.database}`.* TO '{user}'@'%'",
+        )
+        pg_exec(dst_db, "CREATE TABLE t (id integer PRIMARY KEY, v integer)")
+        factory = my_factory(db, user=user, password="ro-pass")
+        # No RELOAD/LOCK TABLES: the streams cannot start at one instant, and the summary says so.
+        summary = transfer(db, dst_db, factory=factory, chunk_rows=1, parallelism=3)
+        assert summary.consistency.startswith("3 snapshots, one per stream"), summary.consistency
+        assert pg_rows(dst_db, "SELECT id, v FROM t ORDER BY id") == [(1, 10), (2, 20), (3, 30), (4, 40)]
+        with pytest.raises(TransferConfigError, match="needs the CREATE TEMPORARY TABLES privilege"):
+            transfer(db, dst_db, factory=factory, source_sql="SELECT id, v FROM t", key_column="id")
+    finally:
+        my_exec(db, f"DROP USER IF EXISTS '{user}'@'%'")
+        drop_my_db(db)
+
+
 _ZERO_ROWS = (
     "(1, '2020-01-02', '2020-01-02 03:04:05', '2020-01-02 03:04:05'), "
     "(2, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00'), "
@@ -538,6 +564,23 @@ def test_transform_receives_every_value_in_its_natural_type(my_db: Any, dst_db: 
         ),
         (2, None, None, None, None, None, None, None, ""),
     ]
+
+
+def test_decimal_and_unsigned_keys_split_into_three_streams(my_db: Any, dst_db: Any) -> None:
+    my_exec(
+        my_db,
+        "CREATE TABLE t (k DECIMAL(30,10) PRIMARY KEY, n INT)",
+        "INSERT INTO t SELECT seq / 7 - 3, seq FROM seq_1_to_40",
+        "CREATE TABLE u (k BIGINT UNSIGNED PRIMARY KEY, n INT)",
+        "INSERT INTO u SELECT 18446744073709551615 - seq * 1000000000000000, seq FROM seq_0_to_39",
+    )
+    pg_exec(dst_db, "CREATE TABLE t (k numeric(30,10) PRIMARY KEY, n integer)")
+    pg_exec(dst_db, "CREATE TABLE u (k numeric(20,0) PRIMARY KEY, n integer)")
+    for table in ("t", "u"):
+        summary = transfer(my_db, dst_db, table, table, chunk_rows=4, parallelism=3)
+        assert summary.rows == 40 and summary.consistency.startswith("one snapshot instant for 3 streams")
+        mine = my_rows(my_db, f"SELECT k, n FROM {table} ORDER BY k")
+        assert pg_rows(dst_db, f"SELECT k, n FROM {table} ORDER BY k") == mine
 
 
 def _flat(keys: tuple[str, ...]) -> list[Any]:

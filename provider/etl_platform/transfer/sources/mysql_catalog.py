@@ -9,6 +9,7 @@ from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.sources.mysql_types import MyColumn, quote_ident
 
 MVCC_ENGINES = frozenset({"innodb", "xtradb", "rocksdb"})
+_ACCESS_DENIED = {1044, 1142}  # to the database; to a table (or command)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ def describe_query(conn: Any, query: str) -> tuple[MyColumn, ...]:
             # source_sql is the user's SELECT, sent as written (as with a PostgreSQL source).
             cur.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT * FROM ({query}) AS src LIMIT 0")
     except Exception as exc:
+        code = exc.args[0] if exc.args else None
+        if code in _ACCESS_DENIED:
+            raise TransferConfigError(
+                "source_sql could not be described: its output columns are typed through an empty "
+                f"temporary table, which needs the CREATE TEMPORARY TABLES privilege ({exc})."
+            ) from None
         raise TransferConfigError(f"source_sql is not a valid MariaDB/MySQL SELECT: {exc}") from None
     try:
         return _show_columns(conn, temp)
