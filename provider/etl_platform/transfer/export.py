@@ -191,7 +191,10 @@ class ExportEngine:
                     "checkpoint: export into an empty directory."
                 )
             self.directory.clear_tmp()
-            return _State(fingerprint, files=[], next_index={}), None
+            state = _State(fingerprint, files=[], next_index={})
+            if self.spec.checkpoint:  # before any file is published: a rerun then knows the directory is ours
+                self.directory.write_manifest(state.doc(self.spec.source_label))
+            return state, None
         state = _State(
             fingerprint,
             last_key=manifest.get("last_key"),
@@ -241,12 +244,12 @@ class ExportEngine:
             spec.max_open_files,
             state.next_index or {},
         )
-        stop = threading.Event()
         try:
             with source.readers(plan, [PartState(0, state.last_key, None)]) as readers:
-                chunks = self._chunks(readers[0], plan, columns, state.last_key)
+                raw_chunks = _prefetch(self._chunks(readers[0], plan, state.last_key), "etl-export-read")
+                parsed = _prefetch((_parse(raw, end, columns) for raw, end in raw_chunks), "etl-export-parse")
                 last_key = state.last_key
-                with contextlib.closing(_prefetch(chunks, stop)) as items:
+                with contextlib.closing(raw_chunks), contextlib.closing(parsed) as items:
                     for table, end in items:
                         if table is not None:
                             files.write(table)
@@ -260,14 +263,13 @@ class ExportEngine:
                 files.close_all()
                 self._commit(files, state, last_key, finished=True)
         except BaseException:
-            stop.set()
             files.discard()
             raise
         self.directory.write_success()
 
     def _chunks(
-        self, reader: PgChunkReader, plan: TransferPlan, columns: list[ExportColumn], lo: str | None
-    ) -> Iterator[tuple[pa.Table | None, ChunkEnd]]:
+        self, reader: PgChunkReader, plan: TransferPlan, lo: str | None
+    ) -> Iterator[tuple[bytearray, ChunkEnd]]:
         """Reads chunk after chunk; unpartitioned, a file boundary always falls on a chunk boundary."""
         spec = self.spec
         readers: dict[int, PgChunkReader] = {}
@@ -282,9 +284,7 @@ class ExportEngine:
             for block in chunk.blocks():
                 raw += block
             end = chunk.end()
-            table = export_types.to_arrow(raw, columns) if end.rows else None
-            del raw
-            yield table, end
+            yield raw, end
             if end.exhausted:
                 return
             lo = end.last_key
@@ -390,24 +390,33 @@ def _fingerprint(spec: ExportSpec, plan: TransferPlan, columns: list[ExportColum
 _DONE = object()
 
 
-def _prefetch(items: Iterator[Any], stop: threading.Event) -> Generator[Any, None, None]:
-    """Runs `items` (read + parse) in a thread one chunk ahead of the writer; errors surface here."""
+def _parse(raw: bytearray, end: ChunkEnd, columns: list[ExportColumn]) -> tuple[pa.Table | None, ChunkEnd]:
+    return (export_types.to_arrow(raw, columns) if end.rows else None), end
+
+
+def _prefetch(items: Iterator[Any], name: str) -> Generator[Any, None, None]:
+    """Runs `items` in a thread one item ahead of the consumer; errors surface in the consumer.
+
+    Reading (the server formats rows), parsing and writing each get a thread, so the stages overlap.
+    Closing the generator stops the thread after its current item.
+    """
     handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    cancelled = threading.Event()
 
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
+                while not cancelled.is_set():
                     with contextlib.suppress(queue.Full):
                         handoff.put(item, timeout=0.1)
                         break
-                if stop.is_set():
+                if cancelled.is_set():
                     return
             handoff.put(_DONE)
         except BaseException as exc:
             handoff.put(exc)
 
-    thread = threading.Thread(target=produce, name="etl-export-read", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -418,7 +427,7 @@ def _prefetch(items: Iterator[Any], stop: threading.Event) -> Generator[Any, Non
                 raise item
             yield item
     finally:
-        stop.set()
+        cancelled.set()
         while thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 handoff.get(timeout=0.1)
