@@ -324,11 +324,35 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
             logger=self.log,
         )
 
-    def _export_spec(self, checkpoint_id: str) -> Any:
-        raise NotImplementedError
+    def _export_spec(self, checkpoint_id: str, destination: str | None = None) -> Any:
+        """The export's spec; `destination` is the path on the storage (the URL at parse time)."""
+        from etl_platform.transfer.export import ExportSpec
+
+        return ExportSpec(
+            destination=destination or str(self.destination_path),
+            source_table=self.source_table or None,
+            source_sql=self.source_sql or None,
+            key_column=self.key_column or None,
+            file_format=self.destination_format or _suffix_format(str(self.destination_path)),
+            rows_per_file=self.rows_per_file,
+            partition_by=self.partition_by or None,
+            chunk_rows=self.chunk_rows,
+        )
 
     def _export_engine(self, checkpoint_id: str, metrics: Any, tags: dict[str, str]) -> Any:
-        raise NotImplementedError
+        """PostgreSQL -> files: the destination connection (if any) is the object store's."""
+        from etl_platform.hooks.object_store import filesystem_for
+        from etl_platform.transfer.export import ExportEngine
+
+        fs, path = filesystem_for(str(self.destination_path), self.destination_conn_id)
+        assert self.source_conn_id is not None
+        return ExportEngine(
+            self._export_spec(checkpoint_id, destination=path),
+            EtlPostgresHook(self._postgres_conn("source_conn_id")).connection_factory(),
+            fs,
+            logger=self.log,
+            on_published=lambda name: metrics.incr("etl.export.files", 1, tags=tags),
+        )
 
     def _ledger(self, context: Context) -> tuple[LedgerWriter | None, TaskAttempt]:
         ti = context["ti"]
@@ -348,6 +372,11 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         if not self.ledger_conn_id:
             return None, attempt
         return LedgerWriter(EtlPostgresHook(self.ledger_conn_id).connection_factory(), self.log), attempt
+
+
+def _suffix_format(url: str) -> str:
+    """parquet unless the destination's name says csv (a directory usually says nothing)."""
+    return "csv" if ".csv" in url.rsplit("/", 1)[-1].lower() else "parquet"
 
 
 def _paths(value: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
