@@ -194,3 +194,39 @@ def test_s3_prefix_through_dag_test(src_db: Any, dst_db: Any, s3_bucket: Any) ->
         "files_s3_to_postgres", conf={**conf, "source_path": s3_bucket.url("nothing/here/")}, conn_env=conns
     )
     assert task_outcomes(run)["transfer"].state == "failed"
+
+
+def test_export_to_s3_parquet_through_dag_test(src_db: Any, s3_bucket: Any) -> None:
+    """Every row lands exactly once, readable by pyarrow as a Hive dataset; nothing temporary is left."""
+    import pyarrow.dataset as ds
+    import s3fs
+
+    with src_db.connect() as conn:
+        create_orders(conn, schema=src_db.schema, rows=ROWS, days=20)
+        rows = conn.execute(
+            f"SELECT {', '.join(ORDERS_COLUMNS)} FROM {src_db.table('orders')} ORDER BY id"
+        ).fetchall()
+    conf = {"source_table": src_db.table("orders"), "destination_path": s3_bucket.url("exports/orders")}
+    conns = {"etl_test_src": src_db.uri(), **s3_bucket.conn_env}
+    run = run_dag("postgres_to_s3_parquet", conf=conf, conn_env=conns)
+    assert task_outcomes(run)["export"].state == "success"
+    summary = xcom_value(run, "export")
+    assert summary["rows"] == ROWS
+
+    fs = s3fs.S3FileSystem(
+        key="testing", secret="testing", client_kwargs={"endpoint_url": s3_bucket.server.endpoint_url}
+    )
+    names = fs.find(f"{s3_bucket.name}/exports/orders")
+    parquet = [n for n in names if n.endswith(".parquet")]
+    assert parquet and all("/country=" in n and "/_tmp/" not in n for n in parquet), names
+    dataset = ds.dataset(parquet, filesystem=fs, format="parquet", partitioning="hive",
+                         partition_base_dir=f"{s3_bucket.name}/exports/orders")  # fmt: skip
+    table = dataset.to_table().sort_by("id")
+    assert table.num_rows == ROWS
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    for row in rows:
+        exported = by_id[row[0]]
+        assert tuple(exported[c] for c in ORDERS_COLUMNS if c != "country") == tuple(
+            v for c, v in zip(ORDERS_COLUMNS, row, strict=True) if c != "country"
+        )
+        assert str(exported["country"]) == row[ORDERS_COLUMNS.index("country")]

@@ -63,3 +63,16 @@ with _dag("files_s3_to_postgres"):
         destination_table="{{ params.destination_table }}",
         allow_empty=False,
     )
+
+# A PostgreSQL table to Parquet files on S3, Hive-partitioned by country, rotated every 1,500 rows.
+with _dag("postgres_to_s3_parquet"):
+    StreamingTransferOperator(
+        task_id="export",
+        source_conn_id="etl_test_src",
+        source_table="{{ params.source_table }}",
+        destination_conn_id="etl_test_s3",
+        destination_path="{{ params.destination_path }}",
+        partition_by="country",
+        rows_per_file=1_500,
+        chunk_rows=1_000,
+    )
