@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.files import pgbinary
 from etl_platform.transfer.files.encode import normalize, to_copy_csv
+from etl_platform.transfer.files.schema import Target
 from etl_platform.transfer.sources.base import BLOCK_SIZE, Buffer, ChunkEnd
 from etl_platform.transfer.spec import TransferSpec
 
@@ -67,10 +69,13 @@ class Encoding:
     columns: tuple[str, ...]
     spec: TransferSpec
     for_transform: bool
+    binary_targets: tuple[Target, ...] | None  # the columns' targets when the plan's COPY is binary
 
     def encode(self, table: pa.Table, where: str) -> tuple[bytes, int]:
         table = normalize(table.select(list(self.columns)), where)
         table = window_filter(table, self.spec)
+        if self.binary_targets is not None:  # binary COPY needs its header and trailer even for no rows
+            return pgbinary.encode(table, list(self.binary_targets)), table.num_rows
         if not table.num_rows:
             return b"", 0
         return to_copy_csv(table, for_transform=self.for_transform), table.num_rows

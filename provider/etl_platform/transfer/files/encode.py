@@ -65,7 +65,7 @@ def to_copy_csv(table: pa.Table, *, for_transform: bool) -> bytes:
         if is_binary(t):
             column = pa.chunked_array([bytea_hex(chunk) for chunk in column.chunks], pa.large_string())
         elif is_nested(t):
-            column = _json_text(column, field.name)
+            column = json_text(column, field.name)
         elif for_transform and pa.types.is_boolean(t):
             column = pc.if_else(column, "t", "f")
         elif for_transform and pa.types.is_timestamp(t) and t.tz is not None:
@@ -104,7 +104,7 @@ def bytea_hex(arr: pa.Array) -> pa.Array:
     return text
 
 
-def _json_text(column: pa.ChunkedArray, name: str) -> pa.Array:
+def json_text(column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
     """Nested values as JSON text (a Python pass: correct, not fast; nested columns are rare)."""
     out: list[str | None] = []
     for value in column.to_pylist(maps_as_pydicts="lossy"):

@@ -11,12 +11,18 @@ import pyarrow as pa
 from etl_platform.transfer import transform_io
 from etl_platform.transfer.catalog import Column, Relation
 from etl_platform.transfer.errors import TransferConfigError, TransferError
-from etl_platform.transfer.files import csv_stream, schema
+from etl_platform.transfer.files import csv_stream, pgbinary, schema
 from etl_platform.transfer.files.csv_stream import CsvOptions
 from etl_platform.transfer.files.locate import CSV, FoundFile, display
 from etl_platform.transfer.files.parquet_stream import open_parquet
+from etl_platform.transfer.plan import (
+    BINARY,
+    TransferPlan,
+    check_write_mode,
+    match_columns,
+    resolve_destination,
+)
 from etl_platform.transfer.plan import CSV as CSV_COPY
-from etl_platform.transfer.plan import TransferPlan, check_write_mode, match_columns, resolve_destination
 from etl_platform.transfer.spec import TransferSpec
 
 # The engine names chunks by their key in messages only; a file chunk is named by its position.
@@ -114,10 +120,15 @@ def build_file_plan(
         )
     first_types = {f.name: f.type for f in readable[0].fields or ()} if readable else {}
     src_cols = tuple(_source_column(n, targets, first_types.get(n)) for n in names)
+    copy_format = CSV_COPY
     if spec.transform is None:
         dest_cols = match_columns(spec, src_cols, dest)
         for layout in readable:
             check_types(layout, dest, targets)
+        if readable and all(
+            pgbinary.supported(f.type, targets[f.name]) for layout in readable for f in layout.fields or ()
+        ):
+            copy_format = BINARY
     else:  # a transform's output is judged by the destination on load; nested values reach it as JSON text
         dest_cols = ()
     conflict = check_write_mode(spec, conn, dest, list(names))
@@ -129,7 +140,7 @@ def build_file_plan(
         key=FILE_POSITION,
         destination=dest,
         dest_columns=dest_cols,
-        copy_format=CSV_COPY,
+        copy_format=copy_format,
         conflict_columns=conflict,
     )
 

@@ -33,7 +33,7 @@ from etl_platform.transfer.files.planning import (
     plan_destination,
 )
 from etl_platform.transfer.files.rejects import RejectSink
-from etl_platform.transfer.plan import TransferPlan
+from etl_platform.transfer.plan import BINARY, TransferPlan
 from etl_platform.transfer.progress import LoggerLike
 from etl_platform.transfer.spec import TransferSpec, WriteMode
 
@@ -186,6 +186,11 @@ class FileChunkReader:
             columns=tuple(c.name for c in plan.source_columns),
             spec=plan.spec,
             for_transform=plan.spec.transform is not None,
+            binary_targets=(
+                tuple(source._targets[c.name] for c in plan.source_columns)
+                if plan.copy_format == BINARY
+                else None
+            ),
         )
         self._pipeline: Pipeline | None = None
 
