@@ -230,3 +230,27 @@ def test_export_to_s3_parquet_through_dag_test(src_db: Any, s3_bucket: Any) -> N
             v for c, v in zip(ORDERS_COLUMNS, row, strict=True) if c != "country"
         )
         assert str(exported["country"]) == row[ORDERS_COLUMNS.index("country")]
+
+
+def test_unreachable_s3_endpoint_names_connection_and_endpoint_never_the_secret(
+    dst_db: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    bad = {
+        "conn_type": "aws",
+        "extra": {
+            "aws_access_key_id": "key-id",
+            "aws_secret_access_key": "s3cret-key",
+            "region_name": "us-east-1",
+            "endpoint_url": "http://127.0.0.1:1",
+        },
+    }
+    conns = {"etl_test_dst": dst_db.uri(), "etl_test_s3": json.dumps(bad)}
+    conf = {"source_path": "s3://bucket/drop/", "destination_table": dst_db.table("orders")}
+    capfd.readouterr()
+    run = run_dag("files_s3_to_postgres", conf=conf, conn_env=conns)
+    assert task_outcomes(run)["transfer"].state == "failed"
+    output = "".join(capfd.readouterr())
+    assert "object store connection 'etl_test_s3': endpoint 127.0.0.1:1 does not answer" in output
+    assert "s3cret-key" not in output
