@@ -14,8 +14,9 @@ WAREHOUSE_SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql" / "w
 WAREHOUSE_SQL = WAREHOUSE_SQL_DIR / "orders_clean.sql"  # drops and recreates the fact table
 # Idempotent DDL (CREATE ... IF NOT EXISTS): safe on a warehouse that already holds data.
 IDEMPOTENT_SQL = tuple(path for path in sorted(WAREHOUSE_SQL_DIR.glob("*.sql")) if path != WAREHOUSE_SQL)
-# Tables the idempotent files create, emptied by create_warehouse() so it always starts from nothing.
-DERIVED_TABLES = ("warehouse.orders_daily",)
+# Tables the idempotent files create, dropped by create_warehouse() (and recreated empty) so it always
+# starts from nothing.
+DERIVED_TABLES = ("warehouse.orders_daily", "warehouse.orders_oltp", "warehouse.orders_drop")
 
 
 def _apply(conn: psycopg.Connection[Any], path: Path) -> None:
