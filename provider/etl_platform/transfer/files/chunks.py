@@ -43,16 +43,17 @@ class RowStream(Protocol):
 
 @dataclass(frozen=True)
 class EncodedChunk:
-    payload: bytes
+    payload: tuple[Buffer, ...]  # the COPY data, in pieces
     rows: int
     end_position: str
     exhausted: bool
     rows_named: str  # "file x.parquet row group 3": what where() tells the engine for its messages
 
     def blocks(self) -> Iterator[Buffer]:
-        view = memoryview(self.payload)
-        for start in range(0, len(view), BLOCK_SIZE):
-            yield view[start : start + BLOCK_SIZE]
+        for piece in self.payload:
+            view = memoryview(piece)
+            for start in range(0, len(view), BLOCK_SIZE):
+                yield view[start : start + BLOCK_SIZE]
 
     def end(self) -> ChunkEnd:
         return ChunkEnd(self.rows, self.end_position, self.exhausted)
@@ -71,14 +72,14 @@ class Encoding:
     for_transform: bool
     binary_targets: tuple[Target, ...] | None  # the columns' targets when the plan's COPY is binary
 
-    def encode(self, table: pa.Table, where: str) -> tuple[bytes, int]:
+    def encode(self, table: pa.Table, where: str) -> tuple[tuple[Buffer, ...], int]:
         table = normalize(table.select(list(self.columns)), where)
         table = window_filter(table, self.spec)
         if self.binary_targets is not None:  # binary COPY needs its header and trailer even for no rows
             return pgbinary.encode(table, list(self.binary_targets)), table.num_rows
         if not table.num_rows:
-            return b"", 0
-        return to_copy_csv(table, for_transform=self.for_transform), table.num_rows
+            return (), 0
+        return (to_copy_csv(table, for_transform=self.for_transform),), table.num_rows
 
 
 def window_filter(table: pa.Table, spec: TransferSpec) -> pa.Table:

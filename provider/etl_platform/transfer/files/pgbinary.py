@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from etl_platform.transfer.files import schema
 from etl_platform.transfer.files.encode import json_text
 from etl_platform.transfer.files.schema import Target
+from etl_platform.transfer.sources.base import Buffer
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -64,7 +65,7 @@ def supported(arrow_type: pa.DataType, target: Target) -> bool:
     return False
 
 
-def encode(table: pa.Table, targets: list[Target]) -> bytes:
+def encode(table: pa.Table, targets: list[Target]) -> tuple[Buffer, ...]:
     """One COPY's data (header, rows, trailer) for a normalized table whose columns match `targets`."""
     n = table.num_rows
     fields: list[pa.Array | pa.Scalar] = [
@@ -76,7 +77,7 @@ def encode(table: pa.Table, targets: list[Target]) -> bytes:
     data = rows.buffers()[2]
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset : rows.offset + n + 1]
     body = memoryview(data)[int(offsets[0]) : int(offsets[-1])] if n and data is not None else b""
-    return b"".join((HEADER, body, TRAILER))
+    return HEADER, body, TRAILER  # pieces, not joined: joining would copy the whole chunk once more
 
 
 def _field(arr: pa.Array, target: Target) -> pa.Array | pa.Scalar:
