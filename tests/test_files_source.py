@@ -528,6 +528,32 @@ def test_bad_csv_rows_go_to_the_reject_file_up_to_the_cap(dst_db: Any, tmp_path:
         run(dst_db, FileSource(FS, paths, reject_path=str(rejects), max_rejects=1), paths)
 
 
+def test_rows_with_the_wrong_field_count(dst_db: Any, tmp_path: Path) -> None:
+    conn = dst_db.connect()
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (id integer, label text)").format(sql.Identifier(dst_db.schema, "t"))
+    )
+    (tmp_path / "ragged.csv").write_text("id,label\n1,a\n2,b,extra\n3,c\n4\n5,e\n")
+    paths = (str(tmp_path / "ragged.csv"),)
+    with pytest.raises(TransferError, match=r"ragged\.csv: a row after line \d+ does not parse"):
+        run(dst_db, FileSource(FS, paths), paths)
+    rejects = tmp_path / "ragged.rejects.csv"
+    rejects.write_text("file,line,column,error,record\nold.csv,1,x,stale,row\n")  # an earlier run's file
+    summary = run(dst_db, FileSource(FS, paths, reject_path=str(rejects), max_rejects=5), paths)
+    assert summary.rows == 3
+    got = conn.execute(
+        sql.SQL("SELECT id, label FROM {} ORDER BY id").format(sql.Identifier(dst_db.schema, "t"))
+    ).fetchall()
+    assert got == [(1, "a"), (3, "c"), (5, "e")]
+    as_text = pacsv.ConvertOptions(column_types={"line": pa.string(), "record": pa.string()})
+    got_rejects = pacsv.read_csv(rejects, convert_options=as_text).to_pylist()
+    assert sorted(r["record"] for r in got_rejects) == ["2,b,extra", "4"]
+    assert all(
+        r["file"] == str(tmp_path / "ragged.csv") and "fields where the header has 2" in r["error"]
+        for r in got_rejects
+    )
+
+
 def test_corrupt_parquet_names_the_file(dst_db: Any, tmp_path: Path) -> None:
     conn = dst_db.connect()
     create_typed(conn, dst_db.schema)

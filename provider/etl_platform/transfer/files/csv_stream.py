@@ -112,7 +112,7 @@ def read_header(fs: Any, path: str, compression: str, opts: CsvOptions, label: s
             read_options=pacsv.ReadOptions(
                 block_size=_PROBE_BLOCK, encoding=opts.encoding, autogenerate_column_names=not opts.header
             ),
-            parse_options=_parse_options(opts),
+            parse_options=_parse_options(opts, lambda row: "skip"),  # names only: rows are judged when read
         )
         return list(reader.schema.names)
     except pa.ArrowInvalid as exc:
@@ -171,7 +171,7 @@ class CsvStream:
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" not in str(exc):
                 self.close()
-                raise TransferError(f"{label}: cannot read as CSV ({exc}).") from None
+                raise self._parse_error(exc) from None
             self._eof = True
         skip = parse_position(start, label)
         while skip > 0 and not self.exhausted:
@@ -220,14 +220,7 @@ class CsvStream:
             self._eof = True
             return
         except pa.ArrowInvalid as exc:
-            limit = (
-                f" (the reject limit of {self.rejects.max_rejects} rows was reached)"
-                if self.rejects.enabled
-                else ""
-            )
-            raise TransferError(
-                f"{self.label}: a row after line {self.line} does not parse{limit}: {exc}"
-            ) from None
+            raise self._parse_error(exc) from None
         except (OSError, pa.ArrowException) as exc:
             raise TransferError(
                 f"{self.label}: cannot read the file ({type(exc).__name__}: {exc})."
@@ -238,6 +231,14 @@ class CsvStream:
         if batch.num_rows:
             self._buffer.append(batch)
             self._buffered += batch.num_rows
+
+    def _parse_error(self, exc: Exception) -> TransferError:
+        limit = (
+            f" (the reject limit of {self.rejects.max_rejects} rows was reached)"
+            if self.rejects.enabled
+            else " (set reject_path and max_rejects to set such rows aside)"
+        )
+        return TransferError(f"{self.label}: a row after line {self.line} does not parse{limit}: {exc}")
 
     def _take_raw(self, limit: int) -> pa.Table:
         while self._buffered < limit and not self._eof:

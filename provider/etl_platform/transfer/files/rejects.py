@@ -2,7 +2,8 @@
 
 The file is CSV with the columns file, line, column, error, record, written once at the end through a
 temporary name and a rename, so a reader never sees half of it. A resumed transfer keeps the rows the
-earlier attempt rejected (rows of the chunk that was in flight then are read again and not doubled).
+earlier attempt rejected (rows of the chunk that was in flight then are read again and not doubled);
+a fresh transfer replaces an old reject file, so it never shows another run's rows.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class RejectSink:
         self.fs = fs
         self.path = fs._strip_protocol(path) if path else None
         self.max_rejects = max_rejects
-        self._rows: dict[tuple[str, str, str], tuple[str, str, str, str, str]] = {}
+        self._rows: dict[tuple[str, str, str, str], tuple[str, str, str, str, str]] = {}
         self._lock = threading.Lock()
         self._dirty = False
 
@@ -41,7 +42,7 @@ class RejectSink:
         """Sets the row aside; False when there is no reject file or the cap is reached."""
         if self.path is None:
             return False
-        key = (file, line, column)
+        key = (file, line, column, record)  # a malformed row's line is approximate: its text tells it apart
         with self._lock:
             if key not in self._rows and len(self._rows) >= self.max_rejects:
                 return False
@@ -61,7 +62,12 @@ class RejectSink:
             )
         for row in table.to_pylist():
             values = tuple(str(row.get(c) or "") for c in _COLUMNS)
-            self._rows[(values[0], values[1], values[2])] = values  # type: ignore[assignment]
+            self._rows[(values[0], values[1], values[2], values[4])] = values  # type: ignore[assignment]
+
+    def replace_earlier(self) -> None:
+        """On a fresh start: an old reject file is rewritten at the end (empty if nothing is rejected)."""
+        if self.path is not None and self.fs.exists(self.path):
+            self._dirty = True
 
     def flush(self) -> None:
         """Publishes the reject file (temporary name, then rename) if any row was added in this run."""

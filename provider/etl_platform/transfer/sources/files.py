@@ -142,6 +142,8 @@ class FileSource:
     def readers(self, plan: TransferPlan, parts: list[PartState]) -> Iterator[list[FileChunkReader]]:
         if any(p.last_key is not None or p.done for p in parts):
             self.rejects.keep_earlier()
+        else:
+            self.rejects.replace_earlier()
         readers = [FileChunkReader(self, plan, part) for part in parts]
         try:
             yield readers
