@@ -61,6 +61,7 @@ def locate(
     """
     found: dict[str, int | None] = {}
     empty: list[str] = []
+    fs.invalidate_cache()  # listings cached by s3fs may predate files written since
     for given in paths:
         stripped = fs._strip_protocol(given)
         if _GLOB.search(stripped):

@@ -64,6 +64,7 @@ class ExportDirectory:
 
     def data_files(self) -> list[str]:
         """Files under the root other than markers, the manifest and temporary files (relative names)."""
+        self.fs.invalidate_cache()  # s3fs caches listings; an earlier attempt may have changed the tree
         if not self.fs.exists(self.root):
             return []
         found = []
