@@ -1,7 +1,7 @@
-"""File chunks encoded as PostgreSQL CSV in a background thread, one chunk ahead of the COPY.
+"""File chunks encoded as COPY data (binary or CSV) in a background thread, one chunk ahead of the COPY.
 
-The destination's COPY is the slow side of a file load; reading a row group and writing its CSV
-(pyarrow, which releases the GIL) overlaps with it. At most two encoded chunks exist per file: the one
+The destination's COPY is the slow side of a file load; reading a row group and encoding it (pyarrow
+and numpy, which release the GIL) overlaps with it. At most two encoded chunks exist per file: the one
 being written and the next, plus the row group the next one came from.
 """
 
@@ -64,7 +64,7 @@ class EncodedChunk:
 
 @dataclass(frozen=True)
 class Encoding:
-    """How a file's rows become COPY data: the plan's column order, the window, the CSV flavour."""
+    """How a file's rows become COPY data: the plan's column order, the window, binary or which CSV."""
 
     label: str
     columns: tuple[str, ...]

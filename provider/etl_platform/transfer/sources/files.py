@@ -2,10 +2,12 @@
 
 One part per file, resumable inside it: a chunk is at most `chunk_rows` rows of a file and its
 checkpoint is the position after it ("rg:3" in Parquet, "row:200000" in CSV). Every file's columns
-are checked against the destination before any row is written. Chunks reach the engine as PostgreSQL
-CSV, so every write mode and the transform path work unchanged.
+are checked against the destination before any row is written. Chunks reach the engine as COPY data:
+binary when every column has a binary form (files/pgbinary.py: PostgreSQL parses it with far less
+work), PostgreSQL CSV otherwise and always for a transform, so every write mode works unchanged.
 
-Files are independent, so they load side by side: the engine runs one stream per pending file.
+Files are independent, so they load side by side: the engine runs one stream (and one destination
+connection) per pending file, whatever spec.parallelism says; many files at once mean as many streams.
 """
 
 from __future__ import annotations
