@@ -191,15 +191,26 @@ def pg_binary_pipe(args: Args) -> Result:
     return _pipe(reader, renv, writer, wenv, args)
 
 
-def parquet_operator(args: Args) -> Result:
+def _parquet(args: Args, task_id: str, parallelism: int) -> Result:
     """4 local Parquet files -> PostgreSQL through the operator."""
     return _operator(
         args,
-        "parquet_operator",
+        task_id,
         source_path=args["parquet_glob"],
         destination_conn_id=args["dst_conn_id"],
         destination_table=args["pg_table"],
+        parallelism=parallelism,
     )
+
+
+def parquet_operator(args: Args) -> Result:
+    """The files one after the other (parallelism 1)."""
+    return _parquet(args, "parquet_operator", 1)
+
+
+def parquet_operator_p2(args: Args) -> Result:
+    """Two files at a time (parallelism 2)."""
+    return _parquet(args, "parquet_operator_p2", 2)
 
 
 def copy_to_file(args: Args) -> Result:
@@ -237,6 +248,7 @@ METHODS: dict[str, Callable[[Args], Result]] = {
         mysql_dlt,
         pg_binary_pipe,
         parquet_operator,
+        parquet_operator_p2,
         copy_to_file,
         export_operator,
     )

@@ -43,6 +43,7 @@ TARGETS = (
     ("mysql_operator_p2", "mysql_pipe", None),
     ("mysql_dlt", "mysql_pipe", None),
     ("parquet_operator", "pg_binary_pipe", 0.8),
+    ("parquet_operator_p2", "pg_binary_pipe", None),
     ("export_operator", "copy_to_file", 0.8),
 )
 METHOD_ORDER = (
@@ -53,6 +54,7 @@ METHOD_ORDER = (
     "mysql_dlt",
     "pg_binary_pipe",
     "parquet_operator",
+    "parquet_operator_p2",
     "copy_to_file",
     "export_operator",
     "mysql_generic_transfer",

@@ -351,7 +351,7 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
             EtlPostgresHook(self._postgres_conn("source_conn_id")).connection_factory(),
             fs,
             logger=self.log,
-            on_published=lambda name: metrics.incr("etl.export.files", 1, tags=tags),
+            on_published=lambda name: metrics.incr("etl.transfer.files", 1, tags=tags),
         )
 
     def _ledger(self, context: Context) -> tuple[LedgerWriter | None, TaskAttempt]:

@@ -194,16 +194,19 @@ class TransferEngine:
     ) -> None:
         if not pending:
             return
+        # At most `parallelism` streams at once: a file source has a part per file, however many.
+        workers = min(self.spec.parallelism, len(pending))
         with self.source.readers(plan, pending) as readers:
-            if len(pending) == 1:
-                self._stream(plan, writer, store, progress, pending[0], total_parts, readers[0], dst)
+            if workers == 1:
+                for state, reader in zip(pending, readers, strict=True):
+                    self._stream(plan, writer, store, progress, state, total_parts, reader, dst)
                 return
 
             def run_one(state: PartState, reader: ChunkReader) -> None:
                 with self._connect(self.destination) as d:
                     self._stream(plan, writer, store, progress, state, total_parts, reader, d)
 
-            with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="etl-stream") as pool:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="etl-stream") as pool:
                 futures = [pool.submit(run_one, p, r) for p, r in zip(pending, readers, strict=True)]
                 errors = []
                 for fut in futures:

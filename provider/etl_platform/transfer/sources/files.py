@@ -6,8 +6,8 @@ are checked against the destination before any row is written. Chunks reach the 
 binary when every column has a binary form (files/pgbinary.py: PostgreSQL parses it with far less
 work), PostgreSQL CSV otherwise and always for a transform, so every write mode works unchanged.
 
-Files are independent, so they load side by side: the engine runs one stream (and one destination
-connection) per pending file, whatever spec.parallelism says; many files at once mean as many streams.
+Files are independent, so they can load side by side: the engine runs up to `spec.parallelism`
+streams (each with its own destination connection), taking the pending files in order.
 """
 
 from __future__ import annotations
