@@ -233,9 +233,15 @@ def test_export_to_s3_parquet_through_dag_test(src_db: Any, s3_bucket: Any) -> N
 
 
 def test_unreachable_s3_endpoint_names_connection_and_endpoint_never_the_secret(
-    dst_db: Any, capfd: pytest.CaptureFixture[str]
+    dst_db: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
+
+    from airflow.sdk.io import store
+
+    # Airflow caches a filesystem per connection id for the life of the process (a task's, in
+    # production); earlier tests here used etl_test_s3 with the working endpoint.
+    monkeypatch.setattr(store, "_STORE_CACHE", {})
 
     bad = {
         "conn_type": "aws",

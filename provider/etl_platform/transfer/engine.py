@@ -6,9 +6,7 @@ chunks are forwarded as they come, never decoded here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import resource
 import threading
 import time
@@ -24,6 +22,7 @@ import psycopg
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
 from etl_platform.transfer.errors import ChunkLoadError, StagingLostError, TransferError
 from etl_platform.transfer.plan import TransferPlan, check_output_columns
+from etl_platform.transfer.prefetch import prefetch
 from etl_platform.transfer.progress import LoggerLike, MetricsSink, Progress
 from etl_platform.transfer.session import ConnectionFactory, connect_pinned
 from etl_platform.transfer.sources.base import BLOCK_SIZE, ChunkEnd, ChunkReader, Source, SourceChunk
@@ -238,7 +237,7 @@ class TransferEngine:
             )
         else:
             # Read the next chunk while this one is transformed and written.
-            chunks = _prefetch(self._transformed_chunks(plan, writer, reader, dst, state), self._stop)
+            chunks = prefetch(self._transformed_chunks(plan, writer, reader, dst, state))
         for load in chunks:
             lo = state.resume_key
             t0 = time.perf_counter()
@@ -405,48 +404,6 @@ class TransferEngine:
 
     def _label(self, plan: TransferPlan) -> str:
         return f"transfer {self.spec.source_label} -> {plan.destination.label}"
-
-
-_DONE = object()
-
-
-def _prefetch(items: Iterator[T], stop: threading.Event, depth: int = 1) -> Iterator[T]:
-    """Runs `items` in a background thread, at most `depth` ahead; errors surface in the consumer."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    cancelled = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not cancelled.is_set():
-                    try:
-                        handoff.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if cancelled.is_set():
-                    return
-            handoff.put(_DONE)
-        except BaseException as exc:
-            handoff.put(exc)
-
-    thread = threading.Thread(target=produce, name="etl-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancelled.set()
-        stop_waiting = time.monotonic() + 30
-        while thread.is_alive() and time.monotonic() < stop_waiting:
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=0.1)
-        thread.join(timeout=1)
 
 
 def _resume_point(parts: list[PartState]) -> Any:

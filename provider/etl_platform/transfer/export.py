@@ -17,10 +17,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +42,7 @@ from etl_platform.transfer.files.export_writers import (
 )
 from etl_platform.transfer.files.publish import ExportDirectory
 from etl_platform.transfer.plan import CSV, TransferPlan, _default_key
+from etl_platform.transfer.prefetch import prefetch
 from etl_platform.transfer.progress import LoggerLike
 from etl_platform.transfer.session import ConnectionFactory
 from etl_platform.transfer.sources.base import ChunkEnd
@@ -246,8 +245,10 @@ class ExportEngine:
         )
         try:
             with source.readers(plan, [PartState(0, state.last_key, None)]) as readers:
-                raw_chunks = _prefetch(self._chunks(readers[0], plan, state.last_key), "etl-export-read")
-                parsed = _prefetch((_parse(raw, end, columns) for raw, end in raw_chunks), "etl-export-parse")
+                raw_chunks = prefetch(self._chunks(readers[0], plan, state.last_key), name="etl-export-read")
+                parsed = prefetch(
+                    (_parse(raw, end, columns) for raw, end in raw_chunks), name="etl-export-parse"
+                )
                 last_key = state.last_key
                 with contextlib.closing(raw_chunks), contextlib.closing(parsed) as items:
                     for table, end in items:
@@ -387,51 +388,8 @@ def _fingerprint(spec: ExportSpec, plan: TransferPlan, columns: list[ExportColum
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_DONE = object()
-
-
 def _parse(raw: bytearray, end: ChunkEnd, columns: list[ExportColumn]) -> tuple[pa.Table | None, ChunkEnd]:
     return (export_types.to_arrow(raw, columns) if end.rows else None), end
-
-
-def _prefetch(items: Iterator[Any], name: str) -> Generator[Any, None, None]:
-    """Runs `items` in a thread one item ahead of the consumer; errors surface in the consumer.
-
-    Reading (the server formats rows), parsing and writing each get a thread, so the stages overlap.
-    Closing the generator stops the thread after its current item.
-    """
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
-    cancelled = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not cancelled.is_set():
-                    with contextlib.suppress(queue.Full):
-                        handoff.put(item, timeout=0.1)
-                        break
-                if cancelled.is_set():
-                    return
-            handoff.put(_DONE)
-        except BaseException as exc:
-            handoff.put(exc)
-
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancelled.set()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=0.1)
-        thread.join()
 
 
 def run_export(spec: ExportSpec, source_dsn: str, fs: Any, **kwargs: Any) -> dict[str, Any]:
