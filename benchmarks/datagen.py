@@ -16,6 +16,21 @@ ORDERS_COLUMNS = (
     "id", "customer_id", "order_ts", "status", "amount", "quantity", "discount", "channel", "country", "note",
 )  # fmt: skip
 
+
+def orders_arrow_schema() -> Any:
+    """The orders columns as exact Arrow types (the Parquet files the benchmarks and tests load)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.int64()), ("customer_id", pa.int32()), ("order_ts", pa.timestamp("us", tz="UTC")),
+            ("status", pa.string()), ("amount", pa.decimal128(12, 2)), ("quantity", pa.int32()),
+            ("discount", pa.decimal128(5, 2)), ("channel", pa.string()), ("country", pa.string()),
+            ("note", pa.string()),
+        ]
+    )  # fmt: skip
+
+
 ORDERS_DDL = """
 CREATE TABLE {table} (
     id           bigint PRIMARY KEY,

@@ -380,14 +380,14 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 
-def main(argv: list[str]) -> int:
+def run_child(argv: list[str], methods: dict[str, Callable[[Args], Result]], module: str) -> int:
     """Child entry point: run one method, write its result (or its error) as JSON."""
-    if len(argv) != 3 or argv[1] not in METHODS:
-        print(f"usage: python -m benchmarks.methods {{{','.join(METHODS)}}} '<json-args>'", file=sys.stderr)
+    if len(argv) != 3 or argv[1] not in methods:
+        print(f"usage: python -m {module} {{{','.join(methods)}}} '<json-args>'", file=sys.stderr)
         return 2
     args: Args = json.loads(argv[2])
     try:
-        result = METHODS[argv[1]].func(args)
+        result = methods[argv[1]](args)
         code = 0
     except BaseException as exc:
         traceback.print_exc()
@@ -398,6 +398,10 @@ def main(argv: list[str]) -> int:
     with open(args["result_path"], "w") as fh:
         json.dump(result, fh, default=str)
     return code
+
+
+def main(argv: list[str]) -> int:
+    return run_child(argv, {name: info.func for name, info in METHODS.items()}, "benchmarks.methods")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from benchmarks.methods import _context, _loaded_provider_code, _mark_started, _psql_target, _rss_now_mb
+from benchmarks.methods import _context, _mark_started, _psql_target, _rss_now_mb, run_child
 
 Args = dict[str, Any]
 Result = dict[str, Any]
@@ -256,25 +255,7 @@ METHODS: dict[str, Callable[[Args], Result]] = {
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] not in METHODS:
-        print(
-            f"usage: python -m benchmarks.source_methods {{{','.join(METHODS)}}} '<json-args>'",
-            file=sys.stderr,
-        )
-        return 2
-    args: Args = json.loads(argv[2])
-    try:
-        result = METHODS[argv[1]](args)
-        code = 0
-    except BaseException as exc:
-        traceback.print_exc()
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-        code = 1
-    result["child_peak_rss_mb"] = round(_rss_now_mb(), 1)
-    result["provider_modules"], result["provider_modules_hash"] = _loaded_provider_code()
-    with open(args["result_path"], "w") as fh:
-        json.dump(result, fh, default=str)
-    return code
+    return run_child(argv, METHODS, "benchmarks.source_methods")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import db, measure
+from benchmarks.datagen import orders_arrow_schema
 from benchmarks.datagen_mysql import create_mysql_orders
 
 RESULTS_DIR = measure.REPO_ROOT / "benchmarks" / "results"
@@ -112,14 +113,7 @@ def prepare_parquet(src_url: str, rows: int, files: int = 4) -> Path:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    schema = pa.schema(
-        [
-            ("id", pa.int64()), ("customer_id", pa.int32()), ("order_ts", pa.timestamp("us", tz="UTC")),
-            ("status", pa.string()), ("amount", pa.decimal128(12, 2)), ("quantity", pa.int32()),
-            ("discount", pa.decimal128(5, 2)), ("channel", pa.string()), ("country", pa.string()),
-            ("note", pa.string()),
-        ]
-    )  # fmt: skip
+    schema = orders_arrow_schema()
     per_file = -(-rows // files)
     with db.connect(src_url) as conn:
         for index in range(files):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders, create_orders
+from benchmarks.datagen import ORDERS_COLUMNS, create_empty_like_orders, create_orders, orders_arrow_schema
 from benchmarks.datagen_mysql import create_mysql_orders
 from harness import REPO_ROOT, run_dag, task_outcomes, xcom_value
 
@@ -124,14 +124,7 @@ def _orders_as_parquet(src_db: Any, write: Any, files: int = 3) -> list[tuple[An
         rows = conn.execute(
             f"SELECT {', '.join(ORDERS_COLUMNS)} FROM {src_db.table('orders')} ORDER BY id"
         ).fetchall()
-    schema = pa.schema(
-        [
-            ("id", pa.int64()), ("customer_id", pa.int32()), ("order_ts", pa.timestamp("us", tz="UTC")),
-            ("status", pa.string()), ("amount", pa.decimal128(12, 2)), ("quantity", pa.int32()),
-            ("discount", pa.decimal128(5, 2)), ("channel", pa.string()), ("country", pa.string()),
-            ("note", pa.string()),
-        ]
-    )  # fmt: skip
+    schema = orders_arrow_schema()
     per_file = -(-len(rows) // files)
     for index in range(files):
         part = rows[index * per_file : (index + 1) * per_file]

@@ -39,23 +39,27 @@ def arrow_schema(columns: tuple[Column, ...]) -> dict[str, pa.DataType]:
 
 
 def csv_to_arrow(data: bytes | bytearray, columns: tuple[Column, ...]) -> pa.Table:
-    types = arrow_schema(columns)
     try:
-        return pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=list(types), block_size=8 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
+        return read_pg_csv(data, arrow_schema(columns), block_size=8 << 20)
     except pa.ArrowInvalid as exc:
         raise TransferError(f"could not decode a source chunk for the transform: {exc}") from None
+
+
+def read_pg_csv(data: bytes | bytearray, types: dict[str, pa.DataType], *, block_size: int) -> pa.Table:
+    """PostgreSQL's COPY CSV as Arrow: an unquoted empty field is NULL, a quoted one an empty string."""
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=list(types), block_size=block_size),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
 
 
 def apply_transform(table: pa.Table, transform: Callable[[Any], Any], fmt: TransformFormat) -> pa.Table:

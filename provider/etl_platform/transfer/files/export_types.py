@@ -9,14 +9,12 @@ without an exact Arrow counterpart (json, uuid, interval, arrays, ...) are their
 from __future__ import annotations
 
 import binascii
-import io
 import re
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from etl_platform.transfer import transform_io
 from etl_platform.transfer.catalog import Column
@@ -64,19 +62,7 @@ def to_arrow(raw: bytes | bytearray, columns: list[ExportColumn]) -> pa.Table:
     """
     types = {c.name: _read_as(c.arrow_type) for c in columns}
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(raw),
-            read_options=pacsv.ReadOptions(column_names=list(types), block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
+        table = transform_io.read_pg_csv(raw, types, block_size=1 << 20)
     except pa.ArrowInvalid as exc:
         raise TransferError(f"a source value has no exact {_named(str(exc), columns)}") from None
     for index, column in enumerate(columns):
