@@ -139,10 +139,13 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     for name in ("bench_src", "bench_dst"):
         db.ensure_database(base_url, name)
     shape = db.expected_orders_columns(base_url)
-    db.prepare_source(src_url, opts.rows, shape, regenerate=False)
     db.prepare_destination(dst_url, shape)
-    prepare_mysql(opts.mysql_url, opts.rows)
-    parquet = prepare_parquet(src_url, opts.rows)
+    needs_postgres = any(not m.startswith("mysql") for m in opts.methods)
+    if needs_postgres:  # the file methods' source table and Parquet files
+        db.prepare_source(src_url, opts.rows, shape, regenerate=False)
+    if any(m.startswith("mysql") for m in opts.methods):
+        prepare_mysql(opts.mysql_url, opts.rows)
+    parquet = prepare_parquet(src_url, opts.rows) if needs_postgres else DATA_DIR
     with db.connect(dst_url, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {PG_TABLE}")
         conn.execute(f"CREATE TABLE {PG_TABLE} (LIKE public.orders INCLUDING ALL)")
