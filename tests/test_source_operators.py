@@ -253,3 +253,28 @@ def test_unreachable_s3_endpoint_names_connection_and_endpoint_never_the_secret(
     output = "".join(capfd.readouterr())
     assert "object store connection 'etl_test_s3': endpoint 127.0.0.1:1 does not answer" in output
     assert "s3cret-key" not in output
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"zero_dates": "zero"}, "zero_dates 'zero' is not one of ['null', 'error']"),
+        ({"destination_path": "/tmp/x"}, "Give exactly one of destination_table or destination_path"),
+        (
+            {
+                "source_table": None,
+                "source_path": "/tmp/a.parquet",
+                "destination_table": None,
+                "destination_path": "/tmp/out/",
+            },
+            "files to files is not a transfer",
+        ),
+    ],
+)
+def test_bad_settings_are_refused_at_parse_time(kwargs: dict[str, Any], message: str) -> None:
+    from etl_platform.operators.transfer import StreamingTransferOperator
+
+    args = {"source_conn_id": "src", "destination_conn_id": "dst", "source_table": "shop.orders",
+            "destination_table": "warehouse.orders", **kwargs}  # fmt: skip
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        StreamingTransferOperator(task_id="t", **args)

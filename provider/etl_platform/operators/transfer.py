@@ -22,6 +22,7 @@ from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.engine import TransferEngine
 from etl_platform.transfer.errors import SourceUnavailableError, TransferConfigError
 from etl_platform.transfer.sources.base import Source
+from etl_platform.transfer.sources.mysql_types import ZeroDates
 from etl_platform.transfer.sources.postgres import PostgresSource
 from etl_platform.transfer.spec import TransferSpec
 
@@ -198,6 +199,10 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         if self.destination_path and self.source_path:
             raise TransferConfigError(
                 "files to files is not a transfer: give a table or query as the source."
+            )
+        if self.zero_dates not in {z.value for z in ZeroDates}:
+            raise TransferConfigError(
+                f"zero_dates {self.zero_dates!r} is not one of {[z.value for z in ZeroDates]}."
             )
 
     def _spec(self, checkpoint_id: str) -> TransferSpec:
