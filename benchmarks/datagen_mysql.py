@@ -7,23 +7,14 @@ no client memory. DATETIME(6) holds order_ts (naive UTC, as OLTP schemas usually
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
-ORDERS_DDL_MYSQL = """
-CREATE TABLE {table} (
-    id           bigint NOT NULL PRIMARY KEY,
-    customer_id  int NOT NULL,
-    order_ts     datetime(6) NOT NULL,
-    status       varchar(16) NOT NULL,
-    amount       decimal(12,2) NOT NULL,
-    quantity     int NOT NULL,
-    discount     decimal(5,2),
-    channel      varchar(16) NOT NULL,
-    country      char(2) NOT NULL,
-    note         text,
-    KEY orders_order_ts (order_ts)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-"""
+# The table as the mariadb container creates it (config/mariadb-init), under any name.
+_INIT_SQL = Path(__file__).resolve().parents[1] / "config" / "mariadb-init" / "01-shop-orders.sql"
+ORDERS_DDL_MYSQL = _INIT_SQL.read_text().replace(
+    "CREATE TABLE IF NOT EXISTS orders (", "CREATE TABLE {table} (", 1
+)
 
 ORDERS_FILL_MYSQL = """
 INSERT INTO {table}

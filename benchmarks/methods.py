@@ -104,27 +104,19 @@ def _context(task_id: str, run_id: str) -> dict[str, Any]:
 # -- 1. the single-stream limit --------------------------------------------------------------------
 
 
-def psql_pipe(args: Args) -> Result:
-    """psql \\copy TO STDOUT (binary) piped into psql \\copy FROM STDIN (binary).
-
-    RSS is the larger of the two psql processes (from their own wait4), not this wrapper's.
-    """
-    table = _qualified(args, "source_table")
-    dest = _qualified(args, "destination_table")
-    base = ["psql", "-X", "-v", "ON_ERROR_STOP=1"]
-    src, src_env = _psql_target(_url("src"))
-    dst, dst_env = _psql_target(_url("dst"))
+def run_pipe(
+    reader_cmd: list[str],
+    reader_env: dict[str, str],
+    writer_cmd: list[str],
+    writer_env: dict[str, str],
+    args: Args,
+) -> Result:
+    """`reader_cmd | writer_cmd`, timed from the start mark; RSS is the larger of the two processes
+    (from their own wait4), not this wrapper's."""
     t0 = _mark_started(args)
-    reader = subprocess.Popen(
-        [*base, "-d", src, "-c", f"\\copy {table} TO STDOUT (FORMAT binary)"],
-        stdout=subprocess.PIPE,
-        env={**os.environ, **src_env},
-    )
+    reader = subprocess.Popen(reader_cmd, stdout=subprocess.PIPE, env={**os.environ, **reader_env})
     writer = subprocess.Popen(
-        [*base, "-d", dst, "-c", f"\\copy {dest} FROM STDIN (FORMAT binary)"],
-        stdin=reader.stdout,
-        stdout=subprocess.PIPE,
-        env={**os.environ, **dst_env},
+        writer_cmd, stdin=reader.stdout, stdout=subprocess.PIPE, env={**os.environ, **writer_env}
     )
     assert reader.stdout is not None and writer.stdout is not None
     reader.stdout.close()  # the writer holds the only read end now
@@ -137,16 +129,32 @@ def psql_pipe(args: Args) -> Result:
         usages[name] = usage
     seconds = time.perf_counter() - t0
     if any(codes.values()):
-        raise RuntimeError(f"psql pipe failed: exit codes {codes}, output {output!r}")
+        raise RuntimeError(f"pipe failed: exit codes {codes}, output {output!r}")
     copied = [int(w) for line in output.splitlines() if line.startswith("COPY") for w in line.split()[1:2]]
     return {
         "seconds": seconds,
         "rows_reported": copied[0] if copied else None,
         "peak_rss_mb_override": max(u.ru_maxrss for u in usages.values()) / 1024.0,
-        "rss_source": "max of the two psql processes",
-        "psql_rss_mb": {k: round(u.ru_maxrss / 1024.0, 1) for k, u in usages.items()},
-        "psql_cpu_seconds": {k: round(u.ru_utime + u.ru_stime, 2) for k, u in usages.items()},
+        "rss_source": "max of the two pipe processes",
+        "pipe_rss_mb": {k: round(u.ru_maxrss / 1024.0, 1) for k, u in usages.items()},
+        "pipe_cpu_seconds": {k: round(u.ru_utime + u.ru_stime, 2) for k, u in usages.items()},
     }
+
+
+def psql_pipe(args: Args) -> Result:
+    """psql \\copy TO STDOUT (binary) piped into psql \\copy FROM STDIN (binary)."""
+    table = _qualified(args, "source_table")
+    dest = _qualified(args, "destination_table")
+    base = ["psql", "-X", "-v", "ON_ERROR_STOP=1"]
+    src, src_env = _psql_target(_url("src"))
+    dst, dst_env = _psql_target(_url("dst"))
+    return run_pipe(
+        [*base, "-d", src, "-c", f"\\copy {table} TO STDOUT (FORMAT binary)"],
+        src_env,
+        [*base, "-d", dst, "-c", f"\\copy {dest} FROM STDIN (FORMAT binary)"],
+        dst_env,
+        args,
+    )
 
 
 # -- 2-3. Airflow's GenericTransfer ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from benchmarks.methods import _context, _mark_started, _psql_target, _rss_now_mb, run_child
+from benchmarks.methods import _context, _mark_started, _psql_target, _rss_now_mb, run_child, run_pipe
 
 Args = dict[str, Any]
 Result = dict[str, Any]
@@ -45,38 +45,6 @@ def _mysql_cli_args(url: str) -> tuple[list[str], dict[str, str]]:
     ]
     env = {"MYSQL_PWD": unquote(parts.password)} if parts.password else {}
     return args, env
-
-
-def _pipe(
-    reader_cmd: list[str],
-    reader_env: dict[str, str],
-    writer_cmd: list[str],
-    writer_env: dict[str, str],
-    args: Args,
-) -> Result:
-    t0 = _mark_started(args)
-    reader = subprocess.Popen(reader_cmd, stdout=subprocess.PIPE, env={**os.environ, **reader_env})
-    writer = subprocess.Popen(
-        writer_cmd, stdin=reader.stdout, stdout=subprocess.PIPE, env={**os.environ, **writer_env}
-    )
-    assert reader.stdout is not None and writer.stdout is not None
-    reader.stdout.close()
-    output = writer.stdout.read().decode()
-    usages, codes = {}, {}
-    for name, proc in (("reader", reader), ("writer", writer)):
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = codes[name] = os.waitstatus_to_exitcode(status)
-        usages[name] = usage
-    seconds = time.perf_counter() - t0
-    if any(codes.values()):
-        raise RuntimeError(f"pipe failed: exit codes {codes}, output {output!r}")
-    copied = [int(w) for line in output.splitlines() if line.startswith("COPY") for w in line.split()[1:2]]
-    return {
-        "seconds": seconds,
-        "rows_reported": copied[0] if copied else None,
-        "peak_rss_mb_override": max(u.ru_maxrss for u in usages.values()) / 1024.0,
-        "rss_source": "max of the two pipe processes",
-    }
 
 
 def _psql(url_env: str, command: str) -> tuple[list[str], dict[str, str]]:
@@ -119,7 +87,7 @@ def mysql_pipe(args: Args) -> Result:
         args["mysql_database"], "-e", f"SELECT * FROM `{args['mysql_table']}`",
     ]  # fmt: skip
     writer, wenv = _psql("ETL_BENCH_DST_URL", f"\\copy {args['pg_table']} FROM STDIN (NULL 'NULL')")
-    return _pipe(reader, env, writer, wenv, args)
+    return run_pipe(reader, env, writer, wenv, args)
 
 
 def _mysql_operator(args: Args, task_id: str, parallelism: int, table: str) -> Result:
@@ -187,7 +155,7 @@ def pg_binary_pipe(args: Args) -> Result:
     """psql binary COPY between two PostgreSQL tables: the bound for loading the same rows from Parquet."""
     reader, renv = _psql("ETL_BENCH_SRC_URL", f"\\copy {args['pg_source_table']} TO STDOUT (FORMAT binary)")
     writer, wenv = _psql("ETL_BENCH_DST_URL", f"\\copy {args['pg_table']} FROM STDIN (FORMAT binary)")
-    return _pipe(reader, renv, writer, wenv, args)
+    return run_pipe(reader, renv, writer, wenv, args)
 
 
 def _parquet(args: Args, task_id: str, parallelism: int) -> Result:

@@ -1,5 +1,5 @@
 -- Runs once when the mariadb container initialises an empty data directory, in the `shop` database
--- (MARIADB_DATABASE). The OLTP table etl_ingest_sources reads; the shape of benchmarks/datagen_mysql.py.
+-- (MARIADB_DATABASE). The OLTP table etl_ingest_sources reads; benchmarks/datagen_mysql.py creates it from here.
 CREATE TABLE IF NOT EXISTS orders (
     id           bigint NOT NULL PRIMARY KEY,
     customer_id  int NOT NULL,

@@ -23,15 +23,5 @@ CREATE TABLE IF NOT EXISTS warehouse.orders_oltp (
 -- delete_insert deletes the interval's rows by order_ts before inserting them again.
 CREATE INDEX IF NOT EXISTS orders_oltp_order_ts ON warehouse.orders_oltp (order_ts);
 
-CREATE TABLE IF NOT EXISTS warehouse.orders_drop (
-    id           bigint PRIMARY KEY,
-    customer_id  integer NOT NULL,
-    order_ts     timestamptz NOT NULL,
-    status       text NOT NULL,
-    amount       numeric(12,2) NOT NULL,
-    quantity     integer NOT NULL,
-    discount     numeric(5,2),
-    channel      text NOT NULL,
-    country      char(2) NOT NULL,
-    note         text
-);
+-- The same shape, key (the upsert's conflict target) and order_ts index.
+CREATE TABLE IF NOT EXISTS warehouse.orders_drop (LIKE warehouse.orders_oltp INCLUDING ALL);
