@@ -6,37 +6,25 @@ lock_timeout makes it give up instead, and we retry with backoff.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import sql
 
+from etl_platform.locking import RETRYABLE, parse_duration
 from etl_platform.partitions.errors import PartitionConfigError, PartitionError
 from etl_platform.transfer.progress import LoggerLike
 
-RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure)
-# PostgreSQL's syntax for a time setting: a number, optionally a unit (milliseconds without one).
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
-
 
 def validate_lock_timeout(value: object) -> str:
-    """The lock_timeout as PostgreSQL will read it, or PartitionConfigError naming the setting.
-
-    Checked before connecting: a bad value would otherwise fail inside every DDL transaction (and
-    0 would mean waiting forever, which is what lock_timeout is here to prevent).
-    """
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if not isinstance(text, str) or match is None or float(match.group(1)) <= 0:
-        raise PartitionConfigError(
-            f"lock_timeout {value!r} is not a positive PostgreSQL duration such as '2s', '500ms' or '1min' "
-            "(units: us, ms, s, min, h, d)."
-        )
-    return text.strip()
+    """The lock_timeout as PostgreSQL will read it, or PartitionConfigError naming the setting."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PartitionConfigError(str(exc)) from None
 
 
 @dataclass

@@ -28,7 +28,8 @@ from etl_platform.transfer.session import ConnectionFactory, connect_pinned
 from etl_platform.transfer.sources.base import BLOCK_SIZE, ChunkEnd, ChunkReader, Source, SourceChunk
 from etl_platform.transfer.sources.postgres import PostgresSource
 from etl_platform.transfer.spec import TransferSpec
-from etl_platform.transfer.writers import ChunkWriter, writer_for
+from etl_platform.transfer.strategies import writer_for
+from etl_platform.transfer.writers import ChunkWriter
 
 T = TypeVar("T")
 CHECKPOINT_RETENTION_DAYS = 30
@@ -49,6 +50,8 @@ class TransferSummary:
     resumed_from: Any
     copy_format: str
     write_mode: str
+    strategy: str  # how the rows reached the destination: append, upsert, swap, staged
+    strategy_note: str | None  # why (a fallback names what forced it)
     parallelism: int
     source: str
     destination: str
@@ -114,8 +117,12 @@ class TransferEngine:
             if self.reset_checkpoint:
                 store.delete(dst)
                 dst.commit()
+            writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id, dst, self.log)
             fingerprint = plan.fingerprint()
-            writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id)
+            if writer.strategy == "swap":  # loads into another table than the staged path: never mix
+                fingerprint += ":swap"
+            if writer.note:
+                self.log.info("%s: %s", self._label(plan), writer.note)
             parts = store.load(dst, fingerprint)
             resumed_from = None
             if parts is None:
@@ -147,6 +154,7 @@ class TransferEngine:
             pending = [p for p in parts if not p.done]
             self._run_parts(plan, writer, store, progress, pending, len(parts), dst)
 
+            writer.before_finalize(dst, sum(p.written for p in parts))
             try:
                 with dst.transaction():
                     dst.execute("SET LOCAL synchronous_commit = on")
@@ -174,6 +182,8 @@ class TransferEngine:
             resumed_from=resumed_from,
             copy_format=plan.copy_format,
             write_mode=str(self.spec.write_mode),
+            strategy=writer.strategy,
+            strategy_note=writer.note,
             parallelism=self.spec.parallelism,
             source=source.label,
             destination=plan.destination.label,

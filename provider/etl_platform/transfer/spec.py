@@ -8,6 +8,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from etl_platform.locking import parse_duration
 from etl_platform.transfer.errors import TransferConfigError
 
 
@@ -16,6 +17,14 @@ class WriteMode(StrEnum):
     TRUNCATE = "truncate"
     UPSERT = "upsert"
     DELETE_INSERT = "delete_insert"
+
+
+class Strategy(StrEnum):
+    """How truncate reaches the destination: `auto` swaps a freshly built table in where nothing
+    depending on the table would be lost, `staged` always stages and replaces the rows in place."""
+
+    AUTO = "auto"
+    STAGED = "staged"
 
 
 class TransformFormat(StrEnum):
@@ -48,6 +57,8 @@ class TransferSpec:
     key_max: str | int | None = None  # inclusive upper bound
     checkpoint_id: str | None = None
     checkpoint_schema: str = "etl_platform"
+    strategy: Strategy | str = Strategy.AUTO
+    lock_timeout: str = "5s"  # the longest a swap waits for its lock (readers queue behind it meanwhile)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +85,16 @@ class TransferSpec:
                 f"transform_format {self.transform_format!r} is not one of "
                 f"{[f.value for f in TransformFormat]}."
             ) from None
+        try:
+            object.__setattr__(self, "strategy", Strategy(self.strategy))
+        except ValueError:
+            raise TransferConfigError(
+                f"strategy {self.strategy!r} is not one of {[s.value for s in Strategy]}."
+            ) from None
+        try:
+            object.__setattr__(self, "lock_timeout", parse_duration(self.lock_timeout))
+        except ValueError as exc:
+            raise TransferConfigError(str(exc)) from None
         if not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
             raise TransferConfigError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}.")
         if not isinstance(self.parallelism, int) or not 1 <= self.parallelism <= 64:

@@ -1,0 +1,82 @@
+"""Which writer a transfer gets: the write mode, and for a full refresh whether it may swap.
+
+Decided before any data moves, from the destination's catalog; the choice is part of the
+checkpoint's fingerprint, so a resumed attempt never finishes another strategy's half-done load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from etl_platform.transfer import swap_catalog
+from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.plan import TransferPlan
+from etl_platform.transfer.progress import LoggerLike
+from etl_platform.transfer.spec import Strategy, WriteMode
+from etl_platform.transfer.staged import StagedWriter
+from etl_platform.transfer.swap import SwapWriter
+from etl_platform.transfer.upsert import UpsertWriter
+from etl_platform.transfer.writers import ChunkWriter
+
+_DELETE_ACTIONS = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def writer_for(
+    plan: TransferPlan,
+    checkpoint_schema: str,
+    transfer_id: str,
+    conn: psycopg.Connection[Any],
+    logger: LoggerLike,
+) -> ChunkWriter:
+    mode = plan.spec.write_mode
+    if mode is WriteMode.UPSERT:
+        return UpsertWriter(plan, checkpoint_schema, transfer_id)
+    if mode is WriteMode.DELETE_INSERT:
+        return StagedWriter(plan, checkpoint_schema, transfer_id)
+    if mode is not WriteMode.TRUNCATE:
+        return ChunkWriter(plan, checkpoint_schema, transfer_id)
+    _check_referencing_tables(plan, conn)
+    if plan.spec.strategy is Strategy.STAGED:
+        staged = StagedWriter(plan, checkpoint_schema, transfer_id)
+        staged.note = "strategy='staged' was asked for"
+        return staged
+    reasons = swap_catalog.blockers(conn, plan.destination.oid)
+    conn.commit()
+    if not reasons:
+        return SwapWriter(
+            plan, checkpoint_schema, transfer_id, lock_timeout=str(plan.spec.lock_timeout), logger=logger
+        )
+    staged = StagedWriter(plan, checkpoint_schema, transfer_id)
+    staged.note = (
+        "staged instead of swapping a new table in, because the swap could not keep what depends on "
+        f"{plan.destination.label}: {'; '.join(reasons)}"
+    )
+    logger.warning("%s", staged.note)
+    return staged
+
+
+def _check_referencing_tables(plan: TransferPlan, conn: psycopg.Connection[Any]) -> None:
+    """A full refresh deletes every row first: refuse, before any data moves, where that would
+    change or fail on the tables whose foreign keys reference the destination."""
+    for key in swap_catalog.inbound_foreign_keys(conn, plan.destination.oid):
+        where = f"foreign key {key.name} of {key.schema}.{key.table}"
+        if key.on_delete in _DELETE_ACTIONS:
+            raise TransferConfigError(
+                f"write_mode 'truncate' into {plan.destination.label} would delete every row, and {where} "
+                f"is ON DELETE {_DELETE_ACTIONS[key.on_delete]}: its rows would change. Use upsert, or "
+                "load that table's parent another way."
+            )
+        if key.deferrable:
+            continue  # checked at commit, against the new rows
+        child = sql.Identifier(key.schema, key.table)
+        if conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(child)).fetchone() == (True,):
+            raise TransferConfigError(
+                f"write_mode 'truncate' into {plan.destination.label} would delete every row while {where} "
+                "references them, and the key is not DEFERRABLE, so the delete fails before the new rows "
+                "are in. Make the foreign key DEFERRABLE (then only keys missing from the new rows fail), "
+                "or use upsert."
+            )
+    conn.commit()
