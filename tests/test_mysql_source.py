@@ -959,7 +959,7 @@ def test_sigkill_mid_transfer_then_rerun_resumes_exactly(
         "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.05); "
         "RETURN NULL; END $$",
     )
-    target = "t" if mode == "append" else f"stage_{hashlib.sha256(b'crash').hexdigest()[:16]}"
+    target = "t" if mode == "append" else f"swap_{hashlib.sha256(b'crash').hexdigest()[:16]}"
     spec = {
         "source_table": "t",
         "destination_table": dst_db.table("t"),

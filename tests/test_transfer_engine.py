@@ -202,7 +202,7 @@ def test_truncate_ends_with_exactly_the_source_and_readers_never_see_it_empty(
     assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
     assert seen <= {50_000, 20_000}, seen
     leftovers = dst.execute(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'stage_%%'", (dst_db.schema,)
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename ~ '^(stage|swap)_'", (dst_db.schema,)
     ).fetchone()
     assert leftovers == (0,)
 
@@ -500,7 +500,12 @@ def test_reset_checkpoint_restages_from_scratch(src_db: Any, dst_db: Any) -> Non
     src, dst = _simple_tables(src_db, dst_db, rows=5_000)
     stale = _stale_destination(dst, dst_db.schema)
     _fail_checkpoint_once(dst, dst_db.schema, at_rows=2_000)
-    opts: dict[str, Any] = {"chunk_rows": 500, "write_mode": "truncate", "checkpoint_id": "restage"}
+    opts: dict[str, Any] = {
+        "chunk_rows": 500,
+        "write_mode": "truncate",
+        "strategy": "staged",
+        "checkpoint_id": "restage",
+    }
     with pytest.raises(psycopg.Error, match="injected checkpoint fault"):
         _run(src_db, dst_db, **opts)
     assert _rows(dst, dst_db.schema) == stale  # nothing published by the failed attempt
@@ -516,7 +521,12 @@ def test_a_stage_emptied_by_a_crash_is_never_published(src_db: Any, dst_db: Any)
     src, dst = _simple_tables(src_db, dst_db, rows=5_000)
     stale = _stale_destination(dst, dst_db.schema)
     _fail_checkpoint_once(dst, dst_db.schema, at_rows=2_000)
-    opts: dict[str, Any] = {"chunk_rows": 500, "write_mode": "truncate", "checkpoint_id": "crashed"}
+    opts: dict[str, Any] = {
+        "chunk_rows": 500,
+        "write_mode": "truncate",
+        "strategy": "staged",
+        "checkpoint_id": "crashed",
+    }
     with pytest.raises(psycopg.Error, match="injected checkpoint fault"):
         _run(src_db, dst_db, **opts)
     # What crash recovery does to an UNLOGGED table while the (logged) checkpoints survive.

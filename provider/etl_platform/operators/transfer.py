@@ -57,11 +57,20 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
     :param key_column: ordered unique key used for chunking and checkpoints (templated). Defaults to
         the source table's single-column primary key; required with ``source_sql``.
     :param chunk_rows: rows per chunk; each chunk commits with its checkpoint.
-    :param write_mode: ``append``; ``truncate`` (the destination ends with exactly the source rows,
-        staged, then swapped in one transaction: READ COMMITTED readers never see it empty or
-        half-loaded; as with any TRUNCATE, a REPEATABLE READ snapshot taken before the swap sees
-        it empty); ``upsert`` (ON CONFLICT on the destination primary key or ``conflict_columns``,
-        which a unique index must cover); ``delete_insert`` (replace the rows of the window).
+    :param write_mode: ``append``; ``truncate`` (the destination ends with exactly the source rows:
+        loaded into a new table, indexed after the load, then swapped in by rename in one short
+        transaction; see ``strategy``); ``upsert`` (ON CONFLICT on the destination primary key or
+        ``conflict_columns``, which a unique index must cover); ``delete_insert`` (replace the rows
+        of the window). READ COMMITTED readers never see the destination empty or half-loaded; as
+        with any TRUNCATE, a REPEATABLE READ snapshot taken before a full refresh sees it empty.
+    :param strategy: how ``truncate`` replaces the rows. ``"auto"`` swaps a new table in, carrying
+        over indexes, constraints, foreign keys, grants, owner, comments, policies, sequences,
+        replica identity and statistics targets; where the swap cannot keep something (a view,
+        another table's foreign key, a trigger, a publication, a partitioned table, ...) it stages
+        the rows and replaces them in place, and the summary's ``strategy_note`` names why.
+        ``"staged"`` always stages.
+    :param lock_timeout: the longest the swap waits for its lock on the destination per attempt
+        (readers queue behind it meanwhile); it retries with backoff, five attempts.
     :param conflict_columns: upsert conflict target, when not the destination primary key.
     :param incremental_column: column filtered to ``[window_start, window_end)``.
     :param window_start: templated, default ``{{ data_interval_start }}``.
@@ -141,6 +150,8 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         key_min: str | None = None,
         key_max: str | None = None,
         checkpoint_schema: str = "etl_platform",
+        strategy: str = "auto",
+        lock_timeout: str = "5s",
         reset_checkpoint: bool = False,
         ledger_conn_id: str | None = None,
         **kwargs: Any,
@@ -177,6 +188,8 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.key_min = key_min
         self.key_max = key_max
         self.checkpoint_schema = checkpoint_schema
+        self.strategy = strategy
+        self.lock_timeout = lock_timeout
         self.reset_checkpoint = reset_checkpoint
         self.ledger_conn_id = ledger_conn_id
         # Refuse nonsense when the DAG is parsed, not when it runs.
@@ -225,6 +238,8 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
             key_max=self.key_max if self.key_max not in ("", "None") else None,
             checkpoint_id=checkpoint_id,
             checkpoint_schema=self.checkpoint_schema,
+            strategy=self.strategy,
+            lock_timeout=self.lock_timeout,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -87,6 +87,7 @@ class SwapWriter(ChunkWriter):
                     self.new, sql.Literal(json.dumps([c.as_json() for c in copies]))
                 )
             )
+        conn.commit()  # the streams' own connections COPY into it
 
     def target(self) -> sql.Composable:
         return self.new
