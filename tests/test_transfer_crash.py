@@ -6,44 +6,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 from psycopg import sql
 
-from tests.transfer_fixtures import row_count
+from tests.transfer_fixtures import row_count, start_transfer_process
 
 ROWS, CHUNK = 60_000, 2_000
 
-_CHILD = """
-import json, sys
-from etl_platform.transfer import TransferSpec, run_transfer
-args = json.loads(sys.argv[1])
-summary = run_transfer(TransferSpec(**args["spec"]), args["src"], args["dst"])
-print(json.dumps(summary.as_dict()))
-"""
-
 
 def _start(src_db: Any, dst_db: Any) -> subprocess.Popen[str]:
-    args = {
-        "src": src_db.conninfo,
-        "dst": dst_db.conninfo,
-        "spec": {
-            "source_table": f"{src_db.schema}.items",
-            "destination_table": f"{dst_db.schema}.items",
-            "chunk_rows": CHUNK,
-            "checkpoint_id": "crash-test",
-            "checkpoint_schema": dst_db.schema,
-        },
+    spec = {
+        "source_table": f"{src_db.schema}.items",
+        "destination_table": f"{dst_db.schema}.items",
+        "chunk_rows": CHUNK,
+        "checkpoint_id": "crash-test",
+        "checkpoint_schema": dst_db.schema,
     }
-    return subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps(args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    return start_transfer_process(src_db.conninfo, dst_db.conninfo, spec)
 
 
 def _committed_chunks(dst: Any, schema: str) -> int:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import psycopg
@@ -128,3 +132,25 @@ def row_count(conn: psycopg.Connection[Any], schema: str, table: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
     assert row is not None
     return int(row[0])
+
+
+# run_transfer in a child process: a worker the crash tests can SIGKILL mid-transfer.
+_TRANSFER_CHILD = """
+import json, sys
+from etl_platform.transfer import TransferSpec, run_transfer
+args = json.loads(sys.argv[1])
+summary = run_transfer(TransferSpec(**args["spec"]), args["src"], args["dst"])
+print(json.dumps(summary.as_dict()))
+"""
+
+
+def start_transfer_process(src: str, dst: str, spec: dict[str, Any]) -> subprocess.Popen[str]:
+    """`run_transfer(TransferSpec(**spec), src, dst)` in a child process; on success the last line
+    of its stdout is the summary as JSON."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _TRANSFER_CHILD, json.dumps({"src": src, "dst": dst, "spec": spec})],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
