@@ -181,6 +181,8 @@ class SwapWriter(ChunkWriter):
         sequences = carry_over(conn, dest.oid, self.new)
         if _acl(conn, dest.oid) != _acl(conn, new_oid):
             raise _CannotSwap("the grants could not be reproduced exactly on the new table")
+        index_comments, constraint_comments = _comments(conn, dest.oid)
+        statistics = _statistics_pairs(conn, dest.oid, new_oid)
         conn.execute(sql.SQL("DROP TABLE {}").format(dest.ident))
         if self.schema != dest.schema:
             conn.execute(
@@ -204,6 +206,34 @@ class SwapWriter(ChunkWriter):
                         dest.ident, sql.Identifier(copy.final_name)
                     )
                 )
+        for index, comment in index_comments:
+            conn.execute(
+                sql.SQL("COMMENT ON INDEX {} IS {}").format(
+                    sql.Identifier(dest.schema, index), sql.Literal(comment)
+                )
+            )
+        for constraint, comment in constraint_comments:
+            conn.execute(
+                sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+                    sql.Identifier(constraint), dest.ident, sql.Literal(comment)
+                )
+            )
+        for (new_schema, new_name), (schema, name, target, stat_comment) in statistics:
+            moved = sql.Identifier(schema, new_name)
+            if new_schema != schema:
+                conn.execute(
+                    sql.SQL("ALTER STATISTICS {} SET SCHEMA {}").format(
+                        sql.Identifier(new_schema, new_name), sql.Identifier(schema)
+                    )
+                )
+            conn.execute(sql.SQL("ALTER STATISTICS {} RENAME TO {}").format(moved, sql.Identifier(name)))
+            final = sql.Identifier(schema, name)
+            if target >= 0:
+                conn.execute(
+                    sql.SQL("ALTER STATISTICS {} SET STATISTICS {}").format(final, sql.Literal(target))
+                )
+            if stat_comment is not None:
+                conn.execute(sql.SQL("COMMENT ON STATISTICS {} IS {}").format(final, sql.Literal(stat_comment)))
         for new_seq, old_name in sequences.identity_renames:
             conn.execute(
                 sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
@@ -303,6 +333,7 @@ def carry_over(conn: psycopg.Connection[Any], dest_oid: int, new: sql.Identifier
                     new, column, sql.Literal(stattarget)
                 )
             )
+        attoptions = [o for o in attoptions if o.split("=", 1)[0] in _COLUMN_OPTIONS]
         if attoptions:
             conn.execute(
                 sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(new, column, _options(attoptions))
@@ -357,6 +388,8 @@ def _identity_sequences(
     ]
 
 
+# The per-column options ALTER TABLE ... ALTER COLUMN SET accepts (the server may keep others of its own).
+_COLUMN_OPTIONS = {"n_distinct", "n_distinct_inherited"}
 _POLICY_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
 
 
@@ -384,6 +417,42 @@ def _acl(conn: psycopg.Connection[Any], oid: int) -> list[str]:
         {"oid": oid},
     ).fetchone()
     return list(row[0]) if row else []
+
+
+def _comments(conn: psycopg.Connection[Any], oid: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The comments on the table's indexes and constraints (rebuilt ones lose theirs)."""
+    indexes = conn.execute(
+        "SELECT c.relname, d.description FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0 "
+        "WHERE i.indrelid = %s",
+        (oid,),
+    ).fetchall()
+    constraints = conn.execute(
+        "SELECT con.conname, d.description FROM pg_constraint con JOIN pg_description d "
+        "ON d.objoid = con.oid AND d.classoid = 'pg_constraint'::regclass WHERE con.conrelid = %s",
+        (oid,),
+    ).fetchall()
+    return [tuple(r) for r in indexes], [tuple(r) for r in constraints]
+
+
+def _statistics_pairs(
+    conn: psycopg.Connection[Any], dest_oid: int, new_oid: int
+) -> list[tuple[tuple[str, str], tuple[str, str, int, str | None]]]:
+    """The new table's extended statistics (LIKE named them anew) paired with the originals by shape."""
+    query = (
+        "SELECT n.nspname, s.stxname, pg_get_statisticsobjdef_columns(s.oid), s.stxkind::text, "
+        "s.stxstattarget, obj_description(s.oid, 'pg_statistic_ext') "
+        "FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace WHERE s.stxrelid = %s ORDER BY s.oid"
+    )
+    originals = conn.execute(query, (dest_oid,)).fetchall()
+    pairs = []
+    for schema, name, columns, kinds, _, _ in conn.execute(query, (new_oid,)).fetchall():
+        twin = next((o for o in originals if (o[2], o[3]) == (columns, kinds)), None)
+        if twin is None:
+            raise _CannotSwap(f"extended statistics {name} have no twin on the destination")
+        originals.remove(twin)
+        pairs.append(((schema, name), (twin[0], twin[1], int(twin[4]), twin[5])))
+    return pairs
 
 
 def _index_names(conn: psycopg.Connection[Any], oid: int) -> set[str]:

@@ -17,7 +17,7 @@ import psycopg
 
 # Normal dependencies on the table or its row type: the swap would have to drop these.
 _DEPENDENTS = """
-SELECT DISTINCT pg_describe_object(d.classid, d.objid, 0)
+SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid)
 FROM pg_depend d
 WHERE d.deptype = 'n'
   AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s)
