@@ -57,6 +57,7 @@ demo: install
 
 bench: install .venv-bench-dlt/.installed ## transfer methods (BENCH_ARGS=--rows N ...), MariaDB and files (SOURCES_BENCH_ARGS), partition maintenance, health-check cost, dashboard API
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.write_modes $(WRITE_MODES_BENCH_ARGS)
 	$(BIN)/python -m benchmarks.sources $(SOURCES_BENCH_ARGS)
 	$(BIN)/python -m benchmarks.partitions
 	$(BIN)/python -m benchmarks.health
