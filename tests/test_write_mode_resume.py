@@ -26,6 +26,7 @@ from psycopg import sql
 
 from etl_platform.transfer import TransferSpec, run_transfer
 from etl_platform.transfer.checkpoint import CheckpointStore
+from etl_platform.transfer.errors import StagingLostError
 from tests.transfer_fixtures import start_transfer_process
 
 CHUNK = 1_000
@@ -38,10 +39,7 @@ Row = tuple[Any, ...]
 
 # truncate's strategies: the default and "staged" once TransferSpec has `strategy` (the default was
 # the staged path before it). Only what the spec offers is parametrized; nothing is skipped.
-if "strategy" in TransferSpec.__dataclass_fields__:
-    TRUNCATE_STRATEGIES = [pytest.param(None, id="default"), pytest.param("staged", id="staged")]
-else:
-    TRUNCATE_STRATEGIES = [pytest.param(None, id="default-is-staged")]
+TRUNCATE_STRATEGIES = [pytest.param("auto", id="swap"), pytest.param("staged", id="staged")]
 
 
 # -- the crash harness ---------------------------------------------------------------------------
@@ -450,7 +448,7 @@ TRUNCATE_ROWS, TRUNCATE_AFTER = 30_000, 5
 
 @pytest.mark.parametrize("strategy", TRUNCATE_STRATEGIES)
 def test_truncate_resumes_and_keeps_the_old_rows_until_done(
-    src_db: Any, dst_db: Any, dbs: Any, crash_gate: Callable[[int], CrashGate], strategy: str | None
+    src_db: Any, dst_db: Any, dbs: Any, crash_gate: Callable[[int], CrashGate], strategy: str
 ) -> None:
     src, dst = dbs
     src.execute(
@@ -470,10 +468,7 @@ def test_truncate_resumes_and_keeps_the_old_rows_until_done(
     )
     before, source = _rows(dst, dst_db.schema), _rows(src, src_db.schema)
     keys = _keys(src, src_db.schema)
-    options: dict[str, Any] = {"write_mode": "truncate"}
-    if strategy is not None:
-        options["strategy"] = strategy
-    spec = _spec(src_db, dst_db, **options)
+    spec = _spec(src_db, dst_db, write_mode="truncate", strategy=strategy)
 
     (crashed,) = _crash(crash_gate(TRUNCATE_AFTER), src_db, dst_db, spec)
     committed = TRUNCATE_AFTER * CHUNK
@@ -482,9 +477,69 @@ def test_truncate_resumes_and_keeps_the_old_rows_until_done(
 
     summary = _rerun(src_db, dst_db, spec)
     _assert_resumed(summary, crashed, keys[committed - 1], len(keys) - committed)
-    if "strategy" in summary:  # the summary names the path it took
-        expected = "staged" if strategy == "staged" else "swap"
-        assert summary["strategy"] == expected, summary.get("strategy_note")
+    assert summary["strategy"] == ("staged" if strategy == "staged" else "swap"), summary["strategy_note"]
     assert _rows(dst, dst_db.schema) == source  # exactly the new rows
     # Whatever the attempts staged or built is gone: only the tables the test made are left.
     assert _tables(dst, dst_db.schema) == {"items", "transfer_checkpoints", "checkpoint_log"}
+
+
+def _truncate_data(src_db: Any, dst_db: Any, src: Any, dst: Any) -> None:
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'new-' || g, g, timestamptz '2026-02-01' FROM generate_series(1, %s) g"
+        ).format(sql.Identifier(src_db.schema, "items")),
+        (TRUNCATE_ROWS,),
+    )
+    dst.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'old', 0, timestamptz '2025-01-01' FROM generate_series(1, 500) g"
+        ).format(sql.Identifier(dst_db.schema, "items"))
+    )
+
+
+def test_a_view_created_between_crash_and_retry_makes_the_swap_replace_rows_in_place(
+    src_db: Any, dst_db: Any, dbs: Any, crash_gate: Callable[[int], CrashGate]
+) -> None:
+    """The retry continues the swap's load; the swap sees the new view at its last step and puts
+    the loaded rows in the old table instead, so the view keeps working and nothing is re-read."""
+    src, dst = dbs
+    _truncate_data(src_db, dst_db, src, dst)
+    spec = _spec(src_db, dst_db, write_mode="truncate")
+    (crashed,) = _crash(crash_gate(TRUNCATE_AFTER), src_db, dst_db, spec)
+    view = sql.Identifier(dst_db.schema, "items_view")
+    dst.execute(
+        sql.SQL("CREATE VIEW {} AS SELECT id, payload FROM {}").format(
+            view, sql.Identifier(dst_db.schema, "items")
+        )
+    )
+
+    summary = _rerun(src_db, dst_db, spec)
+    assert (
+        summary["rows_before_resume"] == crashed.rows and summary["rows_read"] == TRUNCATE_ROWS - crashed.rows
+    )
+    assert summary["strategy"] == "staged" and "view" in summary["strategy_note"], summary["strategy_note"]
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+    assert dst.execute(sql.SQL("SELECT count(*) FROM {}").format(view)).fetchone() == (TRUNCATE_ROWS,)
+    assert _tables(dst, dst_db.schema) == {"items", "transfer_checkpoints", "checkpoint_log"}
+
+
+def test_an_unlogged_destination_s_new_table_emptied_by_a_crash_is_never_swapped_in(
+    src_db: Any, dst_db: Any, dbs: Any, crash_gate: Callable[[int], CrashGate]
+) -> None:
+    src, dst = dbs
+    dst.execute(sql.SQL("ALTER TABLE {} SET UNLOGGED").format(sql.Identifier(dst_db.schema, "items")))
+    _truncate_data(src_db, dst_db, src, dst)
+    before = _rows(dst, dst_db.schema)
+    spec = _spec(src_db, dst_db, write_mode="truncate")
+    _crash(crash_gate(TRUNCATE_AFTER), src_db, dst_db, spec)
+    (new,) = _tables(dst, dst_db.schema) - {"items", "transfer_checkpoints", "checkpoint_log"}
+    assert new.startswith("swap_")
+    # What crash recovery does to an UNLOGGED table while the (logged) checkpoints survive.
+    dst.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(dst_db.schema, new)))
+
+    with pytest.raises(StagingLostError, match="UNLOGGED"):
+        _rerun(src_db, dst_db, spec)
+    assert _rows(dst, dst_db.schema) == before  # nothing published
+    summary = _rerun(src_db, dst_db, spec)  # starts over from the first key
+    assert summary["resumed_from"] is None and summary["rows"] == TRUNCATE_ROWS
+    assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)

@@ -7,7 +7,6 @@ keys, triggers and publications see an ordinary DELETE/TRUNCATE plus INSERT.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import psycopg
@@ -17,7 +16,15 @@ from etl_platform.transfer import swap_catalog
 from etl_platform.transfer.errors import StagingLostError
 from etl_platform.transfer.plan import TransferPlan
 from etl_platform.transfer.spec import WriteMode
-from etl_platform.transfer.writers import ChunkWriter, idents, overriding, row_count, table_columns
+from etl_platform.transfer.writers import (
+    ChunkWriter,
+    discard_work_tables,
+    idents,
+    overriding,
+    row_count,
+    table_columns,
+    work_table,
+)
 
 
 class StagedWriter(ChunkWriter):
@@ -28,8 +35,8 @@ class StagedWriter(ChunkWriter):
 
     def __init__(self, plan: TransferPlan, checkpoint_schema: str, transfer_id: str):
         super().__init__(plan, checkpoint_schema, transfer_id)
-        digest = hashlib.sha256(transfer_id.encode()).hexdigest()[:16]
-        self.stage = sql.Identifier(checkpoint_schema, f"stage_{digest}")
+        self.checkpoint_schema, self.transfer_id = checkpoint_schema, transfer_id
+        self.stage = work_table(checkpoint_schema, transfer_id, "stage")
 
     def prepare(self, conn: psycopg.Connection[Any], columns: tuple[str, ...] | None) -> None:
         if columns is None:
@@ -45,26 +52,34 @@ class StagedWriter(ChunkWriter):
         return self.stage
 
     def discard(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage))
+        discard_work_tables(conn, self.checkpoint_schema, self.transfer_id)
 
     def finalize(self, conn: psycopg.Connection[Any], staged_rows: int) -> None:
         plan = self.plan
         columns = table_columns(conn, self.stage)
-        found = row_count(conn, self.stage) if columns else 0
-        if found != staged_rows:
-            # The stage is UNLOGGED (fast, no WAL) but the checkpoints are logged: after a server
-            # crash PostgreSQL empties the stage while the checkpoints still say those chunks are in.
-            schema, name = self.stage._obj
-            raise StagingLostError(
-                f"{plan.destination.label} was left unchanged: its staging table {schema}.{name} holds "
-                f"{found} rows but the checkpoints recorded {staged_rows} staged rows. The staging table "
-                "is UNLOGGED, so PostgreSQL empties it after a server crash (or someone truncated or "
-                "dropped it). Nothing was published; the checkpoint and staging table were reset, so "
-                "the next attempt restages every row from the first key."
-            )
+        check_unlogged_rows(
+            conn, plan, self.stage, row_count(conn, self.stage) if columns else 0, staged_rows
+        )
         replace_rows(conn, plan, self.stage, columns)
         if columns:
             conn.execute(sql.SQL("DROP TABLE {}").format(self.stage))
+
+
+def check_unlogged_rows(
+    conn: psycopg.Connection[Any], plan: TransferPlan, table: sql.Identifier, found: int, staged_rows: int
+) -> None:
+    """An UNLOGGED table (fast, no WAL) is emptied by PostgreSQL after a server crash, while the
+    logged checkpoints still say its chunks are in: publish nothing and start over."""
+    if found == staged_rows:
+        return
+    schema, name = table._obj
+    raise StagingLostError(
+        f"{plan.destination.label} was left unchanged: its staging table {schema}.{name} holds "
+        f"{found} rows but the checkpoints recorded {staged_rows} staged rows. The staging table "
+        "is UNLOGGED, so PostgreSQL empties it after a server crash (or someone truncated or "
+        "dropped it). Nothing was published; the checkpoint and staging table were reset, so "
+        "the next attempt restages every row from the first key."
+    )
 
 
 def replace_rows(

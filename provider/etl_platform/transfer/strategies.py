@@ -1,7 +1,8 @@
 """Which writer a transfer gets: the write mode, and for a full refresh whether it may swap.
 
-Decided before any data moves, from the destination's catalog; the choice is part of the
-checkpoint's fingerprint, so a resumed attempt never finishes another strategy's half-done load.
+Decided before any data moves, from the destination's catalog; a resumed attempt continues the
+strategy its load began with (the swap re-checks what depends on the table at its last step and
+replaces the rows in place from its new table if it can no longer swap).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from etl_platform.transfer.spec import Strategy, WriteMode
 from etl_platform.transfer.staged import StagedWriter
 from etl_platform.transfer.swap import SwapWriter
 from etl_platform.transfer.upsert import UpsertWriter
-from etl_platform.transfer.writers import ChunkWriter
+from etl_platform.transfer.writers import ChunkWriter, exists, work_table
 
 _DELETE_ACTIONS = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -43,7 +44,13 @@ def writer_for(
         staged = StagedWriter(plan, checkpoint_schema, transfer_id)
         staged.note = "strategy='staged' was asked for"
         return staged
-    reasons = swap_catalog.blockers(conn, plan.destination.oid)
+    # An earlier attempt's load continues the way it began (the swap re-checks at its last step).
+    if exists(conn, work_table(checkpoint_schema, transfer_id, "swap")):
+        reasons: list[str] = []
+    elif exists(conn, work_table(checkpoint_schema, transfer_id, "stage")):
+        reasons = ["an earlier attempt of this transfer staged its rows"]
+    else:
+        reasons = swap_catalog.blockers(conn, plan.destination.oid)
     conn.commit()
     if not reasons:
         return SwapWriter(

@@ -1,8 +1,9 @@
 """Full refresh by swap: load a new table, index it, rename it in place of the destination.
 
 Each row is written once (no staging table, no index maintained row by row): the new table is
-created `LIKE` the destination with everything but its indexes, the chunks COPY into it (it is an
-ordinary logged table, so a crash loses nothing and the checkpoint stays true), then the indexes are
+created `LIKE` the destination with everything but its indexes, the chunks COPY into it (logged
+like the destination, so a crash loses nothing; an UNLOGGED destination's new table is counted
+against the checkpoints before the swap, as the staged path's stage is), then the indexes are
 built in one pass each, constraints and foreign keys added, ANALYZE run, and one short transaction
 under `lock_timeout` swaps it in: owner, grants, comments, policies, sequences, replica identity and
 statistics targets are carried over, the old table dropped, the new one renamed. Readers see the old
@@ -12,7 +13,6 @@ keep (created since the transfer chose this path), the rows go in the staged way
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +24,9 @@ from etl_platform.locking import with_lock_retries
 from etl_platform.transfer import swap_catalog
 from etl_platform.transfer.plan import TransferPlan
 from etl_platform.transfer.progress import LoggerLike
-from etl_platform.transfer.staged import replace_rows
+from etl_platform.transfer.staged import check_unlogged_rows, replace_rows
 from etl_platform.transfer.swap_catalog import IndexCopy
-from etl_platform.transfer.writers import ChunkWriter
+from etl_platform.transfer.writers import ChunkWriter, discard_work_tables, row_count, work_table
 
 _INDEX_BUILD_MEMORY = "256MB"  # maintenance_work_mem for the index builds: sorts in memory, not on disk
 
@@ -49,9 +49,9 @@ class SwapWriter(ChunkWriter):
         logger: LoggerLike,
     ):
         super().__init__(plan, checkpoint_schema, transfer_id)
-        self.schema = checkpoint_schema
-        self.name = f"swap_{hashlib.sha256(transfer_id.encode()).hexdigest()[:16]}"
-        self.new = sql.Identifier(self.schema, self.name)
+        self.transfer_id = transfer_id
+        self.new = work_table(checkpoint_schema, transfer_id, "swap")
+        self.schema, self.name = self.new._obj
         self.lock_timeout = lock_timeout
         self.log = logger
         self.note = "the new rows were loaded into a fresh table and swapped in"
@@ -93,7 +93,7 @@ class SwapWriter(ChunkWriter):
         return self.new
 
     def discard(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.new))
+        discard_work_tables(conn, self.schema, self.transfer_id)
 
     def before_finalize(self, conn: psycopg.Connection[Any], staged_rows: int) -> None:
         """Indexes, constraints, foreign keys and statistics, each committed (a crash resumes here)."""
@@ -159,6 +159,8 @@ class SwapWriter(ChunkWriter):
                 delay,
             )
 
+        if self._unlogged(conn):  # as the staged path's stage: a server crash empties it
+            check_unlogged_rows(conn, self.plan, self.new, row_count(conn, self.new), staged_rows)
         try:
             with_lock_retries(conn, self.lock_timeout, lambda: self._swap(conn), on_retry=retry)
         except (_CannotSwap, errors.DependentObjectsStillExist) as exc:
@@ -233,7 +235,9 @@ class SwapWriter(ChunkWriter):
                     sql.SQL("ALTER STATISTICS {} SET STATISTICS {}").format(final, sql.Literal(target))
                 )
             if stat_comment is not None:
-                conn.execute(sql.SQL("COMMENT ON STATISTICS {} IS {}").format(final, sql.Literal(stat_comment)))
+                conn.execute(
+                    sql.SQL("COMMENT ON STATISTICS {} IS {}").format(final, sql.Literal(stat_comment))
+                )
         for new_seq, old_name in sequences.identity_renames:
             conn.execute(
                 sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
@@ -254,6 +258,12 @@ class SwapWriter(ChunkWriter):
             "SELECT to_regclass(%s)::oid", (sql.Identifier(self.schema, self.name).as_string(conn),)
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
+
+    def _unlogged(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute(
+            "SELECT relpersistence = 'u' FROM pg_class WHERE oid = %s", (self._new_oid(conn),)
+        ).fetchone()
+        return bool(row and row[0])
 
     def _copies(self, conn: psycopg.Connection[Any]) -> list[IndexCopy]:
         row = conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (self._new_oid(conn),)).fetchone()

@@ -11,6 +11,7 @@ Readers never see the table empty or half-loaded.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import psycopg
@@ -50,6 +51,29 @@ class ChunkWriter:
 
     def finalize(self, conn: psycopg.Connection[Any], staged_rows: int) -> None:
         """Runs inside the final destination transaction; `staged_rows` is what the checkpoints recorded."""
+
+
+WORK_TABLE_KINDS = ("stage", "swap")  # the staged path's table and the swap's new table
+
+
+def work_table(checkpoint_schema: str, transfer_id: str, kind: str) -> sql.Identifier:
+    """The table a writer loads into before publishing, named from the transfer id so a retry finds it."""
+    return sql.Identifier(
+        checkpoint_schema, f"{kind}_{hashlib.sha256(transfer_id.encode()).hexdigest()[:16]}"
+    )
+
+
+def discard_work_tables(conn: psycopg.Connection[Any], checkpoint_schema: str, transfer_id: str) -> None:
+    """A fresh start drops whatever any strategy loaded under this transfer id before."""
+    for kind in WORK_TABLE_KINDS:
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(work_table(checkpoint_schema, transfer_id, kind))
+        )
+
+
+def exists(conn: psycopg.Connection[Any], table: sql.Identifier) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.as_string(conn),)).fetchone()
+    return bool(row and row[0])
 
 
 def identity_always(plan: TransferPlan, columns: tuple[str, ...]) -> set[str]:
