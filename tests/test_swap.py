@@ -139,7 +139,9 @@ def test_swap_keeps_everything_that_depends_on_the_table(src_db: Any, dst_db: An
     assert dst.execute("SELECT id, name, n, parent_id FROM items ORDER BY id").fetchall() == expected
     # Generated and identity values as the staged INSERT would give them: the identity sequence
     # continues after the old table's 10000, the serial one keeps counting where it stood.
-    assert dst.execute("SELECT min(row_no), max(row_no), bool_and(doubled = n * 2) FROM items").fetchone() == (
+    assert dst.execute(
+        "SELECT min(row_no), max(row_no), bool_and(doubled = n * 2) FROM items"
+    ).fetchone() == (
         10_001,
         10_000 + ROWS,
         True,

@@ -202,7 +202,8 @@ def test_truncate_ends_with_exactly_the_source_and_readers_never_see_it_empty(
     assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
     assert seen <= {50_000, 20_000}, seen
     leftovers = dst.execute(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename ~ '^(stage|swap)_'", (dst_db.schema,)
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename ~ '^(stage|swap)_'",
+        (dst_db.schema,),
     ).fetchone()
     assert leftovers == (0,)
 

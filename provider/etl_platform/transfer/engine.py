@@ -119,8 +119,6 @@ class TransferEngine:
                 dst.commit()
             writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id, dst, self.log)
             fingerprint = plan.fingerprint()
-            if writer.strategy == "swap":  # loads into another table than the staged path: never mix
-                fingerprint += ":swap"
             if writer.note:
                 self.log.info("%s: %s", self._label(plan), writer.note)
             parts = store.load(dst, fingerprint)
