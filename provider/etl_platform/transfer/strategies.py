@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from etl_platform.transfer import swap_catalog
+from etl_platform.transfer import partition_swap, swap_catalog
 from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.plan import TransferPlan
 from etl_platform.transfer.progress import LoggerLike
@@ -35,32 +35,49 @@ def writer_for(
     mode = plan.spec.write_mode
     if mode is WriteMode.UPSERT:
         return UpsertWriter(plan, checkpoint_schema, transfer_id)
-    if mode is WriteMode.DELETE_INSERT:
-        return StagedWriter(plan, checkpoint_schema, transfer_id)
-    if mode is not WriteMode.TRUNCATE:
+    if mode not in (WriteMode.TRUNCATE, WriteMode.DELETE_INSERT):
         return ChunkWriter(plan, checkpoint_schema, transfer_id)
-    _check_referencing_tables(plan, conn)
+    partitioned = plan.destination.kind == "p"
+    if mode is WriteMode.TRUNCATE:
+        _check_referencing_tables(plan, conn)
+    elif not partitioned:
+        return StagedWriter(plan, checkpoint_schema, transfer_id)  # the window's DELETE uses its index
     if plan.spec.strategy is Strategy.STAGED:
         staged = StagedWriter(plan, checkpoint_schema, transfer_id)
         staged.note = "strategy='staged' was asked for"
         return staged
+    lock_timeout = str(plan.spec.lock_timeout)
+    parts: list[partition_swap.Leaf] = []
     # An earlier attempt's load continues the way it began (the swap re-checks at its last step).
-    if exists(conn, work_table(checkpoint_schema, transfer_id, "swap")):
-        reasons: list[str] = []
-    elif exists(conn, work_table(checkpoint_schema, transfer_id, "stage")):
+    if exists(conn, work_table(checkpoint_schema, transfer_id, "stage")):
         reasons = ["an earlier attempt of this transfer staged its rows"]
+    elif mode is WriteMode.DELETE_INSERT:
+        parts, why = partition_swap.window_partitions(conn, plan)
+        reasons = [why] if why else partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
+    elif partitioned:
+        parts, reasons = partition_swap.leaves(conn, plan.destination.oid)
+        reasons = reasons or partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
+    elif exists(conn, work_table(checkpoint_schema, transfer_id, "swap")):
+        reasons = []
     else:
         reasons = swap_catalog.blockers(conn, plan.destination.oid)
     conn.commit()
-    if not reasons:
-        return SwapWriter(
-            plan, checkpoint_schema, transfer_id, lock_timeout=str(plan.spec.lock_timeout), logger=logger
+    if not reasons and partitioned:
+        strategy = "partition_swap" if mode is WriteMode.TRUNCATE else "partition_exchange"
+        return partition_swap.PartitionSwapWriter(
+            plan,
+            checkpoint_schema,
+            transfer_id,
+            parts=parts,
+            lock_timeout=lock_timeout,
+            logger=logger,
+            strategy=strategy,
         )
+    if not reasons:
+        return SwapWriter(plan, checkpoint_schema, transfer_id, lock_timeout=lock_timeout, logger=logger)
     staged = StagedWriter(plan, checkpoint_schema, transfer_id)
-    staged.note = (
-        "staged instead of swapping a new table in, because the swap could not keep what depends on "
-        f"{plan.destination.label}: {'; '.join(reasons)}"
-    )
+    what = "exchanging partitions" if partitioned else "swapping a new table in"
+    staged.note = f"staged instead of {what}, because of {plan.destination.label}: {'; '.join(reasons)}"
     logger.warning("%s", staged.note)
     return staged
 

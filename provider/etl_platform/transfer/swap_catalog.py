@@ -17,7 +17,11 @@ import psycopg
 
 # Normal dependencies on the table or its row type: the swap would have to drop these.
 _DEPENDENTS = """
-SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid)
+SELECT DISTINCT coalesce(
+    -- a view or materialized view depends through its rewrite rule: name the view
+    (SELECT pg_describe_object('pg_class'::regclass, r.ev_class, 0) FROM pg_rewrite r
+     WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid AND r.rulename = '_RETURN'),
+    pg_describe_object(d.classid, d.objid, d.objsubid))
 FROM pg_depend d
 WHERE d.deptype = 'n'
   AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s)
@@ -74,18 +78,24 @@ ORDER BY 1
 """
 
 
-def blockers(conn: psycopg.Connection[Any], oid: int) -> list[str]:
-    """Why a swap would lose or change something, one reason each; empty when it may swap."""
+def blockers(
+    conn: psycopg.Connection[Any], oid: int, *, replaced: bool = True, as_partition: bool = False
+) -> list[str]:
+    """Why a swap would lose or change something, one reason each; empty when it may swap.
+
+    `replaced=False`: the table stays (a partitioned parent whose partitions are exchanged), so
+    only what its new rows would bypass counts. `as_partition`: a partition exchanged as such.
+    """
     params = {"oid": oid}
     facts = conn.execute(_TABLE_FACTS, params).fetchone()
     assert facts is not None
     kind, is_partition, _, typed, tablespace, inherits, owner_ok, create_ok, labelled = facts
     reasons: list[str] = []
-    if kind == "p":
+    if kind == "p" and replaced:
         reasons.append("it is partitioned (each partition would need its own swap)")
-    if is_partition:
+    if is_partition and not as_partition:
         reasons.append("it is a partition of another table (a swap would detach it)")
-    if inherits:
+    if inherits and not (as_partition or kind == "p"):
         reasons.append("it takes part in table inheritance")
     if typed:
         reasons.append("it is a typed table (CREATE TABLE OF)")
@@ -97,8 +107,12 @@ def blockers(conn: psycopg.Connection[Any], oid: int) -> list[str]:
         reasons.append("the transfer's role cannot act as the table's owner (needed to drop and replace it)")
     if not create_ok:
         reasons.append("the transfer's role has no CREATE privilege on the table's schema")
-    for (what,) in conn.execute(_DEPENDENTS, params).fetchall():
-        reasons.append(f"{what} depends on it (it would be dropped with the old table)")
+    if replaced:
+        for (what,) in conn.execute(_DEPENDENTS, params).fetchall():
+            reasons.append(f"{what} depends on it (it would be dropped with the old table)")
+    else:
+        for key in inbound_foreign_keys(conn, oid):
+            reasons.append(f"foreign key {key.name} of {key.schema}.{key.table} references it")
     if conn.execute(_SELF_REFERENCE, params).fetchone():
         reasons.append("a foreign key of it references itself (it would point at the old table)")
     triggers = [r[0] for r in conn.execute(_TRIGGERS, params).fetchall()]
