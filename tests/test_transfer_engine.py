@@ -308,8 +308,15 @@ def test_delete_insert_replaces_only_the_window(src_db: Any, dst_db: Any) -> Non
         ).format(sql.Identifier(dst_db.schema, "items"))
     )
     window = {"window_start": "2026-01-03T00:00:00+00:00", "window_end": "2026-01-05T00:00:00+00:00"}
-    for _ in range(2):  # a replay is harmless
-        _run(src_db, dst_db, write_mode="delete_insert", incremental_column="ts", chunk_rows=10, **window)
+    opts = {"write_mode": "delete_insert", "incremental_column": "ts", "chunk_rows": 10, **window}
+    unindexed = _run(src_db, dst_db, **opts)
+    assert (
+        unindexed.strategy == "staged"
+        and "the window's DELETE reads the whole table" in unindexed.strategy_note
+    )
+    dst.execute(sql.SQL("CREATE INDEX ON {} (ts)").format(sql.Identifier(dst_db.schema, "items")))
+    replay = _run(src_db, dst_db, **opts)  # a replay is harmless
+    assert (replay.strategy, replay.strategy_note) == ("staged", None)
     got = dict(_rows(dst, dst_db.schema))
     in_window = set(range(48, 96))  # hours 48..95 fall in [Jan 3, Jan 5)
     assert all(got[i] == f"v{i}" for i in in_window)

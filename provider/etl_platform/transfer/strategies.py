@@ -41,7 +41,14 @@ def writer_for(
     if mode is WriteMode.TRUNCATE:
         _check_referencing_tables(plan, conn)
     elif not partitioned:
-        return StagedWriter(plan, checkpoint_schema, transfer_id)  # the window's DELETE uses its index
+        staged = StagedWriter(plan, checkpoint_schema, transfer_id)
+        if not _leads_an_index(conn, plan.destination.oid, plan.spec.incremental_column or ""):
+            staged.note = (
+                f"no index on {plan.destination.label} starts with incremental_column "
+                f"{plan.spec.incremental_column!r}: the window's DELETE reads the whole table"
+            )
+            logger.warning("%s", staged.note)
+        return staged
     if plan.spec.strategy is Strategy.STAGED:
         staged = StagedWriter(plan, checkpoint_schema, transfer_id)
         staged.note = "strategy='staged' was asked for"
@@ -104,3 +111,13 @@ def _check_referencing_tables(plan: TransferPlan, conn: psycopg.Connection[Any])
                 "or use upsert."
             )
     conn.commit()
+
+
+def _leads_an_index(conn: psycopg.Connection[Any], oid: int, column: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = i.indkey[0] WHERE i.indrelid = %s AND a.attname = %s AND i.indpred IS NULL)",
+        (oid, column),
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
