@@ -543,3 +543,71 @@ def test_an_unlogged_destination_s_new_table_emptied_by_a_crash_is_never_swapped
     summary = _rerun(src_db, dst_db, spec)  # starts over from the first key
     assert summary["resumed_from"] is None and summary["rows"] == TRUNCATE_ROWS
     assert _rows(dst, dst_db.schema) == _rows(src, src_db.schema)
+
+
+PARTITIONED_DDL = (
+    "CREATE TABLE {t} (id bigint, payload text NOT NULL, amount numeric(12,2), ts timestamptz NOT NULL, "
+    "PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts); "
+    "CREATE TABLE {jan} PARTITION OF {t} FOR VALUES FROM ('2026-01-01 00:00+00') TO ('2026-02-01 00:00+00'); "
+    "CREATE TABLE {feb} PARTITION OF {t} FOR VALUES FROM ('2026-02-01 00:00+00') TO ('2026-03-01 00:00+00'); "
+    "CREATE TABLE {rest} PARTITION OF {t} DEFAULT"
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "strategy"), [("truncate", "partition_swap"), ("delete_insert", "partition_exchange")]
+)
+def test_a_partition_exchange_resumes_and_keeps_the_old_partitions_until_done(
+    src_db: Any, dst_db: Any, crash_gate: Callable[[int], CrashGate], mode: str, strategy: str
+) -> None:
+    src, dst = src_db.connect(), dst_db.connect()
+    src.execute(sql.SQL(TABLE_DDL).format(sql.Identifier(src_db.schema, "items")))  # type: ignore[arg-type]
+    dst.execute(
+        sql.SQL(PARTITIONED_DDL).format(  # type: ignore[arg-type]
+            t=sql.Identifier(dst_db.schema, "items"),
+            jan=sql.Identifier(dst_db.schema, "items_jan"),
+            feb=sql.Identifier(dst_db.schema, "items_feb"),
+            rest=sql.Identifier(dst_db.schema, "items_rest"),
+        )
+    )
+    # Source rows every 2 minutes through January and February; old rows hourly, and in March.
+    src.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'new-' || g, g, timestamptz '2026-01-01 00:00+00' + g * interval '2 minutes' "
+            "FROM generate_series(0, 42000) g WHERE timestamptz '2026-01-01 00:00+00' + g * interval '2 minutes' "
+            "< '2026-03-01 00:00+00'"
+        ).format(sql.Identifier(src_db.schema, "items"))
+    )
+    dst.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, 'old', 0, timestamptz '2026-01-01 00:00+00' + g * interval '1 hour' "
+            "FROM generate_series(0, 2000) g"
+        ).format(sql.Identifier(dst_db.schema, "items"))
+    )
+    window = {
+        "incremental_column": "ts",
+        "window_start": "2026-01-01T00:00:00+00:00",
+        "window_end": "2026-03-01T00:00:00+00:00",
+    }
+    spec = _spec(src_db, dst_db, write_mode=mode, **(window if mode == "delete_insert" else {}))
+    before = _rows(dst, dst_db.schema)
+
+    (crashed,) = _crash(crash_gate(TRUNCATE_AFTER), src_db, dst_db, spec)
+    assert _rows(dst, dst_db.schema) == before  # the old partitions until the exchange
+
+    summary = _rerun(src_db, dst_db, spec)
+    keys = _keys(src, src_db.schema)
+    committed = TRUNCATE_AFTER * CHUNK
+    _assert_resumed(summary, crashed, keys[committed - 1], len(keys) - committed)
+    assert summary["strategy"] == strategy, summary["strategy_note"]
+    source = _rows(src, src_db.schema)
+    kept = {r for r in before if r[3].isoformat() >= "2026-03-01"} if mode == "delete_insert" else set()
+    assert _rows(dst, dst_db.schema) == source | kept
+    assert _tables(dst, dst_db.schema) == {
+        "items",
+        "items_jan",
+        "items_feb",
+        "items_rest",
+        "transfer_checkpoints",
+        "checkpoint_log",
+    }
