@@ -62,8 +62,9 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         transaction; see ``strategy``); ``upsert`` (ON CONFLICT on the destination primary key or
         ``conflict_columns``, which a unique index must cover); ``delete_insert`` (replace the rows
         of the window; a window covering whole partitions of a table range-partitioned on
-        ``incremental_column`` exchanges those partitions). READ COMMITTED readers never see the destination empty or half-loaded; as
-        with any TRUNCATE, a REPEATABLE READ snapshot taken before a full refresh sees it empty.
+        ``incremental_column`` exchanges those partitions). READ COMMITTED readers never see the
+        destination empty or half-loaded; as with any TRUNCATE, a REPEATABLE READ snapshot taken
+        before a full refresh and reading the table only after it sees what it committed before.
     :param strategy: how ``truncate`` replaces the rows. ``"auto"`` swaps a new table in, carrying
         over indexes, constraints, foreign keys, grants, owner, comments, policies, sequences,
         replica identity and statistics targets; where the swap cannot keep something (a view,
