@@ -56,18 +56,18 @@ def writer_for(
     lock_timeout = str(plan.spec.lock_timeout)
     parts: list[partition_swap.Leaf] = []
     # An earlier attempt's load continues the way it began (the swap re-checks at its last step).
+    resumed_swap = exists(conn, work_table(checkpoint_schema, transfer_id, "swap"))
     if exists(conn, work_table(checkpoint_schema, transfer_id, "stage")):
         reasons = ["an earlier attempt of this transfer staged its rows"]
     elif mode is WriteMode.DELETE_INSERT:
         parts, why = partition_swap.window_partitions(conn, plan)
-        reasons = [why] if why else partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
+        reasons = [why] if why else []
     elif partitioned:
         parts, reasons = partition_swap.leaves(conn, plan.destination.oid)
-        reasons = reasons or partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
-    elif exists(conn, work_table(checkpoint_schema, transfer_id, "swap")):
-        reasons = []
     else:
-        reasons = swap_catalog.blockers(conn, plan.destination.oid)
+        reasons = [] if resumed_swap else swap_catalog.blockers(conn, plan.destination.oid)
+    if partitioned and not reasons and not resumed_swap:
+        reasons = partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
     conn.commit()
     if not reasons and partitioned:
         strategy = "partition_swap" if mode is WriteMode.TRUNCATE else "partition_exchange"
