@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
@@ -11,8 +13,18 @@ MYSQL_TYPES = frozenset({"mysql"})
 
 def connection_type(conn_id: str, setting: str) -> str:
     """The connection's conn_type; an undefined id fails for good, naming the setting."""
+    return kind_of(lookup(conn_id, setting))
+
+
+def kind_of(connection: Any) -> str:
+    return (connection.conn_type or "").lower()
+
+
+def lookup(conn_id: str, setting: str) -> Any:
+    """The Airflow connection (one look-up: in a task each is a round trip to the API server); an
+    undefined id fails for good, naming the setting."""
     try:
-        return (BaseHook.get_connection(conn_id).conn_type or "").lower()
+        return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         raise AirflowFailException(
             f"Airflow connection {conn_id!r} is not defined ({setting}): add it (Admin > Connections, an "

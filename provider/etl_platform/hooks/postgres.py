@@ -94,9 +94,10 @@ class EtlPostgresHook(BaseHook):
     def get_conn(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.conninfo())
 
-    def connection_factory(self) -> ConnectionFactory:
-        """A callable opening a new connection each call (one per parallel stream)."""
-        conninfo = self.conninfo()
+    def connection_factory(self, connection: Any | None = None) -> ConnectionFactory:
+        """A callable opening a new connection each call (one per parallel stream); `connection` is
+        the Airflow connection when the caller has already looked it up (saves a look-up)."""
+        conninfo = self.conninfo() if connection is None else self._conninfo_of(connection)
         return lambda: psycopg.connect(conninfo)
 
     def test_connection(self) -> tuple[bool, str]:

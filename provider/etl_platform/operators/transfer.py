@@ -15,8 +15,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from etl_platform.hooks.kinds import MYSQL_TYPES, POSTGRES_TYPES, connection_type
-from etl_platform.hooks.postgres import EtlPostgresHook
+from etl_platform.hooks.kinds import MYSQL_TYPES, POSTGRES_TYPES, kind_of, lookup
+from etl_platform.hooks.postgres import ConnectionFactory, EtlPostgresHook
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.engine import TransferEngine
@@ -262,7 +262,7 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
                 run = TransferEngine(
                     spec,
                     self._source(),
-                    EtlPostgresHook(self._postgres_conn("destination_conn_id")).connection_factory(),
+                    self._postgres_factory("destination_conn_id"),
                     metrics=Stats,
                     metric_tags=tags,
                     logger=self.log,
@@ -283,24 +283,27 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.log.info("transfer summary: %s", summary)
         return summary
 
-    def _postgres_conn(self, setting: str) -> str:
+    def _postgres_factory(self, setting: str) -> ConnectionFactory:
+        """Connections for the PostgreSQL side `setting` names, from one connection look-up."""
         conn_id = getattr(self, setting)
-        kind = connection_type(conn_id, setting)
+        connection = lookup(conn_id, setting)
+        kind = kind_of(connection)
         if kind not in POSTGRES_TYPES:
             raise AirflowFailException(
                 f"{setting} {conn_id!r} is a {kind!r} connection; this side must be PostgreSQL "
                 f"({', '.join(sorted(POSTGRES_TYPES))})."
             )
-        return conn_id
+        return EtlPostgresHook(conn_id).connection_factory(connection)
 
     def _source(self) -> Source:
         """The connection's type picks the source; files come from source_path."""
         if self.source_path:
             return self._file_source()
         assert self.source_conn_id is not None
-        kind = connection_type(self.source_conn_id, "source_conn_id")
+        connection = lookup(self.source_conn_id, "source_conn_id")
+        kind = kind_of(connection)
         if kind in POSTGRES_TYPES:
-            return PostgresSource(EtlPostgresHook(self.source_conn_id).connection_factory())
+            return PostgresSource(EtlPostgresHook(self.source_conn_id).connection_factory(connection))
         if kind in MYSQL_TYPES:
             from etl_platform.hooks.mysql import EtlMySqlHook
             from etl_platform.transfer.sources.mysql import MySqlSource
@@ -370,7 +373,7 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         assert self.source_conn_id is not None
         return ExportEngine(
             self._export_spec(checkpoint_id, destination=path),
-            EtlPostgresHook(self._postgres_conn("source_conn_id")).connection_factory(),
+            self._postgres_factory("source_conn_id"),
             fs,
             logger=self.log,
             on_published=lambda name: metrics.incr("etl.transfer.files", 1, tags=tags),
