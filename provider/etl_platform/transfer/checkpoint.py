@@ -6,11 +6,13 @@ committed chunk: nothing lost, nothing duplicated, at most the in-flight chunk r
 
 from __future__ import annotations
 
+import select
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.errors import error_from_result
 
 from etl_platform.transfer.errors import TransferConfigError
 
@@ -32,6 +34,19 @@ CREATE TABLE IF NOT EXISTS {table} (
     PRIMARY KEY (transfer_id, part)
 )
 """
+_COLUMNS = (
+    "transfer_id",
+    "part",
+    "fingerprint",
+    "lo",
+    "hi",
+    "last_key",
+    "done",
+    "rows",
+    "bytes",
+    "chunks",
+    "updated_at",
+)
 # Columns added after the first release: tables created by it get them on first use.
 _ADDED_COLUMNS = {
     "written": sql.SQL("bigint NOT NULL DEFAULT 0"),
@@ -65,6 +80,12 @@ class CheckpointStore:
         self.table = sql.Identifier(schema, "transfer_checkpoints")
 
     def ensure(self, conn: psycopg.Connection[Any]) -> None:
+        """Creates the table (or adds columns a later release needs) only when something is missing:
+        one catalog query on the usual run, and no DDL lock (ALTER TABLE would lock out concurrent
+        transfers)."""
+        if not self._missing_columns(conn):
+            conn.commit()
+            return
         for attempt in range(3):  # concurrent tasks may race on IF NOT EXISTS
             try:
                 with conn.transaction():
@@ -72,7 +93,14 @@ class CheckpointStore:
                         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
                     )
                     conn.execute(sql.SQL(_DDL).format(table=self.table))  # type: ignore[arg-type]
-                    self._add_missing_columns(conn)
+                    for name in self._missing_columns(conn):
+                        if name not in _ADDED_COLUMNS:
+                            continue  # a base column: CREATE TABLE made it
+                        conn.execute(
+                            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                                self.table, sql.Identifier(name), _ADDED_COLUMNS[name]
+                            )
+                        )
                 conn.commit()
                 return
             except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
@@ -80,8 +108,8 @@ class CheckpointStore:
                 if attempt == 2:
                     raise
 
-    def _add_missing_columns(self, conn: psycopg.Connection[Any]) -> None:
-        """ALTER only when a column is missing: ALTER TABLE would lock out concurrent transfers."""
+    def _missing_columns(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """The columns this release needs that the table lacks: all of them when there is no table."""
         present = {
             r[0]
             for r in conn.execute(
@@ -90,13 +118,7 @@ class CheckpointStore:
                 (self.table.as_string(conn),),
             ).fetchall()
         }
-        for name, ddl in _ADDED_COLUMNS.items():
-            if name not in present:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                        self.table, sql.Identifier(name), ddl
-                    )
-                )
+        return [name for name in (*_COLUMNS, *_ADDED_COLUMNS) if name not in present]
 
     def load(self, conn: psycopg.Connection[Any], fingerprint: str) -> list[PartState] | None:
         rows = conn.execute(
@@ -130,22 +152,51 @@ class CheckpointStore:
 
     def advance(self, cur: psycopg.Cursor[Any], state: PartState) -> None:
         """Records the part's progress; call inside the chunk's destination transaction."""
-        cur.execute(
-            sql.SQL(
-                "UPDATE {} SET last_key = %s, done = %s, rows = %s, bytes = %s, chunks = %s, written = %s, "
-                "updated_at = now() WHERE transfer_id = %s AND part = %s"
-            ).format(self.table),
-            (
-                state.last_key,
-                state.done,
-                state.rows,
-                state.bytes,
-                state.chunks,
-                state.written,
-                self.transfer_id,
-                state.part,
-            ),
+        cur.execute(self._advance(state))
+
+    def advance_and_commit(self, conn: psycopg.Connection[Any], state: PartState, *, begin: bool) -> None:
+        """Records the part's progress and commits the chunk's transaction with it, and with `begin`
+        opens the next chunk's: one round trip where advance(), commit() and the next statement's
+        BEGIN took three. The destination waits on each of them between two chunks.
+
+        Sent as one simple query. psycopg reads the transaction state from libpq, so after `begin`
+        it sends no BEGIN of its own, and after none it sends one before the next statement.
+        """
+        assert not conn.autocommit, "a chunk commits with its checkpoint in one transaction"
+        query = sql.SQL("{}; COMMIT{}").format(self._advance(state), sql.SQL("; BEGIN" if begin else ""))
+        data = query.as_bytes(conn)
+        pgconn = conn.pgconn
+        with conn.lock:
+            pgconn.send_query(data)
+            failed = None
+            while True:
+                pgconn.consume_input()
+                if pgconn.is_busy():
+                    select.select([pgconn.socket], [], [], 60.0)
+                    continue
+                result = pgconn.get_result()
+                if result is None:
+                    break
+                if result.status != pq.ExecStatus.COMMAND_OK and failed is None:
+                    failed = result
+        if failed is not None:  # the statement's own error class (a deferred constraint at COMMIT, ...)
+            raise error_from_result(failed, encoding=conn.info.encoding)
+
+    def _advance(self, state: PartState) -> sql.Composed:
+        values = (
+            state.last_key,
+            state.done,
+            state.rows,
+            state.bytes,
+            state.chunks,
+            state.written,
+            self.transfer_id,
+            state.part,
         )
+        return sql.SQL(
+            "UPDATE {} SET last_key = {}, done = {}, rows = {}, bytes = {}, chunks = {}, written = {}, "
+            "updated_at = now() WHERE transfer_id = {} AND part = {}"
+        ).format(self.table, *map(sql.Literal, values))
 
     def mark_finished(self, conn: psycopg.Connection[Any]) -> None:
         """Stamps the finished transfer; call in the final, synchronously committed transaction.

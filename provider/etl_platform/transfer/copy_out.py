@@ -8,7 +8,7 @@ of libpq buffers, joined into blocks; nothing is decoded.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +29,13 @@ class CopyTail:
 
 def copy_out_blocks(
     conn: psycopg.Connection[Any], query: sql.Composed, block_size: int, tail: CopyTail
-) -> Iterator[bytearray]:
+) -> Generator[bytearray, None, None]:
     """Yields `query`'s CopyData messages joined into blocks of at least `block_size` bytes (the
     last block may be smaller); fills `tail` when the COPY ends.
 
     The per-message loop stays inside this function: a generator step per row cost the read loop
-    a fifth more client CPU (1.03 s against 0.80 s for 2M rows).
+    a fifth more client CPU (1.03 s against 0.80 s for 2M rows). A consumer that stops early
+    (closes the generator) leaves the connection usable: the rest of the COPY is read and dropped.
     """
     pgconn = conn.pgconn
     pgconn.send_query(query.as_bytes(conn))
@@ -46,29 +47,53 @@ def copy_out_blocks(
     messages = 0
     last: Any = b""
     prev: Any = b""
-    while True:
-        nbytes, data = get(1)
-        if nbytes > 0:
-            messages += 1
-            prev = last
-            last = data
-            buf += data
-            if len(buf) >= block_size:
-                tail.messages, tail.last, tail.prev = messages, last, prev  # a failing write names them
-                yield buf
-                buf = bytearray()
-        elif nbytes == 0:
-            _wait_readable(pgconn)
-            pgconn.consume_input()
-        elif nbytes == -1:
-            break
-        else:
-            tail.messages, tail.last, tail.prev = messages, bytes(last), bytes(prev)
-            _raise(pgconn, None, "reading COPY data failed")
-    tail.messages, tail.last, tail.prev = messages, bytes(last), bytes(prev)
+    finished = False
+    try:
+        while True:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                messages += 1
+                prev = last
+                last = data
+                buf += data
+                if len(buf) >= block_size:
+                    tail.messages, tail.last, tail.prev = messages, last, prev  # a failing write names them
+                    yield buf
+                    buf = bytearray()
+            elif nbytes == 0:
+                _wait_readable(pgconn)
+                pgconn.consume_input()
+            elif nbytes == -1:
+                break
+            else:
+                finished = True  # the connection reports the failure itself
+                tail.messages, tail.last, tail.prev = messages, bytes(last), bytes(prev)
+                _raise(pgconn, None, "reading COPY data failed")
+        finished = True
+        tail.messages, tail.last, tail.prev = messages, bytes(last), bytes(prev)
+        _finish(pgconn)
+    finally:
+        if not finished:  # the consumer stopped part way: end the COPY so the connection can go on
+            discard_copy_out(pgconn)
     if buf:
         yield buf
-    _finish(pgconn)
+
+
+def discard_copy_out(pgconn: Any) -> None:
+    """Reads a running COPY TO STDOUT to its end and drops it (at most the rest of one chunk), and
+    its results, so the connection can roll back and run the next statement."""
+    try:
+        while True:
+            nbytes, _ = pgconn.get_copy_data(1)
+            if nbytes == 0:
+                _wait_readable(pgconn)
+                pgconn.consume_input()
+            elif nbytes < 0:
+                break
+        while _next_result(pgconn) is not None:
+            pass
+    except psycopg.Error:
+        pass  # a broken connection: closing it is all that is left
 
 
 def _finish(pgconn: Any) -> None:

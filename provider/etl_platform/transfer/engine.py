@@ -257,8 +257,8 @@ class TransferEngine:
                 state.chunks += 1 if result.rows_read else 0
                 state.last_key = result.last_key if result.last_key is not None else state.last_key
                 state.done = result.exhausted
-                store.advance(dcur, state)
-            dst.commit()
+            # One round trip: the checkpoint, the chunk's COMMIT and the next chunk's BEGIN.
+            store.advance_and_commit(dst, state, begin=not state.done)
             if result.rows_read:
                 progress.chunk_done(
                     state.part,
@@ -404,11 +404,9 @@ class TransferEngine:
 
     def _connect(self, factory: ConnectionFactory) -> psycopg.Connection[Any]:
         """A destination connection, pinned like the source's."""
-        conn = connect_pinned(factory)
-        # Safe: each chunk and its checkpoint commit together; the final commit is synchronous.
-        conn.execute("SET synchronous_commit = off")
-        conn.commit()
-        return conn
+        # synchronous_commit off is safe: each chunk and its checkpoint commit together, and the
+        # final commit is synchronous.
+        return connect_pinned(factory, extra={"synchronous_commit": "off"})
 
     def _label(self, plan: TransferPlan) -> str:
         return f"transfer {self.spec.source_label} -> {plan.destination.label}"

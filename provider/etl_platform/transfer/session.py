@@ -22,22 +22,38 @@ SETTINGS: dict[str, str] = {
 }
 ConnectionFactory = Callable[[], psycopg.Connection[Any]]
 
-_PIN = sql.SQL("SELECT {}").format(
-    sql.SQL(", ").join(sql.SQL("set_config({}, %s, %s)").format(sql.Literal(name)) for name in SETTINGS)
-)
+
+def _pin(settings: dict[str, str]) -> sql.Composed:
+    return sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(sql.SQL("set_config({}, %s, %s)").format(sql.Literal(name)) for name in settings)
+    )
 
 
-def pin_settings(conn: psycopg.Connection[Any], *, local: bool = False) -> None:
+def pin_settings(
+    conn: psycopg.Connection[Any], *, local: bool = False, extra: dict[str, str] | None = None
+) -> None:
     """One round trip; `local` keeps them to the current transaction (a connection we do not own)."""
+    settings = {**SETTINGS, **(extra or {})}
     params: list[Any] = []
-    for value in SETTINGS.values():
+    for value in settings.values():
         params += [value, local]
-    conn.execute(_PIN, params)
+    conn.execute(_pin(settings), params)
 
 
-def connect_pinned(factory: ConnectionFactory) -> psycopg.Connection[Any]:
-    """A new connection with the settings pinned for the whole session."""
+def connect_pinned(
+    factory: ConnectionFactory, extra: dict[str, str] | None = None
+) -> psycopg.Connection[Any]:
+    """A new connection with the settings (and `extra` ones) pinned for the whole session, in one
+    round trip: set outside a transaction, there is no BEGIN or COMMIT to wait for."""
     conn = factory()
-    pin_settings(conn)
-    conn.commit()
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        pin_settings(conn, extra=extra)
+        conn.commit()
+        return conn
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        pin_settings(conn, extra=extra)
+    finally:
+        conn.autocommit = autocommit
     return conn

@@ -6,8 +6,12 @@ of a chunk's last row is parsed, for the checkpoint. Parallel readers share one 
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import deque
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -16,6 +20,7 @@ from psycopg import IsolationLevel, sql
 from etl_platform.transfer import catalog, ranges
 from etl_platform.transfer.checkpoint import PartState
 from etl_platform.transfer.copy_out import CopyTail, copy_out_blocks
+from etl_platform.transfer.errors import TransferError
 from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan
 from etl_platform.transfer.session import ConnectionFactory, connect_pinned
@@ -80,57 +85,225 @@ class PostgresSource:
                 readers = []
                 for _ in parts:
                     conn = stack.enter_context(connect_pinned(self.factory))
+                    stack.callback(stop_reading_ahead, conn)  # before the connection closes
                     conn.isolation_level = IsolationLevel.REPEATABLE_READ
                     conn.read_only = True
                     conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
                     readers.append(PgChunkReader(conn, plan))
                 yield readers
         finally:
+            stop_reading_ahead(ctl)
             ctl.rollback()
             ctl.isolation_level = None
             ctl.read_only = None
 
 
 class PgChunkReader:
+    """Reads one part's chunks. A thread reads ahead of the engine: once a chunk's COPY ends, the
+    next chunk's starts at its last key, and its blocks queue up (at most READ_AHEAD_BYTES) while
+    the engine still writes and commits the chunk before. So the source and the client keep working
+    while the destination finishes a chunk, which is where a chunk-at-a-time loop left them idle."""
+
     def __init__(self, conn: psycopg.Connection[Any], plan: TransferPlan):
         self.conn = conn
         self.plan = plan
         self.keys = KeyReader(conn, plan.key.type_oid, plan.copy_format)
 
     def read(self, lo: str | None, hi: str | None, limit: int) -> PgChunk:
-        return PgChunk(self, self.plan.copy_out(lo, hi), limit)
+        with _AHEAD_LOCK:
+            ahead = _AHEAD.get(self.conn)
+        if ahead is None or not ahead.continues(self, lo, hi, limit):
+            stop_reading_ahead(self.conn)  # one statement at a time on a connection
+            ahead = _ReadAhead(self, lo, hi, limit)
+            with _AHEAD_LOCK:
+                _AHEAD[self.conn] = ahead
+        return ahead.next_chunk(lo)
 
-
-class PgChunk:
-    def __init__(self, reader: PgChunkReader, query: sql.Composed, limit: int):
-        self.reader = reader
-        self.query = query
-        self.limit = limit
-        self.tail = CopyTail()
-
-    def blocks(self) -> Iterator[Buffer]:
-        return copy_out_blocks(self.reader.conn, self.query, BLOCK_SIZE, self.tail)
-
-    def end(self) -> ChunkEnd:
-        tail = self.tail
+    def chunk_end(self, tail: CopyTail, limit: int) -> ChunkEnd:
         rows, last_row = tail.messages, tail.last
-        if self.reader.plan.copy_format == BINARY:
+        if self.plan.copy_format == BINARY:
             # The header rides on the first message, the trailer comes alone (or with the header
             # when there are no rows at all).
             if len(tail.last) == len(BINARY_TRAILER):
                 rows, last_row = tail.messages - 1, tail.prev
             else:
                 rows, last_row = 0, b""
-        last_key = self.reader.keys.key_of(last_row) if rows else None
-        return ChunkEnd(rows, last_key, rows < self.limit)
+        last_key = self.keys.key_of(last_row) if rows else None
+        return ChunkEnd(rows, last_key, rows < limit)
+
+
+def stop_reading_ahead(conn: psycopg.Connection[Any]) -> None:
+    """Stops the connection's read-ahead thread; the COPY it was in is read to its end and dropped."""
+    with _AHEAD_LOCK:
+        ahead = _AHEAD.pop(conn, None)
+    if ahead is not None:
+        ahead.stop()
+
+
+READ_AHEAD_BYTES = 8 * 1024 * 1024  # per stream: a destination's COPY end and commit take ~4 MB of rows
+STOP_GRACE_S = 1.0
+_AHEAD: weakref.WeakKeyDictionary[psycopg.Connection[Any], _ReadAhead] = weakref.WeakKeyDictionary()
+_AHEAD_LOCK = threading.Lock()
+
+
+@dataclass
+class _Started:
+    """Queued before a chunk's first block: the tail the thread fills (a failing write names it)."""
+
+    tail: CopyTail
+
+
+@dataclass
+class _Ended:
+    """Queued after a chunk's last block: how it ended (or why its end could not be read)."""
+
+    end: ChunkEnd | None
+    error: BaseException | None
+
+
+class _ReadAhead:
+    """Chunk after chunk from (lo, hi] with `limit` rows each, read by a thread into a bounded queue."""
+
+    def __init__(self, reader: PgChunkReader, lo: str | None, hi: str | None, limit: int):
+        self.reader = reader
+        self.hi = hi
+        self.limit = limit
+        self.next_lo = lo  # where the chunk the engine asks for next starts
+        self.in_chunk = False  # a chunk was handed out and has not ended yet
+        self.broken = False  # an error ended the reading: the next read starts over
+        self.queue = _ByteQueue(READ_AHEAD_BYTES)
+        self.thread = threading.Thread(target=self._run, args=(lo,), name="etl-pg-read-ahead", daemon=True)
+        self.thread.start()
+
+    def continues(self, reader: PgChunkReader, lo: str | None, hi: str | None, limit: int) -> bool:
+        return (
+            not self.broken
+            and not self.in_chunk
+            and reader.plan is self.reader.plan
+            and (lo, hi, limit) == (self.next_lo, self.hi, self.limit)
+        )
+
+    def next_chunk(self, lo: str | None) -> PgChunk:
+        self.in_chunk = True
+        return PgChunk(self, lo)
+
+    def _run(self, lo: str | None) -> None:
+        reader, queue = self.reader, self.queue
+        try:
+            while True:
+                tail = CopyTail()
+                if not queue.put(_Started(tail), 0):
+                    return
+                blocks = copy_out_blocks(reader.conn, reader.plan.copy_out(lo, self.hi), BLOCK_SIZE, tail)
+                with closing(blocks):  # stopped part way: the rest of the COPY is read and dropped
+                    for block in blocks:
+                        if not queue.put(block, len(block)):
+                            return
+                try:
+                    end = reader.chunk_end(tail, self.limit)
+                except Exception as exc:  # a NULL key: the engine raises it at the chunk's end
+                    queue.put(_Ended(None, exc), 0)
+                    return
+                if not queue.put(_Ended(end, None), 0) or end.exhausted:
+                    return
+                lo = end.last_key
+        except BaseException as exc:
+            queue.put(exc, 0)
+
+    def stop(self) -> None:
+        """Stops the thread; a query that keeps it waiting on the server is cancelled."""
+        self.queue.cancel()
+        self.thread.join(timeout=STOP_GRACE_S)
+        if self.thread.is_alive():
+            with suppress(Exception):
+                self.reader.conn.cancel_safe(timeout=STOP_GRACE_S)
+            self.thread.join()
+
+
+class _ByteQueue:
+    """A FIFO holding at most `capacity` bytes of blocks (markers count nothing); cancel() wakes
+    and refuses every producer, so a stopped thread never waits for a consumer that is gone."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.size = 0
+        self.items: deque[tuple[Any, int]] = deque()
+        self.cancelled = False
+        self.cond = threading.Condition()
+
+    def put(self, item: Any, size: int) -> bool:
+        with self.cond:
+            while self.size >= self.capacity and not self.cancelled:
+                self.cond.wait()
+            if self.cancelled:
+                return False
+            self.items.append((item, size))
+            self.size += size
+            self.cond.notify_all()
+            return True
+
+    def get(self) -> Any:
+        with self.cond:
+            while not self.items:
+                if self.cancelled:
+                    raise TransferError("the source's read-ahead was stopped")
+                self.cond.wait()
+            item, size = self.items.popleft()
+            self.size -= size
+            self.cond.notify_all()
+            return item
+
+    def cancel(self) -> None:
+        with self.cond:
+            self.cancelled = True
+            self.items.clear()
+            self.size = 0
+            self.cond.notify_all()
+
+
+class PgChunk:
+    def __init__(self, ahead: _ReadAhead, lo: str | None):
+        self.ahead = ahead
+        self.lo = lo
+        self.tail = CopyTail()  # the thread's, from the chunk's first queued item
+        self._ended: _Ended | None = None
+
+    def blocks(self) -> Iterator[Buffer]:
+        ahead = self.ahead
+        while True:
+            item = ahead.queue.get()
+            if isinstance(item, _Started):
+                self.tail = item.tail
+            elif isinstance(item, _Ended):
+                self._ended = item
+                ahead.in_chunk = False
+                if item.end is None:
+                    ahead.broken = True
+                else:
+                    ahead.next_lo = item.end.last_key
+                return
+            elif isinstance(item, BaseException):
+                ahead.broken = True
+                raise item
+            else:
+                yield item
+
+    def end(self) -> ChunkEnd:
+        ended = self._ended
+        assert ended is not None, "read the blocks first"
+        if ended.error is not None:
+            raise ended.error
+        assert ended.end is not None
+        return ended.end
 
     def where(self, lo: str | None) -> str:
+        reader = self.ahead.reader
         hi = "?"
         for candidate in (self.tail.last, self.tail.prev):
             try:
                 if candidate and len(candidate) > 2:
-                    hi = self.reader.keys.key_of(candidate)
+                    hi = reader.keys.key_of(candidate)
                     break
             except Exception:
                 continue
-        return f"{self.reader.plan.key.name} in ({lo if lo is not None else '-inf'}, {hi}]"
+        return f"{reader.plan.key.name} in ({lo if lo is not None else '-inf'}, {hi}]"
