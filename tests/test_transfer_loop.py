@@ -54,6 +54,7 @@ def small_read_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 4 KiB and a queue of 16 KiB: the thread waits on a full queue mid-chunk."""
     monkeypatch.setattr(pg_source, "BLOCK_SIZE", 4096)
     monkeypatch.setattr(pg_source, "READ_AHEAD_BYTES", 16384)
+    monkeypatch.setattr(pg_source, "MIN_READ_AHEAD_BYTES", 16384)
 
 
 @pytest.mark.parametrize("parallelism", [1, 2])

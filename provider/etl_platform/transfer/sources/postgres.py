@@ -28,6 +28,16 @@ from etl_platform.transfer.session import ConnectionFactory, connect_pinned
 from etl_platform.transfer.sources.base import BLOCK_SIZE, Buffer, ChunkEnd
 from etl_platform.transfer.spec import TransferSpec
 
+# What a transfer's read-ahead may hold, shared by its streams (at least 4 MB each): a destination's
+# COPY end and commit take ~4 MB of rows, and a deeper queue rides out the thread's waits for a CPU
+# on a busy worker.
+READ_AHEAD_BYTES = 16 * 1024 * 1024
+MIN_READ_AHEAD_BYTES = 4 * 1024 * 1024
+
+
+def read_ahead_bytes(streams: int) -> int:
+    return max(READ_AHEAD_BYTES // max(streams, 1), MIN_READ_AHEAD_BYTES)
+
 
 class PostgresSource:
     def __init__(self, factory: ConnectionFactory, label: str = "postgres"):
@@ -78,7 +88,7 @@ class PostgresSource:
             if len(parts) == 1:
                 ctl.execute("SELECT 1")  # opens the snapshot's transaction; chunks are read through libpq
                 self._consistency = "one snapshot"
-                yield [PgChunkReader(ctl, plan)]
+                yield [PgChunkReader(ctl, plan, READ_AHEAD_BYTES)]
                 return
             snapshot = ctl.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
             self._consistency = f"one snapshot shared by {len(parts)} streams"
@@ -90,7 +100,7 @@ class PostgresSource:
                     conn.isolation_level = IsolationLevel.REPEATABLE_READ
                     conn.read_only = True
                     conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                    readers.append(PgChunkReader(conn, plan))
+                    readers.append(PgChunkReader(conn, plan, read_ahead_bytes(len(parts))))
                 yield readers
         finally:
             stop_reading_ahead(ctl)
@@ -101,13 +111,14 @@ class PostgresSource:
 
 class PgChunkReader:
     """Reads one part's chunks. A thread reads ahead of the engine: once a chunk's COPY ends, the
-    next chunk's starts at its last key, and its blocks queue up (at most READ_AHEAD_BYTES) while
+    next chunk's starts at its last key, and its blocks queue up (at most `read_ahead` bytes) while
     the engine still writes and commits the chunk before. So the source and the client keep working
     while the destination finishes a chunk, which is where a chunk-at-a-time loop left them idle."""
 
-    def __init__(self, conn: psycopg.Connection[Any], plan: TransferPlan):
+    def __init__(self, conn: psycopg.Connection[Any], plan: TransferPlan, read_ahead: int | None = None):
         self.conn = conn
         self.plan = plan
+        self.read_ahead = READ_AHEAD_BYTES if read_ahead is None else read_ahead
         self.keys = KeyReader(conn, plan.key.type_oid, plan.copy_format)
 
     def read(self, lo: str | None, hi: str | None, limit: int) -> PgChunk:
@@ -141,7 +152,6 @@ def stop_reading_ahead(conn: psycopg.Connection[Any]) -> None:
         ahead.stop()
 
 
-READ_AHEAD_BYTES = 8 * 1024 * 1024  # per stream: a destination's COPY end and commit take ~4 MB of rows
 STOP_GRACE_S = 1.0
 _AHEAD: weakref.WeakKeyDictionary[psycopg.Connection[Any], _ReadAhead] = weakref.WeakKeyDictionary()
 _AHEAD_LOCK = threading.Lock()
@@ -172,7 +182,7 @@ class _ReadAhead:
         self.next_lo = lo  # where the chunk the engine asks for next starts
         self.in_chunk = False  # a chunk was handed out and has not ended yet
         self.broken = False  # an error ended the reading: the next read starts over
-        self.queue = _ByteQueue(READ_AHEAD_BYTES)
+        self.queue = _ByteQueue(reader.read_ahead)
         self.thread = threading.Thread(target=self._run, args=(lo,), name="etl-pg-read-ahead", daemon=True)
         self.thread.start()
 
@@ -225,7 +235,7 @@ class _ReadAhead:
 def _batch_scheduling() -> None:
     """Marks the calling (read-ahead) thread SCHED_BATCH on Linux: it still gets its share of CPU,
     but its wakeups (one per few kilobytes the source sends) no longer preempt whatever runs, such as
-    the destination's backend, the slowest stage. It is 8 MB ahead, so it can wait its turn. On
+    the destination's backend, the slowest stage. It is megabytes ahead, so it can wait its turn. On
     2 cores this took the destination backend's involuntary context switches from ~1,000 to ~350
     and the source backend's from ~3,000 to ~450 per 2M rows. Elsewhere, or if refused: nothing."""
     setter = getattr(os, "sched_setscheduler", None)
