@@ -35,7 +35,10 @@ READ_AHEAD_BYTES = 16 * 1024 * 1024
 MIN_READ_AHEAD_BYTES = 4 * 1024 * 1024
 
 
-def read_ahead_bytes(streams: int) -> int:
+def read_ahead_bytes(plan: TransferPlan, streams: int) -> int:
+    """A transform holds whole chunks (and their Arrow forms) one chunk ahead already: the least."""
+    if plan.spec.transform is not None:
+        return MIN_READ_AHEAD_BYTES
     return max(READ_AHEAD_BYTES // max(streams, 1), MIN_READ_AHEAD_BYTES)
 
 
@@ -88,7 +91,7 @@ class PostgresSource:
             if len(parts) == 1:
                 ctl.execute("SELECT 1")  # opens the snapshot's transaction; chunks are read through libpq
                 self._consistency = "one snapshot"
-                yield [PgChunkReader(ctl, plan, READ_AHEAD_BYTES)]
+                yield [PgChunkReader(ctl, plan, read_ahead_bytes(plan, 1))]
                 return
             snapshot = ctl.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
             self._consistency = f"one snapshot shared by {len(parts)} streams"
@@ -100,7 +103,7 @@ class PostgresSource:
                     conn.isolation_level = IsolationLevel.REPEATABLE_READ
                     conn.read_only = True
                     conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                    readers.append(PgChunkReader(conn, plan, read_ahead_bytes(len(parts))))
+                    readers.append(PgChunkReader(conn, plan, read_ahead_bytes(plan, len(parts))))
                 yield readers
         finally:
             stop_reading_ahead(ctl)
@@ -118,7 +121,7 @@ class PgChunkReader:
     def __init__(self, conn: psycopg.Connection[Any], plan: TransferPlan, read_ahead: int | None = None):
         self.conn = conn
         self.plan = plan
-        self.read_ahead = READ_AHEAD_BYTES if read_ahead is None else read_ahead
+        self.read_ahead = MIN_READ_AHEAD_BYTES if read_ahead is None else read_ahead
         self.keys = KeyReader(conn, plan.key.type_oid, plan.copy_format)
 
     def read(self, lo: str | None, hi: str | None, limit: int) -> PgChunk:
