@@ -154,7 +154,7 @@ PHASES = (
     ("imports", "main", "work_started"),  # the method's imports and set-up (the operator's included)
     ("work", "work_started", "work_ended"),  # what the method times
     ("result", "work_ended", "result_written"),  # hashing the imported provider code, the JSON
-    ("exit", "result_written", "exited"),  # interpreter shutdown until the parent reaps the child
+    ("exit", "result_written", "exited"),  # atexit handlers and the exit, until the parent reaps it
 )
 
 
