@@ -183,7 +183,7 @@ class _ReadAhead:
         self.limit = limit
         self.next_lo = lo  # where the chunk the engine asks for next starts
         self.in_chunk = False  # a chunk was handed out and has not ended yet
-        self.broken = False  # an error ended the reading: the next read starts over
+        self.broken = False  # an error or the part's end stopped the thread: the next read starts over
         self.queue = _ByteQueue(reader.read_ahead)
         self.thread = threading.Thread(target=self._run, args=(lo,), name="etl-pg-read-ahead", daemon=True)
         self.thread.start()
@@ -309,7 +309,7 @@ class PgChunk:
             elif isinstance(item, _Ended):
                 self._ended = item
                 ahead.in_chunk = False
-                if item.end is None:
+                if item.end is None or item.end.exhausted:
                     ahead.broken = True
                 else:
                     ahead.next_lo = item.end.last_key
