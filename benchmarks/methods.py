@@ -399,6 +399,21 @@ METHODS: dict[str, MethodInfo] = {
         _info(empty_task, source="orders_empty", streaming=True, description="operator, empty source"),
     )
 }
+# The same operator methods on another checkout of the provider (run.py --base-provider DIR puts DIR
+# first on the child's path), measured in the same interleaved rounds: a before/after comparison.
+BASE_SUFFIX = "_base"
+for _name in ("streaming_p1", "empty_task"):
+    _m = METHODS[_name]
+    METHODS[_name + BASE_SUFFIX] = MethodInfo(
+        _name + BASE_SUFFIX,
+        _m.func,
+        _m.source_table,
+        _m.destination_table,
+        _m.capped,
+        _m.streaming,
+        _m.transform,
+        _m.description + " (--base-provider code)",
+    )
 
 
 def run_child(argv: list[str], methods: dict[str, Callable[[Args], Result]], module: str) -> int:

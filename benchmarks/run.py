@@ -4,6 +4,8 @@
     make bench BENCH_ARGS="--rows 500000 --skip generic_transfer_paged"
     make bench BENCH_ARGS="--rows 10000000 --only streaming_p1,streaming_transform,empty_task"
     make bench BENCH_ARGS="--scale-check 2000000,10000000"
+    python benchmarks/run.py --only psql_pipe,streaming_p1,empty_task,streaming_p1_base,empty_task_base \
+        --base-provider /tmp/old/provider     # before/after: another checkout's provider, same rounds
 
 Every method runs in its own fresh child process on the same generated source table, after its
 destination table is truncated and the destination server checkpointed. The fast methods run in
@@ -37,7 +39,7 @@ if __package__ in (None, ""):  # run as a script without PYTHONPATH: make the re
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import compare_scale, db, measure
-from benchmarks.methods import METHODS, MethodInfo
+from benchmarks.methods import BASE_SUFFIX, METHODS, MethodInfo
 
 RESULTS_DIR = measure.REPO_ROOT / "benchmarks" / "results"
 PROVIDER_DIR = measure.REPO_ROOT / "provider" / "etl_platform"
@@ -76,6 +78,7 @@ class Options:
     page_size: int
     pandas_chunk_rows: int
     results_dir: Path
+    base_provider: Path | None = None  # the *_base methods import the provider from here
 
     @property
     def src_url(self) -> str:
@@ -125,6 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--src-db", default="bench_src")
     parser.add_argument("--dst-db", default="bench_dst")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--base-provider",
+        type=Path,
+        help="directory holding another checkout's etl_platform package: the *_base methods run it, "
+        "interleaved with the current code (before/after comparisons)",
+    )
     parser.add_argument("--list", action="store_true", help="list the methods and exit")
     return parser.parse_args(argv)
 
@@ -137,7 +146,7 @@ def select_methods(only: str | None, skip: str | None, default: tuple[str, ...])
             raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
         return picked
 
-    chosen = names(only) or list(default)
+    chosen = names(only) or [n for n in default if not n.endswith(BASE_SUFFIX)]
     skipped = set(names(skip))
     return tuple(m for m in METHODS if m in chosen and m not in skipped)  # catalogue order
 
@@ -179,6 +188,9 @@ def run_benchmark(opts: Options) -> dict[str, Any]:
         }
     )
     warm = measure.warm_bytecode(env, WARM_MODULES)
+    if opts.base_provider is not None and any(m.endswith(BASE_SUFFIX) for m in opts.methods):
+        base_env = {**env, "PYTHONPATH": os.pathsep.join([str(opts.base_provider), env["PYTHONPATH"]])}
+        warm += measure.warm_bytecode(base_env, WARM_MODULES)
     say(f"   bytecode cache {measure.BYTECODE_DIR.relative_to(measure.REPO_ROOT)} warm ({warm:.1f} s)")
     watcher = db.ForeignSessionWatcher(opts.base_url, [opts.src_db, opts.dst_db])
     runs: list[dict[str, Any]] = []
@@ -214,6 +226,7 @@ def run_benchmark(opts: Options) -> dict[str, Any]:
             "pandas_chunk_rows": opts.pandas_chunk_rows,
             "src_db": opts.src_db,
             "dst_db": opts.dst_db,
+            "base_provider": str(opts.base_provider) if opts.base_provider else None,
         },
         "source": {
             "table": f"{opts.src_db}.{db.SCHEMA}.{db.SOURCE_TABLE}",
@@ -263,10 +276,14 @@ def run_one(
     }
     provider = provider_fingerprint()
     sink.window()
+    child_env = {**env, "PGAPPNAME": app_name}
+    if name.endswith(BASE_SUFFIX):
+        assert opts.base_provider is not None, "the *_base methods need --base-provider"
+        child_env["PYTHONPATH"] = os.pathsep.join([str(opts.base_provider), env["PYTHONPATH"]])
     outcome = measure.run_method(
         name,
         args,
-        env={**env, "PGAPPNAME": app_name},
+        env=child_env,
         log_path=log_dir / f"{name}-r{round_no}.log",
         cap_seconds=cap,
         timed_out_after=opts.timeout,
@@ -392,9 +409,9 @@ def aggregate(runs: list[dict[str, Any]], opts: Options) -> dict[str, dict[str, 
         out[name] = entry
 
     pipe = out.get("psql_pipe")
-    empty = out.get("empty_task")
     for name, entry in out.items():
         info = METHODS[name]
+        empty = out.get(_empty_for(name))
         if pipe and pipe["status"] == "ok" and name != "psql_pipe" and entry["rows"] and entry["seconds"]:
             # Throughput ratio, so a capped method's partial run compares fairly (an upper bound for
             # LIMIT/OFFSET paging, which only gets slower page after page).
@@ -403,7 +420,7 @@ def aggregate(runs: list[dict[str, Any]], opts: Options) -> dict[str, dict[str, 
             )
         elif pipe and name != "psql_pipe" and entry["status"] == "capped":
             entry["ratio_to_copy_pipe"] = 0.0
-        if info.streaming and name != "empty_task" and empty and empty["status"] == "ok":
+        if info.streaming and name != _empty_for(name) and empty and empty["status"] == "ok":
             entry["rss_over_empty_mb"] = round(entry["peak_rss_mb"] - empty["peak_rss_mb"], 1)
             entry["end_to_end_seconds"] = end_to_end(runs, name)
             if pipe and pipe["status"] == "ok" and entry["end_to_end_seconds"] and entry["rows"]:
@@ -419,7 +436,7 @@ def end_to_end(runs: list[dict[str, Any]], name: str) -> float | None:
     empty = {
         r["round"]: r["spawn_to_exit_seconds"]
         for r in runs
-        if r["method"] == "empty_task" and r["status"] == "ok"
+        if r["method"] == _empty_for(name) and r["status"] == "ok"
     }
     diffs = [
         r["spawn_to_exit_seconds"] - empty[r["round"]]
@@ -427,6 +444,11 @@ def end_to_end(runs: list[dict[str, Any]], name: str) -> float | None:
         if r["method"] == name and r["status"] == "ok" and r["round"] in empty
     ]
     return round(statistics.median(diffs), 3) if diffs else None
+
+
+def _empty_for(name: str) -> str:
+    """The empty task a method's end-to-end time subtracts: the one running the same code."""
+    return "empty_task" + (BASE_SUFFIX if name.endswith(BASE_SUFFIX) else "")
 
 
 def _median(values: list[float]) -> float | None:
@@ -610,10 +632,11 @@ def write_results(doc: dict[str, Any], results_dir: Path) -> Path:
 
 def provider_code_changed(runs: list[dict[str, Any]]) -> bool:
     """True when runs that imported the same provider modules saw different sources."""
-    seen: dict[tuple[str, ...], set[str]] = {}
+    seen: dict[tuple[Any, ...], set[str]] = {}
     for r in runs:
         if r["provider_hash"]:
-            seen.setdefault(tuple(r["child"].get("provider_modules", ())), set()).add(r["provider_hash"])
+            key = (r["method"].endswith(BASE_SUFFIX), *r["child"].get("provider_modules", ()))
+            seen.setdefault(key, set()).add(r["provider_hash"])
     return any(len(hashes) > 1 for hashes in seen.values())
 
 
@@ -701,7 +724,10 @@ def main(argv: list[str] | None = None) -> int:
         page_size=ns.page_size,
         pandas_chunk_rows=ns.pandas_chunk_rows,
         results_dir=ns.results_dir,
+        base_provider=ns.base_provider.resolve() if ns.base_provider else None,
     )
+    if any(m.endswith(BASE_SUFFIX) for m in methods) and base.base_provider is None:
+        raise SystemExit("the *_base methods need --base-provider DIR")
     docs = []
     for rows in scale or [base.rows]:
         opts = replace(base, rows=rows)
