@@ -22,7 +22,7 @@ from etl_platform.transfer.errors import TransferError
 class CopyTail:
     """What `copy_out_blocks` saw last: the key of a chunk is read from its last row."""
 
-    messages: int = 0
+    rows: int = 0  # from the COPY's command tag, once it ended (no counting in the per-row loop)
     last: Any = b""  # the last CopyData message (in binary format: the trailer)
     prev: Any = b""  # the one before it
 
@@ -44,7 +44,6 @@ def copy_out_blocks(
         _raise(pgconn, result, "COPY TO STDOUT did not start")
     get = pgconn.get_copy_data
     buf = bytearray()
-    messages = 0
     last: Any = b""
     prev: Any = b""
     finished = False
@@ -52,12 +51,11 @@ def copy_out_blocks(
         while True:
             nbytes, data = get(1)
             if nbytes > 0:
-                messages += 1
                 prev = last
                 last = data
                 buf += data
                 if len(buf) >= block_size:
-                    tail.messages, tail.last, tail.prev = messages, last, prev  # a failing write names them
+                    tail.last, tail.prev = last, prev  # a failing write names them
                     yield buf
                     buf = bytearray()
             elif nbytes == 0:
@@ -67,11 +65,11 @@ def copy_out_blocks(
                 break
             else:
                 finished = True  # the connection reports the failure itself
-                tail.messages, tail.last, tail.prev = messages, bytes(last), bytes(prev)
+                tail.last, tail.prev = bytes(last), bytes(prev)
                 _raise(pgconn, None, "reading COPY data failed")
         finished = True
-        tail.messages, tail.last, tail.prev = messages, bytes(last), bytes(prev)
-        _finish(pgconn)
+        tail.last, tail.prev = bytes(last), bytes(prev)
+        tail.rows = _finish(pgconn)
     finally:
         if not finished:  # the consumer stopped part way: end the COPY so the connection can go on
             discard_copy_out(pgconn)
@@ -96,12 +94,14 @@ def discard_copy_out(pgconn: Any) -> None:
         pass  # a broken connection: closing it is all that is left
 
 
-def _finish(pgconn: Any) -> None:
+def _finish(pgconn: Any) -> int:
+    """The COPY's final result; returns how many rows it sent (its command tag, "COPY n")."""
     final = _next_result(pgconn)
     while (extra := _next_result(pgconn)) is not None:
         final = final or extra
     if final is None or final.status != pq.ExecStatus.COMMAND_OK:
         _raise(pgconn, final, "COPY TO STDOUT failed")
+    return int(final.command_tuples or 0)
 
 
 def _next_result(pgconn: Any) -> Any:

@@ -22,7 +22,7 @@ from etl_platform.transfer import catalog, ranges
 from etl_platform.transfer.checkpoint import PartState
 from etl_platform.transfer.copy_out import CopyTail, copy_out_blocks
 from etl_platform.transfer.errors import TransferError
-from etl_platform.transfer.keys import BINARY_TRAILER, KeyReader
+from etl_platform.transfer.keys import KeyReader
 from etl_platform.transfer.plan import BINARY, TransferPlan, build_plan
 from etl_platform.transfer.session import ConnectionFactory, connect_pinned
 from etl_platform.transfer.sources.base import BLOCK_SIZE, Buffer, ChunkEnd
@@ -134,14 +134,10 @@ class PgChunkReader:
         return ahead.next_chunk(lo)
 
     def chunk_end(self, tail: CopyTail, limit: int) -> ChunkEnd:
-        rows, last_row = tail.messages, tail.last
-        if self.plan.copy_format == BINARY:
-            # The header rides on the first message, the trailer comes alone (or with the header
-            # when there are no rows at all).
-            if len(tail.last) == len(BINARY_TRAILER):
-                rows, last_row = tail.messages - 1, tail.prev
-            else:
-                rows, last_row = 0, b""
+        rows = tail.rows
+        # In binary format the header rides on the first row's message and the trailer comes last,
+        # alone (with the header when there are no rows at all): the last row is the one before it.
+        last_row = tail.prev if self.plan.copy_format == BINARY else tail.last
         last_key = self.keys.key_of(last_row) if rows else None
         return ChunkEnd(rows, last_key, rows < limit)
 
