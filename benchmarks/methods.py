@@ -275,6 +275,10 @@ def limit_offset_pandas(args: Args) -> Result:
 
 def _streaming(args: Args, task_id: str, parallelism: int, transform: Callable[[Any], Any] | None) -> Result:
     """The whole operator: execute() with checkpoints, progress logging and StatsD metrics on."""
+    # A task process is forked from Airflow's supervisor, which has imported the machinery that
+    # execute() reaches for connections (secrets backends, supervisor comms): import it here too,
+    # rather than let the operator's first connection look-up pay ~5 ms for it.
+    import airflow.sdk.execution_time.supervisor  # noqa: F401
     from airflow.sdk.configuration import conf
     from airflow.sdk.observability.metrics import stats_utils
     from airflow.sdk.observability.stats import initialize
