@@ -151,6 +151,23 @@ def select_methods(only: str | None, skip: str | None, default: tuple[str, ...])
     return tuple(m for m in METHODS if m in chosen and m not in skipped)  # catalogue order
 
 
+def operator_env(results_dir: Path, src_url: str, dst_url: str, statsd_port: int) -> dict[str, str]:
+    """The environment of an operator child: its Airflow home, both connections, StatsD to the sink."""
+    return measure.child_env(
+        {
+            "AIRFLOW_HOME": str(results_dir / ".airflow_home"),
+            f"AIRFLOW_CONN_{SRC_CONN_ID.upper()}": src_url,
+            f"AIRFLOW_CONN_{DST_CONN_ID.upper()}": dst_url,
+            "ETL_BENCH_SRC_URL": src_url,
+            "ETL_BENCH_DST_URL": dst_url,
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port),
+            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        }
+    )
+
+
 # -- one benchmark run ------------------------------------------------------------------------------
 
 
@@ -174,19 +191,7 @@ def run_benchmark(opts: Options) -> dict[str, Any]:
 
     log_dir = opts.results_dir / "logs" / stamp
     sink = measure.StatsdSink()
-    env = measure.child_env(
-        {
-            "AIRFLOW_HOME": str(opts.results_dir / ".airflow_home"),
-            f"AIRFLOW_CONN_{SRC_CONN_ID.upper()}": opts.src_url,
-            f"AIRFLOW_CONN_{DST_CONN_ID.upper()}": opts.dst_url,
-            "ETL_BENCH_SRC_URL": opts.src_url,
-            "ETL_BENCH_DST_URL": opts.dst_url,
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(sink.port),
-            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
-        }
-    )
+    env = operator_env(opts.results_dir, opts.src_url, opts.dst_url, sink.port)
     warm = measure.warm_bytecode(env, WARM_MODULES)
     if opts.base_provider is not None and any(m.endswith(BASE_SUFFIX) for m in opts.methods):
         base_env = {**env, "PYTHONPATH": os.pathsep.join([str(opts.base_provider), env["PYTHONPATH"]])}

@@ -990,19 +990,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"   created database {name}")
     forget_checkpoints(opts.dst_url)
     sink = measure.StatsdSink()
-    env = measure.child_env(
-        {
-            "AIRFLOW_HOME": str(opts.results_dir / ".airflow_home"),
-            f"AIRFLOW_CONN_{run.SRC_CONN_ID.upper()}": opts.src_url,
-            f"AIRFLOW_CONN_{run.DST_CONN_ID.upper()}": opts.dst_url,
-            "ETL_BENCH_SRC_URL": opts.src_url,
-            "ETL_BENCH_DST_URL": opts.dst_url,
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(sink.port),
-            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
-        }
-    )
+    env = run.operator_env(opts.results_dir, opts.src_url, opts.dst_url, sink.port)
     environment = run.environment(
         run.Options(
             base_url=opts.base_url, src_db=opts.src_db, dst_db=opts.dst_db, rows=opts.scales[0], methods=(),
