@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: install system-deps lint test demo bench clean
-.PHONY: up down e2e
+.PHONY: up down status e2e
 
 install: $(STAMP)
 
@@ -72,8 +72,11 @@ bench: install .venv-bench-dlt/.installed ## transfer methods (BENCH_ARGS=--rows
 clean:
 	rm -rf $(VENV) .venv-bench-dlt .pytest_cache .mypy_cache .ruff_cache .run
 
-up: install ## the docker-compose topology as local processes (ETL_PLATFORM_* settings: scripts/platformctl.py)
+up: install ## the docker-compose topology as local processes (ETL_PLATFORM_* settings, PROFILE=small for a laptop: scripts/platformctl.py); on a running platform restarts only the dead processes; exits 1 naming one that cannot start
 	$(BIN)/python scripts/platformctl.py up
+
+status: ## each process of `make up`: running/DEAD, pid, uptime; exits 1 when one is dead, 3 when nothing is up
+	$(BIN)/python scripts/platformctl.py status
 
 down: ## stop what `make up` started (logs stay in .run/platform/logs)
 	$(BIN)/python scripts/platformctl.py down
