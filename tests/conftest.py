@@ -26,7 +26,7 @@ from harness import (
 )
 from harness.airflow_env import configure_airflow_env, remove_airflow_home
 from harness.mysqldb import create_my_db, drop_my_db
-from harness.postgres import create_database, create_schema, drop_database, drop_schema
+from harness.postgres import create_database, create_schema, drop_database, drop_schema, forbid_libpq_defaults
 from harness.redisdb import redis_db as _redis_db
 from harness.s3 import create_s3_bucket
 
@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Airflow reads its config on first import: point it at a throwaway home before any test imports it.
     global _created_airflow_home
     _created_airflow_home = configure_airflow_env()
+    forbid_libpq_defaults()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -702,14 +702,17 @@ def test_a_dashboard_without_configuration_answers_503(
 
 # ------------------------------------------------------------------------------------------ helpers
 def _uri(conninfo: str) -> str:
+    """The AIRFLOW_CONN_<ID> value for a ledger conninfo. A unix-socket directory goes percent-encoded
+    in the host part (as PgServer.uri does): as a `?host=` query it would be an extra the hook ignores,
+    and libpq would connect to its default socket, another server."""
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    host = params.get("host", "127.0.0.1")
-    auth = f"{params.get('user', 'postgres')}" + (f":{params['password']}" if params.get("password") else "")
-    if str(host).startswith("/"):
-        from urllib.parse import quote
-
-        return f"postgresql://{auth}@/{params['dbname']}?host={quote(str(host), safe='')}&port={params.get('port', 5432)}"
-    return f"postgresql://{auth}@{host}:{params.get('port', 5432)}/{params['dbname']}"
+    server = PgServer(
+        str(params["host"]),
+        int(str(params["port"])),
+        str(params["user"]),
+        str(params.get("password") or "") or None,
+    )
+    return server.uri(str(params["dbname"]))
 
 
 def _wait(probe: Any, timeout: float, interval: float = 0.02) -> Any:

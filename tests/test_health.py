@@ -397,7 +397,10 @@ def silent_listener() -> AbstractContextManager[int]:
 
 
 def delaying_proxy(host: str, port: int, delay: float) -> AbstractContextManager[int]:
-    """A TCP proxy that holds every server reply back `delay` seconds (a slow, overloaded server)."""
+    """A TCP proxy that holds every server reply back `delay` seconds (a slow, overloaded server).
+
+    `host` may be a PostgreSQL unix-socket directory (the embedded server listens on no TCP port):
+    the proxy then relays to `<host>/.s.PGSQL.<port>`, never to a default address."""
 
     def pump(src: socket.socket, dst: socket.socket, wait: float) -> None:
         try:
@@ -413,7 +416,11 @@ def delaying_proxy(host: str, port: int, delay: float) -> AbstractContextManager
                     sock.shutdown(socket.SHUT_RDWR)
 
     def relay(client: socket.socket) -> list[socket.socket]:
-        upstream = socket.create_connection((host, port))
+        if host.startswith("/"):
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(f"{host}/.s.PGSQL.{port}")
+        else:
+            upstream = socket.create_connection((host, port))
         threading.Thread(target=pump, args=(client, upstream, 0.0), daemon=True).start()
         threading.Thread(target=pump, args=(upstream, client, delay), daemon=True).start()
         return [client, upstream]
@@ -510,7 +517,7 @@ def test_avg_response_time_without_the_extension_is_a_probe_latency_that_crosses
     direct = _reading(_run(config, Sources(postgres=pg_server.conninfo("postgres"))), "avg_response_time")
     assert direct.detail.startswith("probe query latency") and 0 < direct.value < 0.12
     assert direct.level == "ok"
-    with delaying_proxy("127.0.0.1", pg_server.port, 0.25) as port:
+    with delaying_proxy(pg_server.host, pg_server.port, 0.25) as port:
         slow = _reading(
             _run(
                 config, Sources(postgres=f"host=127.0.0.1 port={port} user={pg_server.user} dbname=postgres")

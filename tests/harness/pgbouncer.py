@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -54,7 +55,7 @@ def running_pgbouncer(pg: PgServer, pool_size: int = 1) -> Iterator[PgBouncer]:
         f"auth_type = trust\nauth_file = {workdir / 'userlist.txt'}\n"
         f"admin_users = {pg.user}\nstats_users = {pg.user}\n"
         f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 100\n"
-        + ("user = nobody\n" if os.geteuid() == 0 else "")
+        + (f"user = {_unprivileged_user(pg)}\n" if os.geteuid() == 0 else "")
     )
     for path in workdir.iterdir():
         path.chmod(0o644)
@@ -67,6 +68,17 @@ def running_pgbouncer(pg: PgServer, pool_size: int = 1) -> Iterator[PgBouncer]:
         process.terminate()
         process.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _unprivileged_user(pg: PgServer) -> str:
+    """Who pgbouncer runs as when started by root (it refuses to stay root): `nobody`, unless the server
+    is a unix-socket directory only its owner may enter (the embedded server's 0700 data directory),
+    then that owner, so pgbouncer reaches the server it was told and not some other."""
+    if pg.host.startswith("/"):
+        owner = Path(pg.host).stat().st_uid
+        if owner != 0:
+            return pwd.getpwuid(owner).pw_name
+    return "nobody"
 
 
 def _wait_until_up(bouncer: PgBouncer, process: subprocess.Popen[Any]) -> None:

@@ -15,6 +15,21 @@ from etl_devstack.postgres import PgServer, probe_postgres, start_embedded_postg
 from etl_devstack.services import announce_fallback, require_or_fall_back
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# libpq's default host when a conninfo names none: a socket directory that cannot exist, so a
+# connection made without the harness's host fails naming this path instead of quietly reaching
+# the machine's own server through /var/run/postgresql.
+NO_DEFAULT_PGHOST = "/nonexistent/etl-tests-name-the-host-the-harness-gave"
+_LIBPQ_DEFAULT_ENV = ("PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR")
+
+
+def forbid_libpq_defaults() -> None:
+    """Make every hostless PostgreSQL connection of this process (and its children) fail loudly.
+
+    The tests must connect where the harness says (ETL_TEST_POSTGRES_URL or the embedded server);
+    a developer's PGHOST or a service file would otherwise decide for a connection that forgot."""
+    for name in _LIBPQ_DEFAULT_ENV:
+        os.environ.pop(name, None)
+    os.environ["PGHOST"] = NO_DEFAULT_PGHOST
 
 
 def resolve_test_postgres() -> PgServer:
