@@ -37,7 +37,8 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -112,6 +113,26 @@ DEFAULT_WORKERS: tuple[WorkerSpec, ...] = (
     # performance_monitoring only: a health reading never waits behind ETL work, nor ETL behind it.
     WorkerSpec("monitoring", ("monitoring",), 1, max_memory_per_child_kib=262_144),
 )
+# ETL_PLATFORM_PROFILE=small, for a laptop: one worker serving every queue the DAGs use, three tasks at
+# a time (the ETL DAGs' steps run one after another; a mapped bulk load runs three ranges at once), with
+# the load worker's per-child cap. The gate sensors defer to the triggerer, so they hold no slot.
+SMALL_WORKERS: tuple[WorkerSpec, ...] = (
+    WorkerSpec(
+        "all",
+        ("extract", "transform", "load", "notifications", "monitoring", "default"),
+        3,
+        serve_logs=True,
+        max_memory_per_child_kib=1_048_576,
+    ),
+)
+# What the small profile changes besides the workers (Airflow settings on top of config/airflow.env):
+SMALL_PROFILE_ENV: dict[str, str] = {
+    # One DAG-parsing child instead of two: the repository has a handful of DAG files.
+    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    # Fewer parses of unchanged files (30 s by default): less CPU, the same memory.
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
+}
+PROFILES: dict[str, tuple[WorkerSpec, ...]] = {"full": DEFAULT_WORKERS, "small": SMALL_WORKERS}
 CORE_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 PGBOUNCER_PROCESS = "pgbouncer"
 
@@ -142,12 +163,29 @@ class PlatformSettings:
     workers: tuple[WorkerSpec, ...] = DEFAULT_WORKERS
     embedded_postgres_fallback: bool = True
     embedded_redis_fallback: bool = True
+    # "full" (docker-compose's workers) or "small" (SMALL_WORKERS and SMALL_PROFILE_ENV); for_profile()
+    # sets the workers to match.
+    profile: str = "full"
+    # More DAG folders, each a LocalDagBundle of its own beside dags/ (the e2e suite's test DAGs).
+    extra_dag_folders: tuple[str, ...] = ()
+    # Airflow settings (or any variable) for every process, over everything else (the e2e suite's cache TTL).
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"ETL_PLATFORM_PROFILE must be one of {sorted(PROFILES)}, got {self.profile!r}")
+
+    @classmethod
+    def for_profile(cls, profile: str, **kwargs: Any) -> PlatformSettings:
+        """Settings with the profile's workers; an unknown profile names the known ones."""
+        return cls(profile=profile, workers=PROFILES.get(profile, DEFAULT_WORKERS), **kwargs)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
         env = os.environ if environ is None else environ
         defaults = cls()
-        return cls(
+        return cls.for_profile(
+            (env.get("ETL_PLATFORM_PROFILE") or defaults.profile).strip().lower(),
             postgres_url=env.get("ETL_PLATFORM_POSTGRES_URL") or defaults.postgres_url,
             redis_url=env.get("ETL_PLATFORM_REDIS_URL") or defaults.redis_url,
             mysql_url=env.get("ETL_PLATFORM_MYSQL_URL") or defaults.mysql_url,
@@ -181,6 +219,21 @@ class ProcessStatus:
     pid: int
     alive: bool
     log: str
+    started_at: float | None = None  # the recorded start (epoch seconds): uptime while alive
+
+    def uptime_s(self, now: float | None = None) -> float | None:
+        if not self.alive or self.started_at is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.started_at)
+
+
+@dataclass
+class UpReport:
+    """What `up` did: a fresh start (`fresh`), or the components it restarted on a running platform
+    (`restarted`, empty when everything ran)."""
+
+    fresh: bool
+    restarted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -335,9 +388,30 @@ class Platform:
         """Each recorded process and whether it still runs (empty when nothing is up)."""
         _reap(self._children.values())
         return [
-            ProcessStatus(name, rec["pid"], _alive(rec["pid"], rec.get("create_time")), rec["log"])
+            ProcessStatus(
+                name,
+                rec["pid"],
+                _alive(rec["pid"], rec.get("create_time")),
+                rec["log"],
+                rec.get("create_time"),
+            )
             for name, rec in self._pids()["processes"].items()
         ]
+
+    def dead(self) -> list[str]:
+        """The platform's processes that do not run (recorded and dead, or never started), in start order."""
+        alive = {p.name for p in self.status() if p.alive}
+        return [name for name in self.process_names() if name not in alive]
+
+    def servers_status(self) -> dict[str, bool]:
+        """Whether the PostgreSQL and Redis the platform uses answer (from platform.json)."""
+        state = self.state()
+        server = state.pg_server()
+        with contextlib.suppress(psycopg.Error, OSError):
+            with psycopg.connect(server.conninfo(state.databases["airflow"]), connect_timeout=3):
+                pass
+            return {"postgres": True, "redis": probe_redis(state.redis_url)}
+        return {"postgres": False, "redis": probe_redis(state.redis_url)}
 
     def is_up(self) -> bool:
         return any(p.alive for p in self.status())
@@ -460,6 +534,13 @@ class Platform:
             env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = option
         else:
             env.pop("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS", None)
+        if self.settings.profile == "small":
+            env.update(SMALL_PROFILE_ENV)
+        if self.settings.extra_dag_folders:
+            env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = dag_bundles(
+                self.settings.extra_dag_folders
+            )
+        env.update(dict(self.settings.extra_env))
         return env
 
     def process_env(self, name: str) -> dict[str, str]:
@@ -490,15 +571,14 @@ class Platform:
         )
 
     # ----------------------------------------------------------------------------------------- up
-    def up(self, *, timeout: float = 600, echo: Echo = print) -> bool:
-        """Bring the platform up; False (and nothing started) if it already runs.
+    def up(self, *, timeout: float = 600, echo: Echo = print) -> UpReport:
+        """Bring the platform up. When some of it runs, reconcile: restart only what is dead.
 
-        On failure everything started so far is stopped again and PlatformError says which process
-        failed, with the tail of its log.
+        On a fresh start's failure everything started so far is stopped again; either way
+        PlatformError says which process failed, with the tail of its log.
         """
         if self.is_up():
-            echo(f"the platform in {self.run_dir} is already up")
-            return False
+            return UpReport(fresh=False, restarted=self.reconcile(timeout=timeout, echo=echo))
         if self.pids_file.exists():  # left by a crashed `up` or processes that died: clean up first
             self.down(echo=lambda _msg: None)
         if _port_in_use(self.settings.host, self.settings.port):
@@ -527,7 +607,87 @@ class Platform:
         except BaseException:
             self.down(echo=lambda _msg: None)
             raise
-        return True
+        return UpReport(fresh=True)
+
+    def reconcile(self, *, timeout: float = 300, echo: Echo = print) -> list[str]:
+        """Start every process of a running platform that is dead, and wait until each is ready.
+
+        What runs is never touched (tasks on live workers go on); a dead process's leftovers (its
+        group, its orphaned children) are stopped first, so `down` can still find everything. The
+        platform keeps the settings it was started with (platform.json), whatever the environment
+        says now. Returns the names restarted; PlatformError names the one that could not start.
+        """
+        self.use_recorded_settings(echo)
+        dead = self.dead()
+        if not dead:
+            echo(f"the platform in {self.run_dir} is already up; every process runs")
+            return []
+        servers = self.servers_status()
+        down = [name for name, ok in servers.items() if not ok]
+        if down:
+            raise PlatformError(
+                f"{' and '.join(down)} of this platform do(es) not answer, so {', '.join(dead)} cannot "
+                "restart: start it again, or `make down && make up`"
+            )
+        records = self._pids()["processes"]
+        since = datetime.now(UTC)
+        for name in dead:
+            record = records.get(name)
+            leftovers = self._stop_leftovers(record) if record else 0
+            was = f"pid {record['pid']}" if record else "never started"
+            extra = f", {leftovers} leftover process(es) stopped" if leftovers else ""
+            echo(f"{name} is not running ({was}{extra}): starting it")
+            try:
+                self.start_process(name)
+            except (OSError, PlatformError) as exc:
+                raise PlatformError(f"{name} could not start: {exc}\n" + self.tail(name)) from None
+        self.wait_restarted(dead, since, time.monotonic() + timeout)
+        echo(f"restarted {', '.join(dead)}")
+        return dead
+
+    def use_recorded_settings(self, echo: Echo = lambda _msg: None) -> None:
+        """Use the settings the running platform was started with (platform.json), saying so when the
+        ones asked for now differ (another ETL_PLATFORM_PROFILE, say)."""
+        recorded = self.recorded_settings()
+        if recorded is None or recorded == self.settings:
+            return
+        changed = sorted(
+            k for k, v in asdict(recorded).items() if v != asdict(self.settings).get(k) and k != "workers"
+        )
+        if recorded.workers != self.settings.workers:
+            changed.append("workers")
+        echo(
+            f"note: the running platform keeps the settings it started with ({', '.join(changed)} differ); "
+            "`make down && make up` applies new ones"
+        )
+        self.settings = recorded
+
+    def recorded_settings(self) -> PlatformSettings | None:
+        """The settings `up` recorded in platform.json (None when it recorded no workers: an older file)."""
+        data = dict(self._read_json(self.state_file).get("settings") or {})
+        if "workers" not in data:
+            return None
+        data["workers"] = tuple(WorkerSpec(**{**w, "queues": tuple(w["queues"])}) for w in data["workers"])
+        data["extra_dag_folders"] = tuple(data.get("extra_dag_folders") or ())
+        data["extra_env"] = tuple((str(k), str(v)) for k, v in data.get("extra_env") or ())
+        known = set(PlatformSettings.__dataclass_fields__)
+        return replace(self.settings, **{k: v for k, v in data.items() if k in known})
+
+    def _stop_leftovers(self, record: dict[str, Any], timeout: float = 10) -> int:
+        """SIGTERM what is left of a dead process (its group's members, their children), SIGKILL after
+        `timeout`. Task runners of a dead worker run in groups of their own and are left to finish."""
+        procs = self._tree(record)
+        if not procs:
+            return 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+        return len(procs)
 
     def process_names(self) -> list[str]:
         pgbouncer = [PGBOUNCER_PROCESS] if self._read_json(self.state_file).get("pgbouncer") else []
@@ -600,16 +760,65 @@ class Platform:
                 raise PlatformError(f"timed out waiting for {waiting}\n" + self.tails(names))
             time.sleep(1)
 
+    def wait_restarted(self, names: Iterable[str], since: datetime, deadline: float) -> None:
+        """Until each restarted process is ready: the api-server answers its health endpoint; the
+        scheduler, triggerer and dag-processor have heartbeated since `since` (the health endpoint's
+        latest heartbeat; a dead one's last heartbeat stays "healthy" for a while); workers answer a
+        ping; PgBouncer accepts connections. Raises naming the one that exited or is not ready."""
+        pending = list(names)
+        workers = {self.worker(n).nodename: n for n in pending if n.startswith("worker-")}
+        while True:
+            for proc in self.status():
+                if proc.name in pending and not proc.alive:
+                    raise PlatformError(f"{proc.name} exited after its restart\n" + self.tail(proc.name))
+            health = self._api_health()
+            if workers:
+                answered = set(self.ping_workers()) & set(workers)
+                pending = [n for n in pending if n not in {workers[w] for w in answered}]
+            pending = [n for n in pending if not self._restarted_ready(n, health, since)]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise PlatformError(
+                    f"timed out waiting for {', '.join(pending)} to be ready after the restart\n"
+                    + self.tails(pending)
+                )
+            time.sleep(0.5)
+
+    def _restarted_ready(self, name: str, health: dict[str, Any] | None, since: datetime) -> bool:
+        if name.startswith("worker-"):
+            return False  # ping_workers() decides
+        if name == PGBOUNCER_PROCESS:
+            return _port_in_use("127.0.0.1", self.state().ports["pgbouncer"])
+        if health is None:
+            return False
+        if name == "api-server":
+            return True
+        key = name.replace("-", "_")  # dag-processor -> dag_processor
+        part = health.get(key) or {}
+        beat = part.get(f"latest_{key}_heartbeat")
+        return (
+            part.get("status") == "healthy"
+            and isinstance(beat, str)
+            and datetime.fromisoformat(beat) >= since
+        )
+
+    def _api_health(self) -> dict[str, Any] | None:
+        """The api-server's /api/v2/monitor/health, or None while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=3) as resp:
+                return dict(json.loads(resp.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
     def _check_running(self) -> None:
         for proc in self.status():
             if not proc.alive:
                 raise PlatformError(f"{proc.name} exited during start-up\n" + self.tails([proc.name]))
 
     def _api_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=3) as resp:
-                health = json.loads(resp.read())
-        except (urllib.error.URLError, OSError, ValueError):
+        health = self._api_health()
+        if health is None:
             return False
         parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
         return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
@@ -667,7 +876,7 @@ class Platform:
             "embedded": server.embedded,
             "pgdata": str(pgdata) if pgdata else None,
         }
-        settings = {k: v for k, v in asdict(self.settings).items() if k != "workers"}
+        settings = asdict(self.settings)  # workers too: `up` on a running platform restarts with these
         pgbouncer = pgbouncer_binary() is not None and not server.host.startswith("/")
         if not pgbouncer:
             echo(
@@ -1066,6 +1275,17 @@ def _mysql_error(exc: BaseException) -> str:
     if len(args) >= 2 and isinstance(args[0], int):
         return f"{args[1]} (error {args[0]})"
     return str(exc) or type(exc).__name__
+
+
+def dag_bundles(extra_folders: Iterable[str]) -> str:
+    """[dag_processor] dag_bundle_config_list: dags/ as the default bundle ("dags-folder"), then one
+    LocalDagBundle per extra folder, named after it."""
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [{"name": "dags-folder", "classpath": local, "kwargs": {"path": str(DAGS_FOLDER)}}]
+    for folder in extra_folders:
+        path = Path(folder).resolve()
+        bundles.append({"name": f"extra-{path.name}", "classpath": local, "kwargs": {"path": str(path)}})
+    return json.dumps(bundles)
 
 
 def pgbouncer_binary() -> str | None:

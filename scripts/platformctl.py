@@ -1,19 +1,28 @@
-"""`make up` / `make down`: the docker-compose topology as local processes (etl_devstack.platform).
+"""`make up` / `make status` / `make down`: the docker-compose topology as local processes (etl_devstack.platform).
 
-    python scripts/platformctl.py up       # start PostgreSQL/Redis if needed, Airflow and the workers
-    python scripts/platformctl.py status   # what runs
+    python scripts/platformctl.py up       # start PostgreSQL/Redis if needed, Airflow and the workers;
+                                           # on a running platform: restart only what is dead
+    python scripts/platformctl.py status   # each process: running/DEAD, pid, uptime
     python scripts/platformctl.py down     # stop exactly what `up` started
     python scripts/platformctl.py airflow -- dags list   # the airflow CLI against the running platform
 
-Settings come from ETL_PLATFORM_* variables (see PlatformSettings.from_env): POSTGRES_URL, REDIS_URL,
-PORT (8080), HOST, STATSD (127.0.0.1:9125), ROWS (200000), DAYS, JOB_SCHEDULE (true).
+Exit codes: `up` 0 when everything runs (started, restarted or already running), 1 when a process
+could not start (the message names it and shows its log tail). `status` 0 when every process runs,
+1 when one or more is dead (listed as DEAD; `make up` restarts them), 3 when nothing is up.
+
+Settings come from ETL_PLATFORM_* variables (see PlatformSettings.from_env): PROFILE (full: one worker
+per queue as in docker-compose; small: one worker for every queue, for a laptop), POSTGRES_URL,
+REDIS_URL, PORT (8080), HOST, STATSD (127.0.0.1:9125), ROWS (200000), DAYS, JOB_SCHEDULE (true). A
+running platform keeps the settings it was started with until `down`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from etl_devstack.platform import (
@@ -38,11 +47,11 @@ def cmd_up(platform: Platform, *, timeout: float = 600) -> int:
     """`make up`: bring the platform up and print where it is and how to log in (the e2e fixture calls
     this very function, so the test suite starts the platform exactly as `make up` does)."""
     try:
-        started = platform.up(timeout=timeout, echo=lambda msg: print(f"[up] {msg}", flush=True))
+        report = platform.up(timeout=timeout, echo=lambda msg: print(f"[up] {msg}", flush=True))
     except PlatformError as exc:
         print(f"[up] failed: {exc}", file=sys.stderr)
         return 1
-    if not started:
+    if not report.fresh:
         print_status(platform)
         return 0
     state = platform.state()
@@ -78,15 +87,46 @@ def cmd_up(platform: Platform, *, timeout: float = 600) -> int:
     return 0
 
 
-def print_status(platform: Platform) -> None:
-    procs = platform.status()
+STATUS_DEAD, STATUS_NOTHING_UP = 1, 3
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return (
+        f"{days}d{hours:02d}h" if days else f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+    )
+
+
+def print_status(platform: Platform) -> int:
+    """One line per process (state, pid, uptime, log); returns `status`'s exit code (see the module doc)."""
+    procs = {p.name: p for p in platform.status()}
     if not procs:
         print(f"nothing is up in {_relative(platform.run_dir)}")
-        return
-    for proc in procs:
-        print(f"  {proc.name:<22} pid {proc.pid:<8} {'running' if proc.alive else 'DEAD':<8} {proc.log}")
+        return STATUS_NOTHING_UP
+    now = time.time()
+    for name in [*platform.process_names(), *(n for n in procs if n not in platform.process_names())]:
+        proc = procs.get(name)
+        if proc is None:
+            print(f"  {name:<22} pid {'-':<8} {'DEAD':<8} {'-':>8}  never started")
+            continue
+        state = "running" if proc.alive else "DEAD"
+        print(f"  {name:<22} pid {proc.pid:<8} {state:<8} {_uptime(proc.uptime_s(now)):>8}  {proc.log}")
+    dead = platform.dead()
+    with contextlib.suppress(PlatformError):  # no platform.json: nothing to say about the servers
+        for server, answers in platform.servers_status().items():
+            print(f"  {server:<22} {'answers' if answers else 'DOES NOT ANSWER'}")
+            if not answers:
+                dead.append(server)
     if platform.is_up():
         print(f"  UI: {platform.ui_url}")
+    if dead:
+        print(f"  dead: {', '.join(dead)} (`make up` restarts the platform's processes)")
+        return STATUS_DEAD
+    return 0
 
 
 def cmd_down(platform: Platform) -> int:
@@ -111,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="for `airflow`: the CLI arguments")
     ns = parser.parse_args(argv)
     platform = Platform(ns.run_dir, PlatformSettings.from_env())
+    if ns.command in ("status", "airflow"):  # a running platform's own settings (port, workers)
+        platform.use_recorded_settings()
     if ns.command == "up":
         return cmd_up(platform)
     if ns.command == "down":
         return cmd_down(platform)
     if ns.command == "status":
-        print_status(platform)
-        return 0
+        return print_status(platform)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     try:
         return cmd_airflow(platform, args)
