@@ -15,6 +15,11 @@ from etl_devstack.platform import redact_url
 REQUIRE_SERVICES_ENV = "ETL_TEST_REQUIRE_SERVICES"
 
 
+# Every announcement this process made, in order: the test session prints them in its terminal summary,
+# where no warning filter (-p no:warnings, --disable-warnings, -W ignore) can hide them.
+announced: list[str] = []
+
+
 class ServiceFallbackWarning(UserWarning):
     """A configured service did not answer and a private/embedded one was started instead."""
 
@@ -37,8 +42,6 @@ def require_or_fall_back(service: str, env_var: str, url: str) -> None:
 def announce_fallback(service: str, url: str, started: str) -> None:
     """The one line saying a private server replaced the configured one (a warning: pytest lists it
     in its summary, a script prints it on stderr)."""
-    warnings.warn(
-        f"{service} at {redact_url(url)} does not answer: using {started} instead",
-        ServiceFallbackWarning,
-        stacklevel=3,
-    )
+    message = f"{service} at {redact_url(url)} does not answer: using {started} instead"
+    announced.append(message)
+    warnings.warn(message, ServiceFallbackWarning, stacklevel=3)

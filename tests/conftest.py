@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from etl_devstack import services
 from etl_devstack.postgres import start_embedded_postgres
 from harness import (
     MyDb,
@@ -42,6 +43,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     remove_airflow_home(_created_airflow_home)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name every private server the harness started in place of a configured one, whatever the
+    warning filters: a run against stand-ins must never look like a run against the machine's services."""
+    if services.announced:
+        terminalreporter.section("services the harness started itself")
+        for message in services.announced:
+            terminalreporter.write_line(message)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
