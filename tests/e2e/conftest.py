@@ -21,15 +21,17 @@ import pytest
 from etl_devstack.platform import DEFAULT_WORKERS, Platform, PlatformSettings, WorkerSpec, free_port
 from etl_devstack.postgres import probe_postgres
 from etl_devstack.redis import probe_redis
-from harness import PgServer, RedisDb, RedisServer
+from harness import REPO_ROOT, PgServer, RedisDb, RedisServer
 from harness.redisdb import redis_db as _redis_db
 from scripts import platformctl
-from tests.e2e.helpers import AirflowApi, StatsdListener, platform_processes
+from tests.e2e.helpers import DASHBOARD_CACHE_TTL_S, AirflowApi, StatsdListener, platform_processes
 
 # 1.2M orders over 10 days from 2026-01-01: ~120k rows per daily interval, two 100k-row chunks per load.
 E2E_ROWS, E2E_DAYS = 1_200_000, 10
 # A second worker on the load queue: etl_orders_bulk's mapped ranges must spread over both.
 SECOND_LOAD_WORKER = WorkerSpec("load-2", ("load",), 2, max_memory_per_child_kib=1_048_576)
+# The suite's own DAGs (e2e_health_gate), a DAG bundle beside dags/.
+E2E_DAGS = REPO_ROOT / "tests" / "dags" / "e2e"
 _printed: dict[str, str] = {}  # what `up` printed, for test_platformctl_e2e.py
 
 
@@ -89,6 +91,8 @@ def platform(
         embedded_postgres_fallback=False,
         embedded_redis_fallback=False,
         workers=(*DEFAULT_WORKERS, SECOND_LOAD_WORKER),
+        extra_dag_folders=(str(E2E_DAGS),),
+        extra_env=(("AIRFLOW__ETL_PLATFORM__DASHBOARD_CACHE_TTL", str(DASHBOARD_CACHE_TTL_S)),),
     )
     platform = Platform(tmp_path_factory.mktemp("platform"), settings)
     try:

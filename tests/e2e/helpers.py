@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,9 @@ from benchmarks.datagen import ORDERS_COLUMNS
 from etl_devstack.platform import Platform
 
 T = TypeVar("T")
+# The dashboard's stats cache lives an hour on the e2e platform: a fresh count after a run can only come
+# from the invalidation a finished run triggers, never from an entry expiring (test_dashboard_e2e.py).
+DASHBOARD_CACHE_TTL_S = 3600
 
 
 def wait_until(
@@ -207,3 +211,100 @@ def explain(
 
 def _worker_names(platform: Platform) -> list[str]:
     return [w.process for w in platform.settings.workers]
+
+
+# --------------------------------------------------------------------------------- the health gate
+GATE_DAG_ID = "e2e_health_gate"  # tests/dags/e2e/health_gate_e2e.py, loaded as a DAG bundle of its own
+TRIGGER_CLASS = "etl_platform.triggers.performance.PerformanceCheckTrigger"
+
+
+def ensure_dag_ready(platform: Platform, api: AirflowApi, dag_id: str) -> None:
+    """Wait until the dag-processor serialized the DAG (failing on its import error), then unpause it."""
+
+    def parsed() -> bool:
+        errors = api.request("GET", "/api/v2/importErrors").get("import_errors", [])
+        broken = [e for e in errors if dag_id in e.get("stack_trace", "") or dag_id in e.get("filename", "")]
+        assert not broken, f"{dag_id} does not import: {broken}"
+        return api.get_or_none(f"/api/v2/dags/{dag_id}") is not None
+
+    wait_until(
+        parsed,
+        timeout=300,
+        what=f"the dag-processor to parse {dag_id}",
+        interval=2,
+        explain=lambda: explain(platform, names=["dag-processor"]),
+    )
+    api.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+
+@contextlib.contextmanager
+def gate_hold(platform: Platform, messages: int = 3) -> Iterator[str]:
+    """A queue no worker serves, holding `messages` entries in the platform's broker while the block
+    runs: e2e_health_gate reads it (conf hold_queue) as critical until the block ends and deletes it."""
+    import redis
+
+    queue = f"e2e_gate_hold_{secrets.token_hex(4)}"
+    client = redis.Redis.from_url(platform.state().redis_url)
+    try:
+        client.rpush(queue, *[f"held-{i}" for i in range(messages)])
+        yield queue
+    finally:
+        client.delete(queue)
+        client.close()
+
+
+def trigger_gate(api: AirflowApi, hold_queue: str) -> str:
+    run = api.request(
+        "POST",
+        f"/api/v2/dags/{GATE_DAG_ID}/dagRuns",
+        json={"logical_date": None, "conf": {"hold_queue": hold_queue}},
+    )
+    return str(run["dag_run_id"])
+
+
+def task_instance(api: AirflowApi, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    return dict(api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"))
+
+
+def alive_triggerer_job_ids(api: AirflowApi) -> set[int]:
+    jobs = api.request("GET", "/api/v2/jobs", params={"job_type": "TriggererJob", "is_alive": True})["jobs"]
+    return {int(job["id"]) for job in jobs}
+
+
+def wait_gate_deferred_in_triggerer(platform: Platform, api: AirflowApi, run_id: str) -> dict[str, Any]:
+    """Until the gate is `deferred` with its PerformanceCheckTrigger held by a live triggerer job;
+    fails at once if the gate finishes instead. Returns the task instance (REST)."""
+
+    def deferred() -> dict[str, Any] | None:
+        ti = task_instance(api, GATE_DAG_ID, run_id, "gate")
+        assert ti["state"] not in ("success", "failed", "up_for_retry"), f"the gate did not defer: {ti}"
+        trigger = ti.get("trigger") or {}
+        if ti["state"] == "deferred" and trigger.get("triggerer_id") in alive_triggerer_job_ids(api):
+            return ti
+        return None
+
+    return wait_until(
+        deferred,
+        timeout=300,
+        interval=0.5,
+        what=f"{GATE_DAG_ID} run {run_id}'s gate to defer into a live triggerer",
+        explain=lambda: explain(
+            platform, GATE_DAG_ID, run_id, names=["triggerer", "scheduler", "worker-extract"]
+        ),
+    )
+
+
+def wait_run_finished(
+    platform: Platform, api: AirflowApi, dag_id: str, run_id: str, timeout: float = 600
+) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return dict(run) if run["state"] in ("success", "failed") else None
+
+    return wait_until(
+        finished,
+        timeout=timeout,
+        interval=1,
+        what=f"{dag_id} run {run_id} to finish",
+        explain=lambda: explain(platform, dag_id, run_id, names=["scheduler", "triggerer"]),
+    )

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from etl_devstack.platform import Platform
-from tests.e2e.helpers import AirflowApi, explain, wait_until
+from tests.e2e.helpers import DASHBOARD_CACHE_TTL_S, AirflowApi, explain, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -166,3 +166,48 @@ class _SseListener(threading.Thread):
         self._stop_requested = True
         self._client.close()
         self.join(20)
+
+
+def test_a_finished_dag_run_invalidates_the_api_servers_stats_cache(
+    platform: Platform, api: AirflowApi
+) -> None:
+    """/etl/api/stats, cached in the api-server (memory) and Redis for an hour on this platform
+    (DASHBOARD_CACHE_TTL_S), counts a DAG run as soon as the scheduler's listener reports it finished:
+    the next request is a miss (or the entry another api-server process refilled), never the old entry."""
+    _ensure_dag_ready(platform, api)
+
+    def stats() -> tuple[dict[str, Any], str]:
+        resp = api.client.get("/etl/api/stats")
+        assert resp.status_code == 200, resp.text
+        return resp.json(), resp.headers["x-etl-cache"]
+
+    def successes(body: dict[str, Any]) -> int:
+        ours = [p for p in body["pipelines"] if p["pipeline"] == DAG_ID]
+        return int(ours[0]["by_status"]["success"]) if ours else 0
+
+    before, _ = stats()
+    cached, source = stats()
+    assert source == "memory" and cached == before, (source, before, cached)  # served from the cache
+    run = api.request(
+        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": datetime.now(UTC).isoformat()}
+    )
+    run_id = str(run["dag_run_id"])
+    finished = wait_until(
+        lambda: _finished(api, run_id),
+        timeout=300,
+        what=f"{DAG_ID} run {run_id} to finish",
+        interval=0.5,
+        explain=lambda: explain(platform, DAG_ID, run_id, names=["scheduler", "worker-monitoring"]),
+    )
+    assert finished["state"] == "success", finished
+    ended = time.monotonic()
+    after, source = wait_until(
+        lambda: (lambda s: s if successes(s[0]) == successes(before) + 1 else None)(stats()),
+        timeout=10,
+        interval=0.2,
+        what=f"the stats to count {run_id} (the cache lives {DASHBOARD_CACHE_TTL_S} s)",
+        explain=lambda: f"stats now: {stats()}",
+    )
+    print(f"stats counted the run {time.monotonic() - ended:.2f} s after the REST API showed it finished")
+    assert source in ("miss", "redis"), source
+    assert after["overall"]["runs"] == before["overall"]["runs"] + 1, (before["overall"], after["overall"])

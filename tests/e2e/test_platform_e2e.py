@@ -23,12 +23,21 @@ from psycopg import sql
 from etl_devstack.platform import Platform
 from etl_platform.transfer.checkpoint import CheckpointStore
 from tests.e2e.helpers import (
+    GATE_DAG_ID,
+    TRIGGER_CLASS,
     AirflowApi,
     StatsdListener,
     alive_pids,
+    ensure_dag_ready,
     explain,
+    gate_hold,
     interval_digest,
     table_rows,
+    task_instance,
+    task_logs,
+    trigger_gate,
+    wait_gate_deferred_in_triggerer,
+    wait_run_finished,
     wait_until,
     workers_that_received,
 )
@@ -374,3 +383,39 @@ def test_bulk_load_spreads_mapped_ranges_over_the_load_workers(platform: Platfor
     source = interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, *everything)
     loaded = interval_digest(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE, *everything)
     assert source[0] > 0 and loaded == source, f"warehouse {loaded} != source {source}"
+
+
+def test_health_gate_defers_in_the_real_triggerer_until_the_reading_recovers(
+    platform: Platform, api: AirflowApi
+) -> None:
+    """e2e_health_gate's PerformanceCheckSensor reads a queue the test holds at critical: its first check
+    (in the extract worker) defers, the PerformanceCheckTrigger runs in the platform's triggerer and keeps
+    the task deferred while the reading stays critical; once the queue is emptied the trigger fires, the
+    same try resumes on a worker and succeeds, and the downstream task runs."""
+    ensure_dag_ready(platform, api, GATE_DAG_ID)
+    with gate_hold(platform) as hold:
+        run_id = trigger_gate(api, hold)
+        ti = wait_gate_deferred_in_triggerer(platform, api, run_id)
+        assert ti["trigger"]["classpath"] == TRIGGER_CLASS, ti["trigger"]
+        assert ti["try_number"] == 1 and ti["queue"] == "extract", ti
+        time.sleep(3)  # three of the trigger's 1 s re-reads, all critical
+        still = task_instance(api, GATE_DAG_ID, run_id, "gate")
+        assert still["state"] == "deferred", still
+        assert still["trigger"]["id"] == ti["trigger"]["id"], (ti["trigger"], still["trigger"])
+        released = time.monotonic()
+    run = wait_run_finished(platform, api, GATE_DAG_ID, run_id)
+    print(f"gate run finished {time.monotonic() - released:.1f} s after the queue was emptied")
+    gate = task_instance(api, GATE_DAG_ID, run_id, "gate")
+    assert run["state"] == "success", f"{run}\n{explain(platform, GATE_DAG_ID, run_id)}"
+    assert gate["state"] == "success" and gate["try_number"] == 1, f"resumed, not retried: {gate}"
+    assert gate["trigger"] is None, gate  # the trigger is gone once it fired
+    assert task_instance(api, GATE_DAG_ID, run_id, "after_gate")["state"] == "success"
+
+    report = api.request(
+        "GET", f"/api/v2/dags/{GATE_DAG_ID}/dagRuns/{run_id}/taskInstances/gate/xcomEntries/return_value"
+    )["value"]
+    readings = {r["metric"]: r for r in report["readings"]}
+    assert readings["queue_length"]["value"] == 0 and readings["queue_length"]["level"] == "ok", report
+    log = task_logs(platform, GATE_DAG_ID, run_id, lines=400)
+    assert "platform health critical: queue_length=3" in log, log
+    assert "platform healthy" in log, log

@@ -3,18 +3,34 @@
 The session's platform is started by scripts/platformctl.py's cmd_up (conftest.py), the function
 `make up` runs, and stopped by cmd_down in the fixture's teardown, which also checks that no process
 with the platform's AIRFLOW_HOME is left and that the PostgreSQL and Redis it used still answer. A
-second platform started here would cost about three more minutes on a two-core machine.
+second platform started here would cost about three more minutes on a two-core machine. The last test
+kills processes of the running platform and has `up` bring exactly those back (`make up` reconciles).
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import time
 
 import httpx
 import pytest
 
 from etl_devstack.platform import Platform
 from scripts import platformctl
+from tests.e2e.helpers import (
+    GATE_DAG_ID,
+    AirflowApi,
+    alive_pids,
+    alive_triggerer_job_ids,
+    ensure_dag_ready,
+    gate_hold,
+    task_instance,
+    trigger_gate,
+    wait_gate_deferred_in_triggerer,
+    wait_run_finished,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -62,3 +78,52 @@ def test_up_again_changes_nothing_and_status_lists_every_process(
     assert {p.name: p.pid for p in platform.status()} == before
     for name in platform.process_names():
         assert re.search(rf"^  {re.escape(name)}\s+pid {before[name]}\s+running", printed, re.M), printed
+
+
+def test_up_restarts_exactly_the_dead_processes_and_a_deferred_run_completes(
+    platform: Platform, api: AirflowApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scheduler, the triggerer and a worker are SIGKILLed (whole trees, like a crash) while a gate
+    run is deferred in that triggerer: `status` says DEAD and exits 1; `up` (cmd_up, what `make up` runs)
+    restarts exactly those three, waits until they are ready (fresh heartbeats, worker ping) and exits
+    0; every other process keeps its pid; the new triggerer takes the trigger over and the run
+    completes once the gate's reading recovers."""
+    ensure_dag_ready(platform, api, GATE_DAG_ID)
+    victims = ("scheduler", "triggerer", "worker-monitoring")
+    with gate_hold(platform) as hold:
+        run_id = trigger_gate(api, hold)
+        deferred = wait_gate_deferred_in_triggerer(platform, api, run_id)
+        before = {p.name: p.pid for p in platform.status()}
+        assert all(p.alive for p in platform.status()), before
+        killed = [pid for name in victims for pid in platform.kill(name, signal.SIGKILL)]
+        wait_until(lambda: not alive_pids(killed), timeout=15, interval=0.2, what=f"{victims} to die")
+        capsys.readouterr()
+
+        assert platformctl.print_status(platform) == platformctl.STATUS_DEAD
+        printed = capsys.readouterr().out
+        for name in victims:
+            assert re.search(rf"^  {re.escape(name)}\s+pid {before[name]}\s+DEAD", printed, re.M), printed
+
+        started = time.monotonic()
+        assert platformctl.cmd_up(platform, timeout=300) == 0
+        printed = capsys.readouterr().out
+        print(f"`up` restarted {victims} in {time.monotonic() - started:.1f} s:\n{printed}")
+        assert f"restarted {', '.join(victims)}" in printed, printed
+        after = {p.name: p for p in platform.status()}
+        assert all(p.alive for p in after.values()), after
+        for name, pid in before.items():
+            if name in victims:
+                assert after[name].pid != pid, f"{name} was not restarted"
+            else:
+                assert after[name].pid == pid, f"{name} was restarted too ({pid} -> {after[name].pid})"
+        assert platform.dead() == []
+        assert platformctl.print_status(platform) == 0
+        assert "worker-monitoring" in capsys.readouterr().out
+        # Ready means ready: the new triggerer's job is alive, the old one's is not.
+        assert deferred["trigger"]["triggerer_id"] not in alive_triggerer_job_ids(api)
+        taken_over = wait_gate_deferred_in_triggerer(platform, api, run_id)
+        assert taken_over["trigger"]["id"] == deferred["trigger"]["id"], (deferred, taken_over)
+        assert taken_over["trigger"]["triggerer_id"] != deferred["trigger"]["triggerer_id"]
+    run = wait_run_finished(platform, api, GATE_DAG_ID, run_id)
+    assert run["state"] == "success", run
+    assert task_instance(api, GATE_DAG_ID, run_id, "gate")["try_number"] == 1
