@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,17 @@ from etl_platform.dashboard.settings import DashboardSettings, derive_cursor_key
 from etl_platform.ledger.migrate import migrate
 from harness import PgServer, RedisDb
 
-ENDPOINTS = ("/", "/static/index.html", "/api/runs", "/api/stats", "/api/series", "/api/stream", "/metrics")
+ENDPOINTS = (
+    "/",
+    "/static/index.html",
+    "/api/runs",
+    "/api/stats",
+    "/api/series",
+    "/api/stream",
+    "/api/openapi.json",
+    "/metrics",
+)
+API_ROUTES = ("/api/runs", "/api/stats", "/api/series", "/api/stream", "/metrics")
 JWT_SECRET = "etl-dashboard-test-" + "s" * 60
 
 
@@ -219,28 +230,266 @@ def test_runs_pagination_filters_and_cursor_integrity(tokens: Tokens, ledger: st
         ranged = client.get("/api/runs", params={**window, "pipeline": "etl_orders"}).json()
         assert [r["run_id"] for r in ranged["runs"]] == ["manual__0003", "manual__0002"]
 
-        # Invalid parameters: 422 from FastAPI's validation, 400 naming the parameter from the queries.
-        assert client.get("/api/runs", params={"page_size": 0}).status_code == 422
-        assert client.get("/api/runs", params={"page_size": 101}).status_code == 422
-        assert client.get("/api/runs", params={"since": "yesterday"}).status_code == 422
-        bad_status = client.get("/api/runs", params={"status": "done"})
-        assert bad_status.status_code == 400 and "status" in bad_status.json()["detail"]
-        reversed_range = client.get("/api/runs", params={"since": window["until"], "until": window["since"]})
-        assert reversed_range.status_code == 400 and "since" in reversed_range.json()["detail"]
+        # Invalid parameters: 400 naming the parameter (see test_invalid_parameters_* for every kind).
+        for params, name in (
+            ({"page_size": 0}, "page_size"),
+            ({"page_size": 101}, "page_size"),
+            ({"since": "yesterday"}, "since"),
+            ({"status": "done"}, "status"),
+            ({"since": window["until"], "until": window["since"]}, "until"),
+        ):
+            resp = client.get("/api/runs", params=params)
+            assert resp.status_code == 400, (params, resp.text)
+            assert _named(resp) == [name], (params, resp.json())
 
         # The cursor is signed and bound to its filters.
         cursor = client.get("/api/runs", params={"page_size": 5}).json()["next_cursor"]
         payload, _, signature = cursor.partition(".")
         tampered = f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
-        for bad in (tampered, payload[:-2] + "xx." + signature, "garbage", cursor + "x"):
+        for bad in (tampered, payload[:-2] + "xx." + signature, "garbage", cursor + "x", cursor[:-1]):
             resp = client.get("/api/runs", params={"page_size": 5, "cursor": bad})
             assert resp.status_code == 400, (bad, resp.text)
-            assert "invalid cursor" in resp.json()["detail"]
+            assert "invalid cursor" in resp.json()["detail"] and _named(resp) == ["cursor"]
         other_filters = client.get(
             "/api/runs", params={"page_size": 5, "cursor": cursor, "status": "success"}
         )
         assert other_filters.status_code == 400 and "invalid cursor" in other_filters.json()["detail"]
+        assert _named(other_filters) == ["cursor"]
         assert client.get("/api/runs", params={"page_size": 5, "cursor": cursor}).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------ parameters
+def _named(resp: httpx.Response) -> list[str | None]:
+    """The parameters a 400 names, checking the body's shape on the way."""
+    body = resp.json()
+    assert set(body) == {"detail", "errors"} and isinstance(body["detail"], str), body
+    for error in body["errors"]:
+        assert set(error) == {"parameter", "message"} and error["message"], body
+        assert f"{error['parameter']}: {error['message']}" in body["detail"], body
+    return [e["parameter"] for e in body["errors"]]
+
+
+def _refused(client: TestClient, path: str, params: Any) -> list[str | None]:
+    resp = client.get(path, params=params)
+    assert resp.status_code == 400, (path, params, resp.status_code, resp.text)
+    assert resp.headers["content-type"].startswith("application/json")
+    return _named(resp)
+
+
+TIME_ROUTES = ("/api/runs", "/api/stats", "/api/series")
+
+
+def test_dates_outside_the_representable_range_are_400_naming_the_parameter(
+    tokens: Tokens, ledger: str, redis_db: RedisDb
+) -> None:
+    """Year 1 / 9999 with offsets pushing them out of Python's range, day and hour rounding past
+    9999-12-31, text that is no date, numbers that once parsed as epoch seconds: 400, never 500."""
+    insert_runs(ledger, make_runs(["etl_orders"], 3, datetime(2026, 3, 1, tzinfo=UTC)))
+    out_of_range = (
+        "0001-01-01T00:00:00+14:00",  # before year 1 in UTC: OverflowError in astimezone
+        "9999-12-31T23:59:59-14:00",  # after year 9999 in UTC
+        "9999-12-31T23:30:00+00:00",  # representable, but its day/hour rounding is not
+        "0001-01-01T00:00:00",
+        "1899-12-31T23:59:59.999999Z",
+        "9999-01-01T00:00:00.000001Z",
+    )
+    not_dates = ("1e300", "1700000000", "294277-01-01T00:00:00Z", "2026-01-01T00:00+24:00", "x" * 65, "")
+    with client_for(settings_for(ledger, redis_db.url), tokens.admin) as client:
+        for path in TIME_ROUTES:
+            for name in ("since", "until"):
+                for value in out_of_range + not_dates:
+                    assert _refused(client, path, {name: value}) == [name], (path, name, value)
+            range_error = client.get(path, params={"since": out_of_range[0]}).json()["detail"]
+            assert "1900-01-01" in range_error and "9999-01-01" in range_error
+            # since must precede until: the later parameter is named
+            ordered = {"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"}
+            assert _refused(client, path, ordered) == ["until"], path
+            assert _refused(client, path, {**ordered, "until": ordered["since"]}) == ["until"], path
+        assert _refused(client, "/api/series", {"since": "2999-01-01T00:00:00Z"}) == ["since"]  # until: now
+
+        # The edges themselves are accepted and computed with, in every route.
+        edges = {"since": "1900-01-01T00:00:00Z", "until": "9999-01-01T00:00:00Z"}
+        for path in ("/api/runs", "/api/stats"):
+            resp = client.get(path, params=edges)
+            assert resp.status_code == 200, (path, resp.text)
+        assert client.get("/api/stats", params=edges).json()["overall"]["runs"] == 3
+        assert len(client.get("/api/runs", params=edges).json()["runs"]) == 3
+        for params in (
+            {"until": "1900-01-01T00:00:00Z"},  # the default since is 14 days earlier still
+            {"since": "9998-12-31T12:00:00Z", "until": "9999-01-01T00:00:00Z", "bucket": "hour"},
+            {"since": "1900-01-01T00:00:00-13:59", "until": "1900-01-02T00:00:00Z", "bucket": "hour"},
+        ):
+            resp = client.get("/api/series", params=params)
+            assert resp.status_code == 200 and resp.json()["points"] == [], (params, resp.text)
+        # An offset is an instant like any other: +23:59 and its UTC equivalent select the same runs.
+        east = client.get("/api/runs", params={"since": "2026-03-02T00:59:00+23:59"}).json()["runs"]
+        utc = client.get("/api/runs", params={"since": "2026-03-01T01:00:00Z"}).json()["runs"]
+        assert [r["run_id"] for r in east] == [r["run_id"] for r in utc] == ["manual__0002", "manual__0001"]
+
+
+def test_control_characters_and_over_long_values_are_400_naming_the_parameter(
+    tokens: Tokens, ledger: str, redis_db: RedisDb
+) -> None:
+    """C0 (tab included), DEL and C1 are refused in every text parameter; other Unicode is a value."""
+    insert_runs(ledger, make_runs(["etl_orders"], 2, datetime(2026, 3, 1, tzinfo=UTC)))
+    controls = ("\x00", "\t", "\n", "\x1b", "\x1f", "\x7f", "\x85", "\x9f")
+    with client_for(settings_for(ledger, redis_db.url), tokens.admin) as client:
+        for path in ("/api/runs", "/api/series", "/api/stream"):
+            for char in controls:
+                assert _refused(client, path, {"pipeline": f"etl{char}orders"}) == ["pipeline"], (path, char)
+            assert _refused(client, path, {"pipeline": "p" * 251}) == ["pipeline"], path
+            assert _refused(client, path, {"pipeline": ""}) == ["pipeline"], path
+        for name in ("since", "until"):
+            assert _refused(client, "/api/runs", {name: "2026-03-01\x00"}) == [name]
+        assert _refused(client, "/api/runs", {"cursor": "abc.def\x00"}) == ["cursor"]
+        assert _refused(client, "/api/runs", {"cursor": "a." + "b" * 12_000}) == ["cursor"]
+        assert "control characters" in client.get("/api/runs", params={"pipeline": "\x00"}).json()["detail"]
+        # Not control characters: plain values, answered (nothing matches them here).
+        for pipeline in ("p" * 250, "etl_\u00f8rders", "etl \U0001f600", "\u00a0\u2028"):
+            for path in ("/api/runs", "/api/series"):
+                resp = client.get(path, params={"pipeline": pipeline})
+                assert resp.status_code == 200, (path, pipeline, resp.text)
+                assert resp.json()["runs" if path == "/api/runs" else "points"] == []
+        assert len(client.get("/api/runs", params={"pipeline": "etl_orders"}).json()["runs"]) == 2
+
+
+def test_repeated_and_unknown_parameters_are_400_naming_them(
+    tokens: Tokens, ledger: str, redis_db: RedisDb
+) -> None:
+    with client_for(settings_for(ledger, redis_db.url), tokens.admin) as client:
+        repeated = {
+            "/api/runs": [("pipeline", "a"), ("pipeline", "b")],
+            "/api/stats": [("since", "2026-03-01T00:00:00Z")] * 2,  # even the same value twice
+            "/api/series": [("bucket", "day"), ("pipeline", "x"), ("bucket", "hour")],
+            "/api/stream": [("pipeline", "a"), ("pipeline", "a")],
+        }
+        for path, pairs in repeated.items():
+            name = pairs[0][0]
+            assert _refused(client, path, pairs) == [name], path
+            assert "more than once" in client.get(path, params=pairs).json()["detail"]
+        assert _refused(client, "/api/runs", [("page_size", "5"), ("status", "x"), ("page_size", "5")]) in (
+            ["status"],  # the value is checked first; either way a named 400
+            ["page_size"],
+        )
+        takes = {
+            "/api/runs": "pipeline, status, since, until, page_size, cursor",
+            "/api/stats": "since, until",
+            "/api/series": "pipeline, since, until, bucket",
+            "/api/stream": "pipeline",
+            "/metrics": "no parameters",
+        }
+        for path in API_ROUTES:
+            assert _refused(client, path, {"pipline": "etl_orders"}) == ["pipline"], path
+            detail = client.get(path, params={"pipline": "x"}).json()["detail"]
+            assert detail == f"pipline: unknown parameter (this endpoint takes: {takes[path]})", path
+            assert sorted(map(str, _refused(client, path, {"a": "1", "b\x00": "2"}))) == ["a", "b\x00"], path
+        assert _refused(client, "/api/openapi.json", {"x": "1"}) == ["x"]
+        long_name = "n" * 5000
+        assert _refused(client, "/api/stats", {long_name: "1"}) == ["n" * 80 + "..."]
+        # The page and its files ignore query strings (cache busting, the Airflow UI's own).
+        assert client.get("/", params={"v": "1"}).status_code == 200
+        assert client.get("/static/dashboard.js", params={"v": "1", "x": "2"}).status_code == 200
+
+
+def test_errors_never_echo_the_value_and_auth_still_comes_first(
+    tokens: Tokens, ledger: str, redis_db: RedisDb
+) -> None:
+    marker = "etl_secretish_value_\u00e9"
+    bad = {
+        "/api/runs": {"pipeline": marker + "\x00", "since": marker, "cursor": marker, "pipline": "1"},
+        "/api/stats": {"since": marker, "until": "x"},
+        "/api/series": {"bucket": marker},
+        "/api/stream": {"pipeline": marker + "\x00"},
+        "/metrics": {"q": "1"},
+    }
+    with client_for(settings_for(ledger, redis_db.url)) as client:
+        for path, params in bad.items():
+            resp = client.get(path, params=params, headers={"Authorization": f"Bearer {tokens.admin}"})
+            assert resp.status_code == 400 and marker not in resp.text, (path, resp.text)
+            assert set(_named(resp)) == set(params), (path, resp.json())
+            # Without a valid token, or without the right, the parameters are never looked at.
+            assert client.get(path, params=params).status_code == 401, path
+            no_role = client.get(path, params=params, headers={"Authorization": f"Bearer {tokens.no_role}"})
+            assert no_role.status_code == 403, path
+            repeated = client.get(path, params=[("pipeline", "a"), ("pipeline", "b")])
+            assert repeated.status_code == 401, path
+
+
+def test_a_cursor_over_the_longest_airflow_ids_fits_the_limit(
+    tokens: Tokens, ledger: str, redis_db: RedisDb
+) -> None:
+    """Cursors are capped in length; the cap must never refuse a cursor the API itself issued."""
+    from etl_platform.dashboard.cursor import encode_cursor
+    from etl_platform.dashboard.params import CURSOR_MAX_LENGTH, ID_MAX_LENGTH
+
+    pipeline, run_id = "\U0001f600" * ID_MAX_LENGTH, "\U0010ffff" * ID_MAX_LENGTH  # 12 JSON bytes each
+    worst = encode_cursor((datetime(9999, 1, 1, tzinfo=UTC), pipeline, run_id), "f" * 32, b"k")
+    assert len(worst) <= CURSOR_MAX_LENGTH
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    insert_runs(
+        ledger,
+        [
+            {
+                "pipeline": pipeline,
+                "run_id": run_id + str(i),
+                "started_at": start + timedelta(hours=i),
+                "finished_at": None,
+                "status": "running",
+                "rows": 0,
+            }
+            for i in range(2)
+        ],
+    )
+    with client_for(settings_for(ledger, redis_db.url), tokens.admin) as client:
+        first = client.get("/api/runs", params={"page_size": 1}).json()
+        assert first["next_cursor"] and len(first["next_cursor"]) > 8000
+        second = client.get("/api/runs", params={"page_size": 1, "cursor": first["next_cursor"]})
+        assert second.status_code == 200, second.text
+        assert [r["run_id"] for r in second.json()["runs"]] == [run_id + "0"]
+
+
+def test_openapi_schema_documents_every_constraint(tokens: Tokens, ledger: str, redis_db: RedisDb) -> None:
+    from etl_platform.dashboard.params import CURSOR_MAX_LENGTH, ID_MAX_LENGTH
+
+    with client_for(settings_for(ledger, redis_db.url), tokens.viewer) as client:
+        resp = client.get("/api/openapi.json")
+        assert resp.status_code == 200
+    schema = resp.json()
+    assert schema == create_app(settings_for(ledger, None)).openapi()
+
+    def params_of(path: str) -> dict[str, dict[str, Any]]:
+        found = {}
+        for p in schema["paths"][path]["get"].get("parameters", []):
+            assert p["in"] == "query" or path == "/static/{path}", p
+            variants = p["schema"].get("anyOf", [p["schema"]])
+            found[p["name"]] = next(v for v in variants if v.get("type") != "null") | {
+                "description": p.get("description", "")
+            }
+        return found
+
+    runs = params_of("/api/runs")
+    assert list(runs) == ["pipeline", "status", "since", "until", "page_size", "cursor"]
+    assert runs["pipeline"]["maxLength"] == ID_MAX_LENGTH and runs["pipeline"]["minLength"] == 1
+    assert runs["pipeline"]["pattern"] == r"^[^\x00-\x1f\x7f-\x9f]*$"
+    assert runs["status"]["enum"] == ["pending", "running", "success", "failed"]
+    assert (runs["page_size"]["minimum"], runs["page_size"]["maximum"]) == (1, 100)
+    assert runs["cursor"]["maxLength"] == CURSOR_MAX_LENGTH and "pattern" in runs["cursor"]
+    for path in TIME_ROUTES:
+        for name in ("since", "until"):
+            field = params_of(path)[name]
+            assert field["format"] == "date-time" and "1900-01-01" in field["description"], (path, name)
+    assert params_of("/api/series")["bucket"]["enum"] == ["hour", "day"]
+    assert list(params_of("/api/stream")) == ["pipeline"] and params_of("/metrics") == {}
+    for path in API_ROUTES:
+        responses = schema["paths"][path]["get"]["responses"]
+        assert {"400", "401", "403"} <= set(responses) and "422" not in responses, path
+        assert responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "ParameterErrorBody"
+        )
+    from etl_platform.dashboard.params import RunStatus
+    from etl_platform.dashboard.queries import STATUSES
+
+    assert typing.get_args(RunStatus) == STATUSES
 
 
 def test_series_defaults_to_the_last_14_days(tokens: Tokens, ledger: str, redis_db: RedisDb) -> None:
@@ -257,7 +506,9 @@ def test_series_defaults_to_the_last_14_days(tokens: Tokens, ledger: str, redis_
         assert hourly.status_code == 200 and sum(p["runs"] for p in hourly.json()["points"]) == 3
         too_long = client.get("/api/series", params={"bucket": "hour"})
         assert too_long.status_code == 400 and "hour" in too_long.json()["detail"]
-        assert client.get("/api/series", params={"bucket": "week"}).status_code == 400
+        assert _named(too_long) == ["bucket"]
+        week = client.get("/api/series", params={"bucket": "week"})
+        assert week.status_code == 400 and _named(week) == ["bucket"]
 
 
 # ------------------------------------------------------------------------------------------ cache

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +22,7 @@ import psycopg
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import Connection
@@ -31,8 +32,21 @@ from starlette.concurrency import run_in_threadpool
 
 from etl_platform.dashboard.auth import require_dag_run_reader
 from etl_platform.dashboard.cache import CacheLevel, TwoLevelCache, run_invalidation_subscriber
+from etl_platform.dashboard.cursor import InvalidCursor
 from etl_platform.dashboard.db import create_pool
 from etl_platform.dashboard.metrics import DashboardMetrics, MetricsMiddleware
+from etl_platform.dashboard.params import (
+    NoQuery,
+    ParameterErrorBody,
+    RunsQuery,
+    SeriesQuery,
+    StatsQuery,
+    StreamQuery,
+    invalid_parameter,
+    parameter_errors,
+    reject_repeated,
+    without_422,
+)
 from etl_platform.dashboard.settings import DashboardSettings
 from etl_platform.dashboard.stream import event_stream, subscribe
 
@@ -40,8 +54,9 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CACHE_HEADER = "X-ETL-Cache"
-SERIES_DEFAULT_SPAN = timedelta(days=14)
-KNOWN_PATHS = frozenset({"/", "/api/runs", "/api/stats", "/api/series", "/api/stream", "/metrics"})
+KNOWN_PATHS = frozenset(
+    {"/", "/api/runs", "/api/stats", "/api/series", "/api/stream", "/api/openapi.json", "/metrics"}
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -185,13 +200,6 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """Query timestamps without an offset are taken as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 @contextlib.contextmanager
 def _bad_request() -> Iterator[None]:
     """A ValueError from the query layer is the client's mistake: 400 with its message."""
@@ -207,9 +215,19 @@ async def _runtime(request: Request) -> DashboardRuntime:  # async: no threadpoo
 
 
 RuntimeDep = Annotated[DashboardRuntime, Depends(_runtime)]
-PipelineParam = Annotated[str | None, Query(min_length=1, max_length=250, description="dag id")]
-Since = Annotated[datetime | None, Query(description="on started_at, inclusive (ISO 8601)")]
-Until = Annotated[datetime | None, Query(description="on started_at, exclusive (ISO 8601)")]
+_PARAMETER_ERROR: dict[int | str, dict[str, Any]] = {
+    400: {"model": ParameterErrorBody, "description": "a query parameter is unknown, repeated or invalid"}
+}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid Airflow token (Bearer header or the UI's _token cookie)"},
+    403: {"description": "the token's user may not read DAG runs"},
+}
+_LEDGER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_PARAMETER_ERROR,
+    503: {"description": "dashboard not configured, ledger or Redis unavailable"},
+}
+# API routes: after auth (the app's dependency), each parameter at most once; then the route's query model.
+_STRICT = [Depends(reject_repeated)]
 
 
 def create_app(settings: DashboardSettings | None = None) -> FastAPI:
@@ -228,11 +246,14 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         title="ETL performance dashboard",
         lifespan=lifespan,
         dependencies=[Depends(require_dag_run_reader)],
+        responses=_AUTH_ERRORS,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url=None,  # served by /api/openapi.json, behind the same auth as every route
     )
     app.state.dashboard = runtime
+    build_openapi = app.openapi
+    app.openapi = lambda: without_422(build_openapi())  # type: ignore[method-assign]
     app.add_middleware(
         MetricsMiddleware,
         metrics=runtime.metrics,
@@ -248,52 +269,46 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             return RedirectResponse(_login_url(str(request.url)), status_code=status.HTTP_303_SEE_OTHER)
         return await http_exception_handler(request, exc)
 
+    app.add_exception_handler(RequestValidationError, parameter_errors)  # type: ignore[arg-type]
+
     @app.exception_handler(psycopg.OperationalError)
     async def ledger_unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         log.warning("dashboard: ledger unavailable: %s", type(exc).__name__)
         return JSONResponse({"detail": "ledger unavailable"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
-    @app.get("/api/runs")
-    def runs(
-        rt: RuntimeDep,
-        pipeline: PipelineParam = None,
-        status: str | None = None,
-        since: Since = None,
-        until: Until = None,
-        page_size: Annotated[int, Query(ge=1, le=100)] = 50,
-        cursor: str | None = None,
-    ) -> Response:
+    @app.get("/api/runs", responses=_LEDGER_ERRORS, dependencies=_STRICT)
+    def runs(rt: RuntimeDep, q: Annotated[RunsQuery, Query()]) -> Response:
+        """Pipeline runs newest first, keyset pages (docs/dashboard.md)."""
         from etl_platform.dashboard import queries
 
         settings, pool, _ = rt.ready()
         with _bad_request():
-            filters = queries.RunFilters(pipeline, status, _utc(since), _utc(until))
+            filters = queries.RunFilters(q.pipeline, q.status, q.since, q.until)
             with pool.connection() as conn:
-                page = queries.fetch_runs_page(conn, filters, page_size, cursor, settings.cursor_key)
+                try:
+                    page = queries.fetch_runs_page(conn, filters, q.page_size, q.cursor, settings.cursor_key)
+                except InvalidCursor as exc:
+                    raise invalid_parameter("cursor", str(exc)) from None
         return LedgerJSONResponse(page)
 
-    @app.get("/api/stats")
-    async def stats(rt: RuntimeDep, since: Since = None, until: Until = None) -> Response:
-        value, level = await rt.acached(*rt.stats_entry(_utc(since), _utc(until)))
+    @app.get("/api/stats", responses=_LEDGER_ERRORS, dependencies=_STRICT)
+    async def stats(rt: RuntimeDep, q: Annotated[StatsQuery, Query()]) -> Response:
+        """Overall and per-pipeline stats over whole UTC days (cached)."""
+        value, level = await rt.acached(*rt.stats_entry(q.since, q.until))
         return LedgerJSONResponse(value, headers={CACHE_HEADER: level})
 
-    @app.get("/api/series")
-    async def series(
-        rt: RuntimeDep,
-        pipeline: PipelineParam = None,
-        since: Since = None,
-        until: Until = None,
-        bucket: str = "day",
-    ) -> Response:
-        end = _utc(until) or datetime.now(UTC)
-        start = _utc(since) or end - SERIES_DEFAULT_SPAN
-        value, level = await rt.acached(*rt.series_entry(pipeline, start, end, bucket))
+    @app.get("/api/series", responses=_LEDGER_ERRORS, dependencies=_STRICT)
+    async def series(rt: RuntimeDep, q: Annotated[SeriesQuery, Query()]) -> Response:
+        """Points per bucket and pipeline (cached)."""
+        start, end = q.window
+        value, level = await rt.acached(*rt.series_entry(q.pipeline, start, end, q.bucket))
         return LedgerJSONResponse(value, headers={CACHE_HEADER: level})
 
-    @app.get("/api/stream")
-    async def stream(rt: RuntimeDep, pipeline: PipelineParam = None) -> StreamingResponse:
+    @app.get("/api/stream", responses=_LEDGER_ERRORS, dependencies=_STRICT)
+    async def stream(rt: RuntimeDep, q: Annotated[StreamQuery, Query()]) -> StreamingResponse:
+        """Server-Sent Events of run status changes."""
         settings, _, _ = rt.ready()
-        subscription = await subscribe(settings.redis_url, pipeline)
+        subscription = await subscribe(settings.redis_url, q.pipeline)
         return StreamingResponse(
             event_stream(subscription, settings.keepalive_s),
             media_type="text/event-stream",
@@ -301,9 +316,15 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             background=BackgroundTask(subscription.close),  # also when the stream never started
         )
 
-    @app.get("/metrics")
-    def metrics(rt: RuntimeDep) -> Response:
+    @app.get("/metrics", responses=_PARAMETER_ERROR, dependencies=_STRICT)
+    def metrics(rt: RuntimeDep, _: Annotated[NoQuery, Query()]) -> Response:
+        """Prometheus exposition of the app's own registry."""
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=_STRICT)
+    def openapi(_: Annotated[NoQuery, Query()]) -> JSONResponse:
+        """The OpenAPI schema: every parameter with its constraints."""
+        return JSONResponse(app.openapi())
 
     @app.get("/")
     def index() -> FileResponse:
