@@ -22,9 +22,11 @@ from etl_platform.transfer import (
 )
 from etl_platform.transfer.checkpoint import CheckpointStore
 from tests.transfer_fixtures import (
+    ARROW_UNREPRESENTABLE,
     AWKWARD_COLUMNS,
     create_awkward_destination,
     create_awkward_source,
+    hostile_rows,
     row_count,
     table_digest,
 )
@@ -46,6 +48,14 @@ def awkward(src_db: Any, dst_db: Any) -> tuple[psycopg.Connection[Any], psycopg.
     return src, dst
 
 
+@pytest.fixture
+def awkward_arrow(src_db: Any, dst_db: Any) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+    """The awkward table without what Arrow's timestamp/date types cannot hold (the transform path)."""
+    src, dst = src_db.connect(), dst_db.connect()
+    create_awkward_source(src, src_db.schema, "items", rows=2_345, arrow_safe=True)
+    return src, dst
+
+
 @pytest.mark.parametrize(
     ("mixed_type", "expected_format", "parallelism"),
     [("integer", "binary", 1), ("bigint", "text", 1), ("integer", "binary", 3)],
@@ -62,10 +72,24 @@ def test_round_trip_is_exact(
     assert table_digest(dst, dst_db.schema, "items", AWKWARD_COLUMNS) == table_digest(
         src, src_db.schema, "items", AWKWARD_COLUMNS
     )
+    assert_hostile_values_survive(src, src_db.schema, dst, dst_db.schema)
 
 
-def test_identity_transform_round_trips_through_arrow(src_db: Any, dst_db: Any, awkward: Any) -> None:
-    src, dst = awkward
+def assert_hostile_values_survive(
+    src: Any, src_schema: str, dst: Any, dst_schema: str, *, absent: tuple[str, ...] = ()
+) -> None:
+    """Every hostile value the fixture plants (but `absent`) is in the source, and each row carrying
+    one arrived with every column's text form unchanged (NaN, infinities, BC, -0, json: exactly)."""
+    expected = hostile_rows(src, src_schema, "items")
+    missing = [name for name, rows in expected.items() if not rows and name not in absent]
+    assert not missing, f"the fixture no longer plants {missing}"
+    got = hostile_rows(dst, dst_schema, "items")
+    for name, rows in expected.items():
+        assert got[name] == rows, name
+
+
+def test_identity_transform_round_trips_through_arrow(src_db: Any, dst_db: Any, awkward_arrow: Any) -> None:
+    src, dst = awkward_arrow
     create_awkward_destination(dst, dst_db.schema, "items")
     for fmt, fn in (("pandas", lambda df: df), ("arrow", lambda table: table)):
         dst.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(dst_db.schema, "items")))
@@ -74,10 +98,23 @@ def test_identity_transform_round_trips_through_arrow(src_db: Any, dst_db: Any, 
         assert table_digest(dst, dst_db.schema, "items", AWKWARD_COLUMNS) == table_digest(
             src, src_db.schema, "items", AWKWARD_COLUMNS
         ), fmt
+        assert_hostile_values_survive(src, src_db.schema, dst, dst_db.schema, absent=ARROW_UNREPRESENTABLE)
 
 
-def test_transform_adds_and_drops(src_db: Any, dst_db: Any, awkward: Any) -> None:
-    src, dst = awkward
+def test_a_transform_refuses_a_timestamp_arrow_cannot_hold_and_loads_nothing(
+    src_db: Any, dst_db: Any, awkward: Any
+) -> None:
+    """The transform path's limit, stated: an infinite or BC timestamp fails the transfer naming the
+    value and the Arrow type, before any row reaches the destination."""
+    _, dst = awkward
+    create_awkward_destination(dst, dst_db.schema, "items")
+    with pytest.raises(TransferError, match=r"timestamp\[us, tz=UTC\]: invalid value '(-?infinity|.* BC)'"):
+        _run(src_db, dst_db, chunk_rows=700, transform=lambda df: df)
+    assert row_count(dst, dst_db.schema, "items") == 0
+
+
+def test_transform_adds_and_drops(src_db: Any, dst_db: Any, awkward_arrow: Any) -> None:
+    src, dst = awkward_arrow
     create_awkward_destination(dst, dst_db.schema, "items")
     dst.execute(
         sql.SQL("ALTER TABLE {} ADD COLUMN processed_at timestamptz").format(
@@ -104,16 +141,16 @@ def test_transform_adds_and_drops(src_db: Any, dst_db: Any, awkward: Any) -> Non
     assert got[1].isoformat() == "2026-05-01T00:00:00+00:00"
 
 
-def test_transform_output_must_fit_destination(src_db: Any, dst_db: Any, awkward: Any) -> None:
-    _, dst = awkward
+def test_transform_output_must_fit_destination(src_db: Any, dst_db: Any, awkward_arrow: Any) -> None:
+    _, dst = awkward_arrow
     create_awkward_destination(dst, dst_db.schema, "items")
     with pytest.raises(TransferConfigError, match=r"\['bogus'\].*items"):
         _run(src_db, dst_db, transform=lambda df: df.assign(bogus=1))
     assert row_count(dst, dst_db.schema, "items") == 0
 
 
-def test_arrow_transform_must_return_a_table(src_db: Any, dst_db: Any, awkward: Any) -> None:
-    _, dst = awkward
+def test_arrow_transform_must_return_a_table(src_db: Any, dst_db: Any, awkward_arrow: Any) -> None:
+    _, dst = awkward_arrow
     create_awkward_destination(dst, dst_db.schema, "items")
     with pytest.raises(
         TransferError, match=r"an arrow transform must return a pyarrow\.Table, got DataFrame"
