@@ -5,7 +5,8 @@
 
 Each profile starts its own platform (a temp run folder, free ports, databases of its own on the
 PostgreSQL and Redis of ETL_PLATFORM_POSTGRES_URL / ETL_PLATFORM_REDIS_URL), waits until it is ready,
-lets it settle, then sums over every process carrying the platform's AIRFLOW_HOME: RSS (counts shared
+lets it settle, then sums over every process of the platform (each recorded process's group and
+descendants, anything else carrying its AIRFLOW_HOME): RSS (counts shared
 pages once per process, so it overstates), PSS (shared pages split between the processes sharing them:
 the platform's real share of RAM) and USS (pages no other process has). PostgreSQL and Redis are not
 counted (they are the machine's, shared with everything else). `--run-dag` then runs etl_orders once
@@ -36,36 +37,33 @@ RESULTS = Path(__file__).resolve().parent / "results" / "platform_memory.json"
 MIB = 1024 * 1024
 
 
-def _platform_processes(platform: Platform) -> list[psutil.Process]:
-    found = []
+def _processes(platform: Platform) -> dict[int, tuple[str, psutil.Process]]:
+    """pid -> (the platform process it belongs to, the process): each recorded process's group and
+    descendants, then anything else carrying the platform's AIRFLOW_HOME ("other"). Celery's pool
+    children and the api-server's workers rename themselves with setproctitle, which can blank their
+    /proc/<pid>/environ: an AIRFLOW_HOME search alone misses them."""
+    found: dict[int, tuple[str, psutil.Process]] = {}
+    for name, record in platform._pids()["processes"].items():
+        for proc in platform._tree(record):
+            found.setdefault(proc.pid, (name, proc))
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get("AIRFLOW_HOME") == str(
-                platform.airflow_home
-            ):
-                found.append(proc)
+            if proc.pid not in found and proc.environ().get("AIRFLOW_HOME") == str(platform.airflow_home):
+                found[proc.pid] = ("other", proc)
     return found
 
 
-def _component_of(platform: Platform) -> dict[int, str]:
-    """pid -> the platform process (api-server, worker-load, ...) whose tree it belongs to."""
-    owners: dict[int, str] = {}
-    for name, record in platform._pids()["processes"].items():
-        for proc in platform._tree(record):
-            owners.setdefault(proc.pid, name)
-    return owners
-
-
 def footprint(platform: Platform) -> dict[str, Any]:
-    owners = _component_of(platform)
     per: dict[str, dict[str, float]] = defaultdict(lambda: {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
     totals = {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0, "uss_mib": 0.0}
-    for proc in _platform_processes(platform):
+    for owner, proc in _processes(platform).values():
         try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
             mem = proc.memory_full_info()
         except psutil.Error:
             continue
-        row = per[owners.get(proc.pid, "other")]
+        row = per[owner]
         row["processes"] += 1
         row["rss_mib"] += mem.rss / MIB
         row["pss_mib"] += mem.pss / MIB
@@ -76,9 +74,7 @@ def footprint(platform: Platform) -> dict[str, Any]:
     rounded = {k: round(v, 1) for k, v in totals.items()}
     return {
         "total": rounded,
-        "by_component": {
-            k: {m: round(v, 1) for m, v in row.items()} for k, row in sorted(per.items())
-        },
+        "by_component": {k: {m: round(v, 1) for m, v in row.items()} for k, row in sorted(per.items())},
     }
 
 
@@ -97,9 +93,7 @@ def run_etl_orders(platform: Platform) -> dict[str, Any]:
                 raise RuntimeError("etl_orders was not parsed within 300 s")
             time.sleep(2)
         api.patch("/api/v2/dags/etl_orders", json={"is_paused": False}).raise_for_status()
-        run = api.post(
-            "/api/v2/dags/etl_orders/dagRuns", json={"logical_date": "2026-01-06T01:00:00+00:00"}
-        )
+        run = api.post("/api/v2/dags/etl_orders/dagRuns", json={"logical_date": "2026-01-06T01:00:00+00:00"})
         run.raise_for_status()
         run_id = run.json()["dag_run_id"]
         started = time.monotonic()
@@ -152,14 +146,17 @@ def measure(profile: str, *, settle_s: float, rows: int, run_dag: bool) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), action="append")
     parser.add_argument("--settle", type=float, default=60, help="seconds after start-up before measuring")
     parser.add_argument("--rows", type=int, default=50_000, help="generated source orders")
     parser.add_argument("--run-dag", action="store_true", help="run etl_orders once after measuring")
     ns = parser.parse_args(argv)
     results = [
-        measure(p, settle_s=ns.settle, rows=ns.rows, run_dag=ns.run_dag) for p in ns.profile or ["full", "small"]
+        measure(p, settle_s=ns.settle, rows=ns.rows, run_dag=ns.run_dag)
+        for p in ns.profile or ["full", "small"]
     ]
     print(json.dumps(results, indent=2))
     previous: list[dict[str, Any]] = []
@@ -167,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         previous = list(json.loads(RESULTS.read_text()))
     measured = {r["profile"] for r in results}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([*(r for r in previous if r["profile"] not in measured), *results], indent=2))
+    RESULTS.write_text(
+        json.dumps([*(r for r in previous if r["profile"] not in measured), *results], indent=2)
+    )
     for r in results:
         t = r["total"]
         print(
