@@ -39,6 +39,12 @@ class DdlRunner:
     dry_run: bool = False
     planned: list[str] = field(default_factory=list)
     retries: int = 0
+    # What maintenance cost the server, for reports and benchmarks: statements that changed something,
+    # client round trips and transactions (tries included) this runner started.
+    statements: int = 0
+    round_trips: int = 0
+    transactions: int = 0
+    last_try_seconds: float = 0.0  # the successful try of the last transaction(), begin to commit
 
     def __post_init__(self) -> None:
         self.lock_timeout = validate_lock_timeout(self.lock_timeout)
@@ -48,21 +54,44 @@ class DdlRunner:
         rows: list[tuple[Any, ...]] = self.transaction(what, lambda execute: execute(statement).fetchall())
         return rows
 
-    def transaction(self, what: str, work: Callable[[Callable[..., Any]], Any]) -> Any:
-        """Runs `work(execute)` in one transaction under lock_timeout, retrying lock failures."""
+    def transaction(
+        self,
+        what: str,
+        work: Callable[[Callable[..., Any]], Any],
+        *,
+        before_retry: Callable[[], None] | None = None,
+    ) -> Any:
+        """Runs `work(execute)` in one transaction under lock_timeout, retrying lock failures.
+
+        `before_retry` runs after the backoff, before each retry (e.g. waiting for a lock without
+        holding any, so the next try does not wait while holding one).
+        """
         statements: list[str] = []
 
-        def execute(statement: sql.Composed | sql.SQL, params: Any = None) -> psycopg.Cursor[Any]:
-            text = statement.as_string(self.conn)
-            statements.append(text)
-            if self.dry_run and _changes_something(text):
+        def execute(statement: Statements, params: Any = None) -> psycopg.Cursor[Any]:
+            """One statement, or a list of them sent in one round trip (no params then): every result
+            set is on the cursor (`nextset()`); in a dry run only the ones that change nothing run."""
+            texts = [s.as_string(self.conn) for s in _as_list(statement)]
+            statements.extend(texts)
+            run = [t for t in texts if not (self.dry_run and _changes_something(t))]
+            if not run:
                 return self.conn.cursor()
+            self.round_trips += 1
+            if isinstance(statement, list):
+                if params is not None:
+                    raise ValueError("a list of statements is sent as one simple query: no params")
+                return self.conn.execute(sql.SQL("; ".join(run)))  # type: ignore[arg-type]
             return self.conn.execute(statement, params)
 
         for attempt in range(1, self.attempts + 1):
             statements.clear()
+            if attempt > 1 and before_retry is not None and not self.dry_run:
+                before_retry()
 
+            began = time.perf_counter()
             try:
+                self.transactions += 1
+                self.round_trips += 3  # BEGIN, SET LOCAL, COMMIT/ROLLBACK
                 with self.conn.transaction():
                     self.conn.execute(
                         sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
@@ -84,6 +113,7 @@ class DdlRunner:
                 self.log.warning("%s: %s; retry %d in %.1f s", what, exc.diag.message_primary, attempt, delay)
                 time.sleep(delay)
                 continue
+            self.last_try_seconds = time.perf_counter() - began
             self._record(what, statements, dry=False)
             return result
         return None
@@ -100,6 +130,8 @@ class DdlRunner:
         try:
             for attempt in range(1, attempts + 1):
                 try:
+                    self.round_trips += 2
+                    self.transactions += 1
                     self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
                     self.conn.execute(statement)
                     break
@@ -113,11 +145,41 @@ class DdlRunner:
             self.conn.autocommit = previous
         self._record(what, [text], dry=False)
 
+    def wait_for_lock(self, what: str, statement: sql.Composed) -> bool:
+        """Waits (at most lock_timeout) until `statement`, a LOCK, is granted, then lets go at once.
+
+        A probe holding nothing else: whoever queues behind it waits at most lock_timeout, and a try
+        that follows right after finds the lock free (NOWAIT) unless someone took it in between.
+        """
+        if self.dry_run:
+            return True
+        try:
+            self.transactions += 1
+            self.round_trips += 4
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
+                )
+                self.conn.execute(statement)
+        except RETRYABLE as exc:
+            self.log.warning("%s: %s", what, exc.diag.message_primary)
+            return False
+        return True
+
     def _record(self, what: str, statements: list[str], *, dry: bool) -> None:
         changes = [s for s in statements if _changes_something(s)]
+        if not dry:
+            self.statements += len(changes)
         self.planned.extend(changes)
         for text in changes:
             self.log.info("%s%s: %s", "[dry run] " if dry else "", what, text)
+
+
+Statements = sql.Composed | sql.SQL | list[sql.Composable]
+
+
+def _as_list(statement: Statements) -> list[sql.Composable]:
+    return statement if isinstance(statement, list) else [statement]
 
 
 class _DryRunRollback(Exception):

@@ -1,18 +1,17 @@
 """Partition maintenance without long locks: ensure, drain the default, retention, indexes.
 
-- New partitions are built standalone with a CHECK constraint matching their bound, then ATTACHed:
-  the parent gets SHARE UPDATE EXCLUSIVE, never ACCESS EXCLUSIVE. Without a default partition
-  writers never wait for it.
-- Rows that sit in the default partition for a new range are moved into it in the same transaction,
-  so they never block maintenance (pg_partman's most reported failure). That transaction holds
-  SHARE ROW EXCLUSIVE on ONLY the parent: inserts, updates and deletes *through the parent* wait
-  for it (see `_create_partition` for why and why a range cannot be split into committed batches);
-  reads and writes addressed to existing partitions do not. Each range commits on its own, so a
-  drain of many ranges lets writers in between ranges.
+- New partitions are built standalone, then ATTACHed: the parent gets SHARE UPDATE EXCLUSIVE, never
+  ACCESS EXCLUSIVE. Without a default partition writers never wait for maintenance.
+- With a default partition, rows it holds for a new range are moved into it in the transaction that
+  attaches it, so they never block maintenance (pg_partman's most reported failure). The locks are
+  taken first (the parent's, then the default's NOWAIT), so a try that cannot get them gives up
+  before it has changed anything and no writer waits longer than lock_timeout: see `create` for the
+  order and why. Ranges with nothing to move are created several per transaction.
 - Moving a row between partitions of the same table is not a change of the table: user triggers
   on the default partition are disabled for the move (and restored in the same transaction).
-- Old partitions are detached CONCURRENTLY where PostgreSQL allows it; an interrupted concurrent
-  detach is finished (FINALIZE) on the next run.
+- Old partitions are detached CONCURRENTLY where PostgreSQL allows it (no default partition; with
+  one, the report warns that the detach blocked writers); an interrupted concurrent detach is
+  finished (FINALIZE) on the next run.
 - Indexes are built ON ONLY the parent, CONCURRENTLY per partition, then attached.
 """
 
@@ -27,10 +26,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.partitions import create
 from etl_platform.partitions.catalog import Partition, PartitionedTable, load_partitioned_table
 from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError, PartitionError
-from etl_platform.partitions.intervals import Bound, Interval, fit_name, partition_name
+from etl_platform.partitions.intervals import Bound, Interval, fit_name
 
 RETENTION_MODES = ("keep", "archive", "drop")
 
@@ -95,15 +95,22 @@ def ensure_partitions(
         current = iv.floor(int(top[0]) if top[0] is not None else _as_bound(start, tbl))
         first = iv.floor(_as_bound(start, tbl) if start is not None else current)
     end = iv.shift(current, premake + 1)
-    referenced = _referencing_keys(runner.conn, tbl)
+    missing: list[tuple[Bound, Bound]] = []
     for lo in iv.starts(first, end):
         hi = iv.next(lo)
         overlapping = tbl.covering(lo, hi)
         if overlapping:
             report.skipped.extend(p.label for p in overlapping if p.label not in report.skipped)
-            continue
-        name, moved = _create_partition(runner, tbl, iv, lo, hi, referenced)
-        _created(report, name, moved)
+        else:
+            missing.append((lo, hi))
+    create.create_partitions(
+        runner,
+        tbl,
+        iv,
+        missing,
+        holding=create.rows_to_move(runner, tbl, iv, missing),
+        on_created=lambda name, moved: _created(report, name, moved),
+    )
     return _finish(report, runner, started)
 
 
@@ -114,146 +121,6 @@ def _created(report: MaintenanceReport, name: str, moved: int) -> None:
         report.moved[name] = moved
 
 
-def _create_partition(
-    runner: DdlRunner, tbl: PartitionedTable, iv: Interval, lo: Bound, hi: Bound, referenced: list[str]
-) -> tuple[str, int]:
-    """Standalone table + CHECK, rows moved out of the default, ATTACH: one transaction per range.
-
-    Why one transaction per range and not committed batches of rows: PostgreSQL re-checks the
-    default partition's constraint on ATTACH, so the range cannot be attached while any of its rows
-    is still in the default, and rows moved in an earlier commit would sit in a table that is not
-    attached yet: invisible through the parent and outside the default's unique indexes, so a
-    concurrent upsert (the ledger's ON CONFLICT) would insert a duplicate and an UPDATE would miss
-    the row. A range's rows therefore leave the default in the same transaction as the ATTACH.
-
-    Locks, kept to what the routing race needs: an INSERT through the parent picks its partition
-    from the partition descriptor it read when it locked the parent; a row routed to the default
-    before the ATTACH commits would then fail the default's new constraint. SHARE ROW EXCLUSIVE on
-    ONLY the parent (it conflicts with the writers' ROW EXCLUSIVE, not with reads; ONLY, because a
-    plain LOCK TABLE would also lock every partition and wait for any long transaction on them)
-    makes those writers wait for this transaction and route afresh after it. The default gets
-    EXCLUSIVE (no writes, reads allowed) while its rows move; ATTACH upgrades it to ACCESS
-    EXCLUSIVE for its scan only at the end. Without a default partition no lock is needed.
-    """
-    name = partition_name(tbl.name, iv, lo)
-    child = sql.Identifier(tbl.schema, name)
-    check = sql.Identifier(fit_name(name, "_bound"))
-    col = sql.Identifier(tbl.column)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in tbl.columns)
-    lo_lit, hi_lit = _bound_literal(tbl, lo), _bound_literal(tbl, hi)
-    default = tbl.default
-
-    def work(execute: Any) -> int:
-        if default is not None:
-            execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE").format(tbl.ident))
-            execute(sql.SQL("LOCK TABLE ONLY {} IN EXCLUSIVE MODE").format(default.ident))
-        execute(
-            sql.SQL(
-                "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
-                "INCLUDING STORAGE INCLUDING COMMENTS)"
-            ).format(child, tbl.ident)
-        )
-        execute(
-            sql.SQL(
-                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({col} IS NOT NULL AND {col} >= {} AND {col} < {})"
-            ).format(child, check, lo_lit, hi_lit, col=col)
-        )
-        moved = 0
-        if default is not None:
-            in_range = sql.SQL("{col} >= {lo} AND {col} < {hi}").format(col=col, lo=lo_lit, hi=hi_lit)
-            holds = execute(
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(default.ident, in_range)
-            ).fetchone()
-            if holds and holds[0]:
-                moved = _move_rows(execute, tbl, default, child, cols, in_range, referenced)
-        if tbl.owner:
-            execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(child, sql.Identifier(tbl.owner)))
-        execute(
-            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                tbl.ident, child, lo_lit, hi_lit
-            )
-        )
-        execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, check))
-        _copy_grants(execute, tbl, child)
-        return moved
-
-    moved = runner.transaction(f"create partition {tbl.schema}.{name}", work)
-    return f"{tbl.schema}.{name}", int(moved or 0)
-
-
-_TRIGGER_MODES = {"O": sql.SQL("ENABLE"), "A": sql.SQL("ENABLE ALWAYS"), "R": sql.SQL("ENABLE REPLICA")}
-
-
-def _move_rows(
-    execute: Any,
-    tbl: PartitionedTable,
-    default: Partition,
-    child: sql.Identifier,
-    cols: sql.Composable,
-    in_range: sql.Composable,
-    referenced: list[str],
-) -> int:
-    """DELETE from the default into the new table with the default's user triggers off.
-
-    The DELETE would fire the default's row triggers (e.g. the ledger's rollup subtracting runs)
-    while the INSERT into the not yet attached table fires nothing: the rows only change partition.
-    Each enabled trigger is disabled by name and restored to its own mode (ENABLE, ALWAYS, REPLICA)
-    in the same transaction, so a rollback restores it too and a trigger the user disabled stays so.
-    Foreign keys that reference the table would see the rows deleted (ON DELETE CASCADE would delete
-    the referencing rows), and system triggers cannot be disabled without superuser: refused.
-    """
-    if referenced:
-        raise PartitionConfigError(
-            f"{default.label} holds rows for a new partition of {tbl.label}, but foreign keys reference "
-            f"the table ({', '.join(referenced)}): moving the rows would fire their ON DELETE actions. "
-            "Move the rows yourself or drop the constraints first."
-        )
-    triggers = execute(
-        sql.SQL(
-            "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = {} AND NOT tgisinternal "
-            "AND tgenabled <> 'D' ORDER BY tgname"
-        ).format(sql.Literal(default.oid))
-    ).fetchall()
-    for trigger, _ in triggers:
-        execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(default.ident, sql.Identifier(trigger)))
-    cur = execute(
-        sql.SQL(
-            "WITH moved AS (DELETE FROM {d} WHERE {in_range} RETURNING {cols}) "
-            "INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
-        ).format(d=default.ident, in_range=in_range, cols=cols, child=child)
-    )
-    for trigger, mode in triggers:
-        execute(
-            sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-                default.ident, _TRIGGER_MODES.get(mode, _TRIGGER_MODES["O"]), sql.Identifier(trigger)
-            )
-        )
-    return max(cur.rowcount, 0)
-
-
-def _referencing_keys(conn: psycopg.Connection[Any], tbl: PartitionedTable) -> list[str]:
-    """Foreign keys whose referenced table is `tbl` (named `constraint on table`)."""
-    refs = conn.execute(
-        "SELECT DISTINCT conname || ' on ' || conrelid::regclass::text FROM pg_constraint "
-        "WHERE contype = 'f' AND confrelid = %s AND conparentid = 0 ORDER BY 1",
-        (tbl.oid,),
-    ).fetchall()
-    conn.commit()
-    return [r[0] for r in refs]
-
-
-def _copy_grants(execute: Any, tbl: PartitionedTable, child: sql.Identifier) -> None:
-    grants = execute(
-        sql.SQL(
-            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type "
-            "FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = {} AND a.grantee <> c.relowner"
-        ).format(sql.Literal(tbl.oid))
-    ).fetchall()
-    for grantee, privilege in grants:
-        target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-        execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), child, target))
-
-
 # -- drain the default partition ----------------------------------------------------------------
 
 
@@ -261,7 +128,7 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
     """Moves every row of the default partition into a proper partition, one committed range at a time.
 
     Writers through the parent wait for one range's transaction at most, never for the whole drain
-    (see `_create_partition`). Rows whose key is NULL can never leave the default: reported.
+    (see `create`). Rows whose key is NULL can never leave the default: reported.
     """
     started = time.perf_counter()
     tbl = load_partitioned_table(runner.conn, table)
@@ -272,20 +139,13 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
         report.skipped.append(f"{tbl.label} has no default partition")
         return _finish(report, runner, started)
     col = sql.Identifier(tbl.column)
-    bucket = (
-        sql.SQL("date_trunc({}, {})::date").format(sql.Literal(iv.unit), col)
-        if iv.temporal
-        else sql.SQL("(floor({}::numeric / {}) * {})::bigint").format(
-            col, sql.Literal(iv.step), sql.Literal(iv.step)
-        )
-    )
     rows = runner.query(
         f"read the ranges held by {default.label}",
         sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NOT NULL ORDER BY 1").format(
-            bucket, default.ident, col
+            create.bucket_of(tbl, iv), default.ident, col
         ),
     )
-    referenced = _referencing_keys(runner.conn, tbl)
+    ranges: list[tuple[Bound, Bound]] = []
     for (lo,) in rows:
         hi = iv.next(lo)
         overlapping = tbl.covering(lo, hi)
@@ -294,8 +154,15 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
                 f"rows of {default.label} in [{lo}, {hi}) overlap existing partitions "
                 f"{[p.label for p in overlapping]} whose bounds do not follow the {iv.unit} interval."
             )
-        name, moved = _create_partition(runner, tbl, iv, lo, hi, referenced)
-        _created(report, name, moved)
+        ranges.append((lo, hi))
+    create.create_partitions(
+        runner,
+        tbl,
+        iv,
+        ranges,
+        holding={lo for lo, _ in ranges},
+        on_created=lambda name, moved: _created(report, name, moved),
+    )
     nulls = runner.query(
         f"count rows of {default.label} without a partition key",
         sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(default.ident, col),
@@ -737,13 +604,6 @@ def _check_existing_index(
             f"{definition or 'a relation of kind ' + repr(kind)}. Choose another index_name or drop it."
         )
     return True
-
-
-def _bound_literal(tbl: PartitionedTable, value: Bound) -> sql.Composable:
-    """A bound as a constant of the key's own type, so the CHECK constraint proves the partition bound."""
-    return sql.SQL("{}::{}").format(
-        sql.Literal(str(value)), sql.SQL(tbl.column_type)
-    )  # type from format_type()
 
 
 def _executes(statement: sql.Composed) -> Any:
