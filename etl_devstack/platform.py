@@ -131,7 +131,12 @@ SMALL_PROFILE_ENV: dict[str, str] = {
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
     # Fewer parses of unchanged files (30 s by default): less CPU, the same memory.
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
+    # No scheduler /health server (a process of its own; docker-compose's healthcheck uses it, `make up`
+    # reads the api-server's health instead).
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
 }
+# The small profile's triggerer runs without its log server (a process of its own, see command()): the
+# api-server reads trigger logs from the same AIRFLOW_HOME/logs on this machine.
 PROFILES: dict[str, tuple[WorkerSpec, ...]] = {"full": DEFAULT_WORKERS, "small": SMALL_WORKERS}
 CORE_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 PGBOUNCER_PROCESS = "pgbouncer"
@@ -697,6 +702,8 @@ class Platform:
         airflow = airflow_bin()
         if name == "api-server":
             return [airflow, "api-server", "--host", self.settings.host, "--port", str(self.settings.port)]
+        if name == "triggerer" and self.settings.profile == "small":
+            return [airflow, name, "--skip-serve-logs"]
         if name in ("scheduler", "dag-processor", "triggerer"):
             return [airflow, name]
         if name == PGBOUNCER_PROCESS:

@@ -70,7 +70,10 @@ def test_small_profile_is_one_worker_serving_every_queue_the_dags_use(
     for key, value in SMALL_PROFILE_ENV.items():
         assert env[key] == value, key
 
+    assert platform.command("triggerer")[1:] == ["triggerer", "--skip-serve-logs"]
+
     platform.settings = full
+    assert platform.command("triggerer")[1:] == ["triggerer"]
     full_env = platform.process_env("scheduler")
     assert all(full_env.get(key) != value for key, value in SMALL_PROFILE_ENV.items())
 
