@@ -107,7 +107,8 @@ def test_up_restarts_exactly_the_dead_processes_and_a_deferred_run_completes(
         started = time.monotonic()
         assert platformctl.cmd_up(platform, timeout=300) == 0
         printed = capsys.readouterr().out
-        print(f"`up` restarted {victims} in {time.monotonic() - started:.1f} s:\n{printed}")
+        with capsys.disabled():
+            print(f"\n`up` restarted {victims} in {time.monotonic() - started:.1f} s:\n{printed}")
         assert f"restarted {', '.join(victims)}" in printed, printed
         after = {p.name: p for p in platform.status()}
         assert all(p.alive for p in after.values()), after
@@ -124,6 +125,9 @@ def test_up_restarts_exactly_the_dead_processes_and_a_deferred_run_completes(
         taken_over = wait_gate_deferred_in_triggerer(platform, api, run_id)
         assert taken_over["trigger"]["id"] == deferred["trigger"]["id"], (deferred, taken_over)
         assert taken_over["trigger"]["triggerer_id"] != deferred["trigger"]["triggerer_id"]
+        released = time.monotonic()
     run = wait_run_finished(platform, api, GATE_DAG_ID, run_id)
     assert run["state"] == "success", run
     assert task_instance(api, GATE_DAG_ID, run_id, "gate")["try_number"] == 1
+    with capsys.disabled():
+        print(f"the deferred run finished {time.monotonic() - released:.1f} s after its queue was emptied")
