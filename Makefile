@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 PY_DIRS := $(wildcard provider tests benchmarks dags plugins scripts etl_devstack)
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | sha1sum | cut -c1-12)
+# The Compose Specification's JSON schema (compose-spec's schema/compose-spec.json of 2025-07-20), as the npm
+# package dclint ships it; tests/test_platform_config.py validates docker-compose.yaml against it.
+COMPOSE_SCHEMA := $(VENV)/share/compose-spec/compose.schema.json
+COMPOSE_SCHEMA_PKG := dclint@3.1.0
+COMPOSE_SCHEMA_SHA256 := 46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
@@ -13,7 +18,13 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: install system-deps lint test demo bench clean
 .PHONY: up down status e2e
 
-install: $(STAMP)
+install: $(STAMP) $(COMPOSE_SCHEMA)
+
+$(COMPOSE_SCHEMA):
+	mkdir -p $(@D)
+	cd $(@D) && rm -f dclint-*.tgz && npm pack --silent $(COMPOSE_SCHEMA_PKG) >/dev/null \
+	  && tar xzf dclint-*.tgz --strip-components=2 package/schemas/compose.schema.json && rm -f dclint-*.tgz
+	echo "$(COMPOSE_SCHEMA_SHA256)  $@" | sha256sum --check --quiet || { rm -f $@; exit 1; }
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	@# system packages first: mysqlclient (the [mysql] extra) compiles against libmariadb-dev
@@ -27,13 +38,14 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	rm -rf provider/*.egg-info
 	rm -f $(VENV)/.installed-* && touch $@
 
-system-deps: ## Debian packages: libmariadb-dev (mysqlclient's build), mariadb-server (private mariadbd where none answers), pgbouncer (SHOW POOLS, config test), chromium + chromedriver (browser test)
+system-deps: ## Debian packages: libmariadb-dev (mysqlclient's build), mariadb-server (private mariadbd where none answers), pgbouncer (SHOW POOLS, config test), chromium + chromedriver (browser test), npm (the Compose schema)
 	@missing=""; \
 	pkg-config --exists libmariadb 2>/dev/null || missing="$$missing libmariadb-dev pkg-config"; \
 	{ command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd; } || missing="$$missing mariadb-server"; \
 	{ command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer; } || missing="$$missing pgbouncer"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
