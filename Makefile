@@ -15,7 +15,7 @@ COMPOSE_SCHEMA_SHA256 := 46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb9
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-deps lint test demo bench clean
+.PHONY: install system-deps lint test demo bench bench-deps clean
 .PHONY: up down status e2e
 
 install: $(STAMP) $(COMPOSE_SCHEMA)
@@ -67,13 +67,20 @@ test: install lint
 demo: install
 	$(BIN)/python scripts/demo.py
 
-bench: install .venv-bench-dlt/.installed ## transfer methods (BENCH_ARGS=--rows N ...), MariaDB and files (SOURCES_BENCH_ARGS), partition maintenance, health-check cost, dashboard API
+bench: install .venv-bench-dlt/.installed bench-deps ## transfer methods (BENCH_ARGS=--rows N ...), MariaDB and files (SOURCES_BENCH_ARGS), partition maintenance, health-check cost, dashboard API
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.write_modes $(WRITE_MODES_BENCH_ARGS)
 	$(BIN)/python -m benchmarks.sources $(SOURCES_BENCH_ARGS)
 	$(BIN)/python -m benchmarks.partitions
 	$(BIN)/python -m benchmarks.health
 	$(BIN)/python -m benchmarks.dashboard
+
+bench-deps: ## Debian's postgresql-15-partman: pg_partman 4.7.2, the partition benchmark's comparison (not needed by tests)
+	@test -f /usr/share/postgresql/15/extension/pg_partman.control || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-partman >/dev/null) \
+	      || echo "warning: could not install postgresql-15-partman; the partition benchmark skips pg_partman"; \
+	  else echo "note: install the Debian package postgresql-15-partman for the pg_partman comparison"; fi; }
 
 # dlt, the benchmark's comparison for MariaDB, pins libraries differently from Airflow: its own venv.
 .venv-bench-dlt/.installed: requirements/bench-dlt.lock | install
