@@ -1,4 +1,5 @@
-"""What a pytest session says when a configured service does not answer (issue 12, item 7).
+"""What a pytest session says when a configured service does not answer (issue 12, item 7), and that
+a connection made without the harness's host never reaches some other server.
 
 A real pytest subprocess (the announcement lives in the session's own terminal output) runs
 tests/harness/fallback_case.py with ETL_TEST_REDIS_URL pointing at a closed port: without
@@ -12,8 +13,12 @@ import os
 import subprocess
 import sys
 
+import psycopg
+import pytest
+
 from etl_devstack.platform import free_port
 from harness import REPO_ROOT
+from harness.postgres import NO_DEFAULT_PGHOST
 
 CASE = "tests/harness/fallback_case.py"
 
@@ -50,3 +55,12 @@ def test_required_services_fail_the_session_naming_the_url_and_start_nothing() -
     assert "ETL_TEST_REQUIRE_SERVICES=1 forbids starting a private one" in done.stdout
     assert "services the harness started itself" not in done.stdout
     assert "1 error" in done.stdout
+
+
+def test_a_postgres_connection_without_a_host_fails_instead_of_reaching_the_default_socket() -> None:
+    """libpq's default (/var/run/postgresql) may hold the machine's own server while the harness runs
+    an embedded one: a conninfo or URL that names no host must fail, naming the guard."""
+    assert os.environ["PGHOST"] == NO_DEFAULT_PGHOST
+    for conninfo in ("dbname=postgres user=postgres", "postgresql://postgres@/postgres"):
+        with pytest.raises(psycopg.OperationalError, match=NO_DEFAULT_PGHOST):
+            psycopg.connect(conninfo, connect_timeout=3)
