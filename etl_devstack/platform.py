@@ -796,7 +796,7 @@ class Platform:
         if name.startswith("worker-"):
             return False  # ping_workers() decides
         if name == PGBOUNCER_PROCESS:
-            return _port_in_use("127.0.0.1", self.state().ports["pgbouncer"])
+            return self._pgbouncer_answers()
         if health is None:
             return False
         if name == "api-server":
@@ -809,6 +809,23 @@ class Platform:
             and isinstance(beat, str)
             and datetime.fromisoformat(beat) >= since
         )
+
+    def _pgbouncer_answers(self) -> bool:
+        """PgBouncer's admin console answers SHOW VERSION (an open port alone could be anyone's)."""
+        state = self.state()
+        try:
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=state.ports["pgbouncer"],
+                dbname="pgbouncer",
+                user=state.pg_server().user,
+                connect_timeout=2,
+                autocommit=True,
+            ) as conn:
+                conn.execute("SHOW VERSION")
+        except (psycopg.Error, OSError):
+            return False
+        return True
 
     def _api_health(self) -> dict[str, Any] | None:
         """The api-server's /api/v2/monitor/health, or None while it does not answer."""

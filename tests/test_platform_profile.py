@@ -190,3 +190,60 @@ def test_a_running_platform_keeps_the_settings_it_was_started_with(tmp_path: Pat
     assert platform.settings.workers == DEFAULT_WORKERS
     assert len(notes) == 1 and "profile" in notes[0] and "workers" in notes[0] and "port" in notes[0], notes
     assert "worker-all" not in platform.process_names()
+
+
+def test_up_on_a_running_platform_names_a_process_that_cannot_restart(
+    pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every process runs but PgBouncer, whose port someone else took meanwhile: `up` (cmd_up) starts
+    only PgBouncer, sees it exit, and fails with exit 1 naming it and showing its log's complaint; the
+    running processes are left alone."""
+    import socket
+
+    import psutil
+
+    from etl_devstack.platform import PGBOUNCER_PROCESS, PlatformSettings, WorkerSpec, pgbouncer_binary
+    from scripts import platformctl
+
+    if pgbouncer_binary() is None:
+        pytest.fail("pgbouncer is not installed (`make system-deps` installs the Debian package)")
+    platform = described_platform(tmp_path / "run", pgbouncer=True)
+    state = json.loads(platform.state_file.read_text())
+    state["postgres"] |= {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user}
+    state["databases"]["airflow"] = pg_server.admin_dbname
+    platform.settings = replace(PlatformSettings(), workers=(WorkerSpec("a", ("default",), 1),))
+    state["settings"] = asdict(platform.settings)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    state["ports"]["pgbouncer"] = taken.getsockname()[1]
+    platform.state_file.write_text(json.dumps(state))
+
+    running = {name: _sleeper(platform.airflow_home) for name in platform.process_names()[1:]}
+    try:
+        records = {
+            name: {
+                "pid": proc.pid,
+                "pgid": proc.pid,
+                "create_time": psutil.Process(proc.pid).create_time(),
+                "cmd": ["sleep"],
+                "log": str(platform.log_path(name)),
+            }
+            for name, proc in running.items()
+        }
+        platform.pids_file.write_text(json.dumps({"processes": records, "servers": {}}))
+        assert platform.dead() == [PGBOUNCER_PROCESS]
+
+        assert platformctl.cmd_up(platform, timeout=30) == 1
+        out = capsys.readouterr()
+        assert "pgbouncer is not running (never started): starting it" in out.out, out.out
+        assert "[up] failed: pgbouncer exited after its restart" in out.err, out.err
+        assert "Address already in use" in out.err, out.err  # the tail of pgbouncer's log
+        assert all(proc.poll() is None for proc in running.values()), "a running process was touched"
+        assert {p.name: p.pid for p in platform.status() if p.alive} == {n: p.pid for n, p in running.items()}
+    finally:
+        taken.close()
+        for proc in running.values():
+            proc.kill()
+            proc.wait()
+        platform.down(echo=lambda _msg: None)
