@@ -1141,14 +1141,16 @@ class Platform:
         """The live processes of a record: its group and all descendants (in any group).
 
         After a reboot the recorded group id may belong to someone else. A group id is never reused
-        while any member of the group lives (the kernel keeps the number in use), so the group is the
-        recorded one when its leader is the recorded process or gone; otherwise only members carrying
-        this platform's AIRFLOW_HOME count (setproctitle, which Celery's pool children and the
-        api-server use, can blank /proc/<pid>/environ: the leader test does not depend on it).
+        while any member of the group lives (the kernel keeps the number in use), so in this boot the
+        group is the recorded one when its leader is the recorded process or gone; otherwise only
+        members carrying this platform's AIRFLOW_HOME count (setproctitle, which Celery's pool
+        children and the api-server use, can blank /proc/<pid>/environ: the leader test does not
+        depend on it).
         """
         members = _group_members(record["pgid"])
         leader_gone = all(p.pid != record["pgid"] for p in members)
-        recorded = leader_gone or _alive(record["pid"], record.get("create_time"))
+        this_boot = float(record.get("create_time") or 0) >= psutil.boot_time()
+        recorded = this_boot and (leader_gone or _alive(record["pid"], record.get("create_time")))
         found = {p.pid: p for p in members if recorded or self._ours(p)}
         if _alive(record["pid"], record.get("create_time")):
             found.update((p.pid, p) for p in [psutil.Process(record["pid"]), *_descendants(record["pid"])])
