@@ -103,6 +103,13 @@ def test_maintenance_dag_runs_all_four_operators(events: dict[str, Any], dst_db:
     # now - 12 months falls inside month -12: -20, -14 and -13 end before it; -12 straddles and stays.
     assert retention["detached"] == [f"{s}.{name(m)}" for m in (-20, -14, -13)]
     assert retention["action"] == "retention:keep" and retention["dropped"] == []
+    # ev has a default partition: PostgreSQL refuses DETACH ... CONCURRENTLY, and the XCom says so.
+    assert len(retention["warnings"]) == 1
+    assert retention["warnings"][0].startswith(
+        f"{s}.ev has a default partition ({s}.ev_default): PostgreSQL refuses DETACH PARTITION ... "
+        "CONCURRENTLY beside one, so 3 partition(s) were detached with a plain DETACH"
+    )
+    assert ensure["warnings"] == [] and drain["warnings"] == []
 
     attached = partitions(conn, s, "ev")
     assert attached == sorted(["ev_default", *(name(m) for m in range(-12, 3)), name(6)])
@@ -216,6 +223,11 @@ def test_statsd_receives_partition_metrics_tagged_by_dag_task_and_table(
     # The summary names what it did, not only how many.
     logged = done.output
     assert f"created 2 [{dst_db.schema}.ev_p" in logged and "detached 3 [" in logged, logged[-3000:]
+    # The retention's warning (a plain DETACH beside the default partition) is in the task log too.
+    warned = f"retention:keep {dst_db.schema}.ev: {dst_db.schema}.ev has a default partition"  # the log line
+    assert warned in logged and "so 3 partition(s) were detached with a plain DETACH" in logged, logged[
+        -3000:
+    ]
 
 
 def test_start_zero_backfills_from_zero(dst_db: SchemaDb, airflow_home: object) -> None:

@@ -588,7 +588,8 @@ def _tup_deleted(admin: Conn, s: str, table: str) -> int:
     attempts): a retry that moved the rows again would count them twice."""
     admin.execute("SELECT pg_stat_clear_snapshot()")
     row = admin.execute(
-        "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = %s::regclass", (regclass_text(admin, s, table),)
+        "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = %s::regclass",
+        (regclass_text(admin, s, table),),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -631,7 +632,9 @@ def test_writers_to_other_partitions_never_wait_longer_than_lock_timeout_behind_
     for thread in writers:
         thread.start()
     log = RecordingLog()
-    runner = make_runner(lock_timeout=f"{int(LOCK_TIMEOUT * 1000)}ms", attempts=12, backoff_seconds=0.1, log=log)
+    runner = make_runner(
+        lock_timeout=f"{int(LOCK_TIMEOUT * 1000)}ms", attempts=12, backoff_seconds=0.1, log=log
+    )
     try:
         time.sleep(0.2)
         reader.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(s, "ev")))  # ACCESS SHARE on all
@@ -909,11 +912,43 @@ def test_drain_reports_rows_with_a_null_key_left_in_the_default(
     admin.execute(
         sql.SQL("INSERT INTO {} VALUES (NULL, 1), (NULL, 2), ('2026-03-03', 3)").format(ident(s, "nk"))
     )
-    report = maintenance.drain_default(make_runner(), dst_db.table("nk"), "month")
+    report = maintenance.drain_default(make_runner(), dst_db.table("nk"), "month", drop_default=True)
     assert report.created == [f"{s}.nk_p202603"] and report.rows_moved == 1
     assert report.warnings == [
-        f"{s}.nk_default keeps 2 row(s) whose ts is NULL: no range partition can hold them; fix or delete them."
+        f"{s}.nk_default keeps 2 row(s) whose ts is NULL: no range partition can hold them; fix or delete them.",
+        f"{s}.nk_default was not dropped: it holds 2 row(s).",
     ]
+    assert report.dropped == [] and names(admin, s, "nk") == ["nk_default", "nk_p202603"]
+
+
+def test_drained_default_dropped_keeps_retention_detaches_concurrent(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+) -> None:
+    """Beside a default partition retention must fall back to a plain DETACH and says so; drained and
+    dropped by drain_default(drop_default=True), the next retention detaches CONCURRENTLY, no warning."""
+    s = dst_db.schema
+    _retention_table(admin, s, default=True)
+    insert_at(admin, s, "ev", [datetime(2026, 7, 4), datetime(2026, 8, 9)])  # only the default holds these
+    log = RecordingLog()
+    first = maintenance.apply_retention(make_runner(log=log), dst_db.table("ev"), "4 months", now=NOW)
+    assert first.detached == [f"{s}.ev_p202510"]
+    assert len(first.warnings) == 1 and first.warnings[0].startswith(
+        f"{s}.ev has a default partition ({s}.ev_default): PostgreSQL refuses DETACH PARTITION ... "
+        "CONCURRENTLY beside one, so 1 partition(s) were detached with a plain DETACH"
+    )
+    assert "drop_default=True" in first.warnings[0]
+
+    drained = maintenance.drain_default(make_runner(), dst_db.table("ev"), "month", drop_default=True)
+    assert drained.created == [f"{s}.ev_p202607", f"{s}.ev_p202608"] and drained.rows_moved == 2
+    assert drained.dropped == [f"{s}.ev_default"] and drained.warnings == []
+    assert admin.execute("SELECT to_regclass(%s)", (regclass_text(admin, s, "ev_default"),)).fetchone() == (
+        None,
+    )
+    log = RecordingLog()
+    second = maintenance.apply_retention(make_runner(log=log), dst_db.table("ev"), "3 months", now=NOW)
+    assert second.detached == [f"{s}.ev_p202511"] and second.warnings == []
+    assert any("DETACH PARTITION" in m and m.endswith("CONCURRENTLY") for m in log.messages("info"))
+    assert count(admin, s, "ev") == 4 * 10 + 2
 
 
 # -- lock timeouts -------------------------------------------------------------------------------
@@ -1103,12 +1138,16 @@ def test_retention_detaches_only_partitions_entirely_before_the_cutoff(
                 assert where == [(archive, False)] and count(admin, archive, n) == 10
             else:
                 assert where == []
+        if default:  # PostgreSQL refuses CONCURRENTLY beside a default partition: the report says so
+            assert len(report.warnings) == 1 and "were detached with a plain DETACH" in report.warnings[0]
+        else:
+            assert report.warnings == []
         assert report.archived == ([f"{archive}.{n}" for n in gone] if mode == "archive" else [])
         assert report.dropped == ([f"{s}.{n}" for n in gone] if mode == "drop" else [])
         again = maintenance.apply_retention(
             make_runner(), dst_db.table("ev"), "3 months", mode=mode, archive_schema=archive, now=NOW
         )
-        assert again.detached == [] and names(admin, s, "ev")[-4] == "ev_p202512"
+        assert again.detached == [] and again.warnings == [] and names(admin, s, "ev")[-4] == "ev_p202512"
     finally:
         admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(archive)))
 

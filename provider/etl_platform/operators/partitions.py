@@ -3,8 +3,10 @@
 What pg_partman's run_maintenance() does, from Airflow, without its lock problems: every DDL
 statement runs in a short transaction under ``lock_timeout`` with bounded retries, new partitions
 are attached (never created with PARTITION OF), old ones detached CONCURRENTLY where possible.
-While rows move out of a default partition (one transaction per range), writes through the parent
-wait; reads do not. Each operator returns (XCom) and logs a report, and sends StatsD metrics.
+Locks are taken before anything changes, so writers to other partitions wait at most
+``lock_timeout``; while rows move out of a default partition (one transaction per range), writes
+through the parent and reads of the default wait. Each operator returns (XCom) and logs a report,
+warnings included, and sends StatsD metrics.
 """
 
 from __future__ import annotations
@@ -159,6 +161,9 @@ class PartitionRetentionOperator(_PartitionOperator):
         ``archive_schema``) or ``drop``. Dropping is refused when foreign keys reference the table.
     :param concurrently: use DETACH ... CONCURRENTLY where PostgreSQL allows it (no default
         partition); an interrupted concurrent detach past the cutoff is finished on the next run.
+        Beside a default partition the detach is a plain one (ACCESS EXCLUSIVE on the parent), and
+        the report's ``warnings`` (XCom and log) say so: drain the default and drop it
+        (``DrainDefaultPartitionOperator(drop_default=True)``) to keep detaches concurrent.
 
     A partition detached by a run that then failed (or whose worker died) is recorded in
     ``<schema>.etl_partition_retention`` and archived or dropped by the next run; an archive name
@@ -199,21 +204,26 @@ class DrainDefaultPartitionOperator(_PartitionOperator):
     """Move rows out of the default partition into proper partitions, creating them as needed.
 
     One committed transaction per target partition: the default partition's rows never block
-    later maintenance. Writes through the parent wait for the range being moved (reads do not); a
-    range cannot be split into smaller commits (see ``maintenance._create_partition``). Rows with a
-    NULL key stay in the default and are reported as a warning.
+    later maintenance. Writes through the parent and reads of the default wait for the range being
+    moved; reads pruned to other partitions do not (see ``etl_platform.partitions.create``). Rows
+    with a NULL key stay in the default and are reported as a warning.
+
+    :param drop_default: drop the default partition once it is empty (checked under its lock), so
+        retention can detach CONCURRENTLY; rows outside every partition are then refused, so keep
+        partitions premade with ``EnsurePartitionsOperator``.
     """
 
-    def __init__(self, *, interval: str | int = "month", **kwargs: Any):
+    def __init__(self, *, interval: str | int = "month", drop_default: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         try:
             Interval.parse(interval)
         except PartitionConfigError as exc:
             raise ValueError(f"{self.task_id}: {exc}") from None
         self.interval = interval
+        self.drop_default = drop_default
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
-        return maintenance.drain_default(runner, self.table, self.interval)
+        return maintenance.drain_default(runner, self.table, self.interval, drop_default=self.drop_default)
 
 
 class CreatePartitionedIndexOperator(_PartitionOperator):

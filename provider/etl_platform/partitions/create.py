@@ -29,8 +29,8 @@ long as it is held. Per batch of new ranges, one transaction:
    yet attached would be invisible through the parent and outside its unique indexes meanwhile).
    A writer therefore waits at most for the parent lock's own wait (lock_timeout) plus what we do
    while holding it: a NOWAIT refusal (a round trip), or a batch, which is cut so that it takes
-   about half of lock_timeout (timed as it goes; a range with rows to move is a batch of its own,
-   its move is the one wait that grows with the data: see the docs on draining big defaults).
+   about half of lock_timeout (timed as it goes). A range with rows to move is a batch of its own;
+   its move is the one wait that grows with the data (a big default is drained range by range).
 """
 
 from __future__ import annotations
@@ -198,15 +198,20 @@ def _create_batch(
         execute(_statements(tbl, iv, batch, counts, triggers, context))
         return counts
 
-    wait = None
-    if default is not None:
-        probe = sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(default.ident)
-
-        def wait() -> None:
-            runner.wait_for_lock(f"wait for {default.label}", probe)
-
+    wait = None if default is None else waiting_for(runner, default)
     counts: dict[Bound, int] = runner.transaction(what, work, before_retry=wait)
     return counts
+
+
+def waiting_for(runner: DdlRunner, default: Partition) -> Callable[[], None]:
+    """Between tries: wait for the default's ACCESS EXCLUSIVE (at most lock_timeout) holding no other
+    lock, so the next try's NOWAIT finds it free; writers to other partitions never queue behind it."""
+    probe = sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(default.ident)
+
+    def wait() -> None:
+        runner.wait_for_lock(f"wait for {default.label}", probe)
+
+    return wait
 
 
 def _lock_and_count(
@@ -233,14 +238,14 @@ def _lock_and_count(
         ).format(sql.Literal(default.oid)),
     ]
     cur = execute(statements)
-    sets = _row_sets(cur)
+    sets = row_sets(cur)
     wanted = {lo for lo, _ in batch}
     counts = {lo: int(n) for lo, n in sets[0] if lo in wanted} if sets else {}
     triggers = [(name, mode) for name, mode in sets[1]] if len(sets) > 1 else []
     return counts, triggers
 
 
-def _row_sets(cur: psycopg.Cursor[Any]) -> list[list[tuple[Any, ...]]]:
+def row_sets(cur: psycopg.Cursor[Any]) -> list[list[tuple[Any, ...]]]:
     """The rows of every result set that has rows (LOCK and SET have none)."""
     out = []
     while True:

@@ -124,11 +124,15 @@ def _created(report: MaintenanceReport, name: str, moved: int) -> None:
 # -- drain the default partition ----------------------------------------------------------------
 
 
-def drain_default(runner: DdlRunner, table: str, interval: str | int) -> MaintenanceReport:
+def drain_default(
+    runner: DdlRunner, table: str, interval: str | int, *, drop_default: bool = False
+) -> MaintenanceReport:
     """Moves every row of the default partition into a proper partition, one committed range at a time.
 
     Writers through the parent wait for one range's transaction at most, never for the whole drain
-    (see `create`). Rows whose key is NULL can never leave the default: reported.
+    (see `create`). Rows whose key is NULL can never leave the default: reported. With
+    `drop_default`, an empty default is then dropped: without one, retention detaches CONCURRENTLY
+    (and a row outside every partition is refused instead of parked: keep partitions premade).
     """
     started = time.perf_counter()
     tbl = load_partitioned_table(runner.conn, table)
@@ -172,7 +176,43 @@ def drain_default(runner: DdlRunner, table: str, interval: str | int) -> Mainten
             f"{default.label} keeps {nulls} row(s) whose {tbl.column} is NULL: no range partition can "
             "hold them; fix or delete them."
         )
+    if drop_default:
+        _drop_default(runner, tbl, default, report)
     return _finish(report, runner, started)
+
+
+def _drop_default(
+    runner: DdlRunner, tbl: PartitionedTable, default: Partition, report: MaintenanceReport
+) -> None:
+    """Drops the default partition if it is empty, checked under the locks that keep it so.
+
+    DROP of a partition takes ACCESS EXCLUSIVE on the parent: waited for at most lock_timeout, then
+    the default's NOWAIT (waited for between tries holding nothing, as in `create`), so writers wait
+    at most lock_timeout for it, once.
+    """
+
+    def work(execute: Any) -> int:
+        sets = create.row_sets(
+            execute(
+                [
+                    sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(tbl.ident),
+                    sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE NOWAIT").format(default.ident),
+                    sql.SQL("SELECT count(*) FROM {}").format(default.ident),
+                ]
+            )
+        )
+        left = int(sets[0][0][0]) if sets else 0
+        if not left:
+            execute(sql.SQL("DROP TABLE {}").format(default.ident))
+        return left
+
+    left = runner.transaction(
+        f"drop the default partition {default.label}", work, before_retry=create.waiting_for(runner, default)
+    )
+    if left:
+        report.warnings.append(f"{default.label} was not dropped: it holds {left} row(s).")
+    else:
+        report.dropped.append(default.label)
 
 
 # -- retention -----------------------------------------------------------------------------------
@@ -256,6 +296,9 @@ def apply_retention(
             "PARTITION ... FINALIZE; ATTACH it again to keep it)."
         )
         old = []
+    blocking = [p for p in old if not p.detach_pending]
+    if concurrently and blocking and tbl.default is not None:
+        report.warnings.append(blocking_detach_warning(tbl, tbl.default, len(blocking)))
     for part in old:
         target = _free_name(runner.conn, archive_schema, part) if mode == "archive" else None
         pending = _Pending(part.oid, part.schema, part.name, mode, archive_schema if target else None, target)
@@ -268,6 +311,17 @@ def apply_retention(
         report.detached.append(part.label)
         _finish_detached(runner, tbl, pending, report)
     return _finish(report, runner, started)
+
+
+def blocking_detach_warning(tbl: PartitionedTable, default: Partition, count: int) -> str:
+    """concurrently=True asked for a detach that blocks nobody; say that it did not happen and how to get it."""
+    return (
+        f"{tbl.label} has a default partition ({default.label}): PostgreSQL refuses DETACH PARTITION ... "
+        f"CONCURRENTLY beside one, so {count} partition(s) were detached with a plain DETACH, which holds "
+        "ACCESS EXCLUSIVE on the parent (writers and readers wait, at most lock_timeout per try). To keep "
+        "detaches concurrent, drain the default and drop it (DrainDefaultPartitionOperator with "
+        "drop_default=True) and keep partitions premade (EnsurePartitionsOperator)."
+    )
 
 
 def _state(tbl: PartitionedTable) -> sql.Identifier:
