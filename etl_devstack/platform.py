@@ -134,6 +134,8 @@ SMALL_PROFILE_ENV: dict[str, str] = {
     # No scheduler /health server (a process of its own; docker-compose's healthcheck uses it, `make up`
     # reads the api-server's health instead).
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+    # No stale-bundle cleanup process beside the worker: local bundles have no versions to clean up.
+    "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
 }
 # The small profile's triggerer runs without its log server (a process of its own, see command()): the
 # api-server reads trigger logs from the same AIRFLOW_HOME/logs on this machine.
