@@ -2,9 +2,10 @@
 
 The platform is started and stopped through scripts/platformctl.py's cmd_up / cmd_down, the functions
 `make up` / `make down` run, so the suite tests those commands as well (their printed output: see
-test_platformctl_e2e.py) without paying for a second platform. Twelve processes (PgBouncer, four Airflow
-services, seven workers: one per queue and a second load worker for the mapped bulk load); `make test`
-(and so CI) runs them, `make e2e` runs only them, and `pytest -m "not e2e"` leaves them out.
+test_platformctl_e2e.py) without paying for a second platform. Eleven recorded processes (PgBouncer, four
+Airflow services, six workers: one per queue and a second load worker for the mapped bulk load), beside
+dags/ a DAG bundle of the suite's own (tests/dags/e2e: the health gate the tests hold); `make test` (and
+so CI) runs them, `make e2e` runs only them, and `pytest -m "not e2e"` leaves them out.
 """
 
 from __future__ import annotations
