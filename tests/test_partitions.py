@@ -303,6 +303,32 @@ def test_ensure_creates_every_temporal_interval_with_backfill(
     assert len(attached(admin, s, "ev")) == len(starts)
 
 
+@pytest.mark.parametrize("default", [False, True], ids=["no-default", "with-default"])
+def test_ensure_batches_many_partitions_into_few_transactions(
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory, default: bool
+) -> None:
+    """36 empty months: two statements each (CREATE TABLE ... LIKE, ATTACH), sent a batch per round trip.
+    Without a default partition nothing blocks writers, so one transaction holds them all; with one, the
+    first batch is a single range (timed), the rest as many as fit half of lock_timeout."""
+    s = dst_db.schema
+    create_parent(admin, s, "ev", default=default)
+    runner = make_runner(lock_timeout="5s")
+    report = maintenance.ensure_partitions(
+        runner, dst_db.table("ev"), "month", start="2023-04-01", premake=0, today=TODAY
+    )
+    assert len(report.created) == 36 and report.created[0] == f"{s}.ev_p202304"
+    assert names(admin, s, "ev") == sorted(
+        [*(["ev_default"] if default else []), *(n.split(".")[1] for n in report.created)]
+    )
+    locks = 2 if default else 0  # per transaction: the parent's, then the default's NOWAIT
+    ddl = runner.statements - (runner.transactions - (1 if default else 0)) * locks
+    assert ddl == 2 * 36
+    if default:  # + one read-only planning transaction (which new ranges the default holds rows for)
+        assert 3 <= runner.transactions <= 4, runner.transactions
+    else:
+        assert runner.transactions == 1
+
+
 def test_ensure_integer_ranges_backfill_and_premake_ahead_of_the_highest_key(
     dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
 ) -> None:

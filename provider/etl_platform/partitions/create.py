@@ -53,7 +53,6 @@ from etl_platform.partitions.intervals import Bound, Interval, fit_name, partiti
 # to about half the time they would wait anyway at worst, leaving the rest as headroom for a slow
 # statement we cannot foresee.
 BATCH_SHARE_OF_LOCK_TIMEOUT = 0.5
-_FIRST_ESTIMATE_SECONDS = 0.01  # per range, before the first batch is timed
 _TRIGGER_MODES = {"O": sql.SQL("ENABLE"), "A": sql.SQL("ENABLE ALWAYS"), "R": sql.SQL("ENABLE REPLICA")}
 
 _CONTEXT = """
@@ -157,7 +156,8 @@ def create_partitions(
     if holding and context.referencing and tbl.default is not None:
         _refuse_move(tbl, tbl.default, context)
     budget = duration_seconds(runner.lock_timeout) * BATCH_SHARE_OF_LOCK_TIMEOUT
-    per_range = _FIRST_ESTIMATE_SECONDS
+    per_range = budget  # the first batch is one range: how long one takes (ATTACH scans the default) is
+    # not known before, and a guess too low would hold writers for many ranges at once
     pending = list(ranges)
     while pending:
         if pending[0][0] in holding:
