@@ -37,6 +37,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from etl_platform.dashboard.queries import MAX_HOUR_SERIES, MAX_PAGE_SIZE
+
 ID_MAX_LENGTH = 250  # Airflow's ID_LEN: dag ids (the ledger's pipelines)
 TIME_MAX_LENGTH = 64
 # Enough for a cursor over Airflow-sized ids (250 characters each, even if every one is a JSON-escaped
@@ -45,9 +47,7 @@ CURSOR_MAX_LENGTH = 12_000
 TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
 TIME_MAX = datetime(9999, 1, 1, tzinfo=UTC)
 SERIES_DEFAULT_SPAN = timedelta(days=14)
-MAX_HOUR_SERIES = timedelta(days=7)
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 MAX_NAME_IN_MESSAGE = 80
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -240,6 +240,16 @@ def _parameter(error: dict[str, Any]) -> str | None:
     return str(loc[0]) if loc else None
 
 
+def _route_parameters(request: Request) -> list[str]:
+    """The query parameters the matched route takes: its model's fields (FastAPI keeps the model as the
+    route's single query field)."""
+    fields = getattr(getattr(request.scope.get("route"), "dependant", None), "query_params", [])
+    model = fields[0].field_info.annotation if len(fields) == 1 else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return [field.alias for field in fields]
+
+
 def _message(error: dict[str, Any], allowed: Sequence[str]) -> str:
     if error.get("type") == "extra_forbidden":
         takes = ", ".join(allowed) if allowed else "no parameters"
@@ -265,9 +275,7 @@ def without_422(schema: dict[str, Any]) -> dict[str, Any]:
 
 def parameter_errors(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's validation errors as a 400 naming each parameter (the input is never echoed)."""
-    route = request.scope.get("route")
-    model = _QUERY_MODELS.get(getattr(route, "path", ""), NoQuery)
-    allowed = list(model.model_fields)
+    allowed = _route_parameters(request)
     errors = []
     for error in exc.errors():
         name = _parameter(error)
@@ -276,11 +284,3 @@ def parameter_errors(request: Request, exc: RequestValidationError) -> JSONRespo
         )
     detail = "; ".join(f"{_shown(e['parameter'])}: {e['message']}" for e in errors) or "invalid request"
     return JSONResponse({"detail": detail, "errors": errors}, status_code=status.HTTP_400_BAD_REQUEST)
-
-
-_QUERY_MODELS: dict[str, type[_Query]] = {
-    "/api/runs": RunsQuery,
-    "/api/stats": StatsQuery,
-    "/api/series": SeriesQuery,
-    "/api/stream": StreamQuery,
-}
