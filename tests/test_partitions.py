@@ -621,18 +621,22 @@ def _tup_deleted(admin: Conn, s: str, table: str) -> int:
     return int(row[0])
 
 
+@pytest.mark.parametrize("rows_to_move", [True, False], ids=["moves-rows", "moves-nothing"])
 def test_writers_to_other_partitions_never_wait_longer_than_lock_timeout_behind_a_long_reader(
-    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory
+    dst_db: SchemaDb, admin: Conn, make_runner: RunnerFactory, rows_to_move: bool
 ) -> None:
     """4 writers insert through the parent into existing partitions while a reader holds the whole table
-    (the default included) for 3 s and ensure creates April (rows to move out of the default) and May,
-    June (nothing to move). ATTACH needs ACCESS EXCLUSIVE on the default, which it cannot get while the
+    (the default included) for 3 s and ensure creates April (with or without rows to move out of the
+    default), May and June. ATTACH needs ACCESS EXCLUSIVE on the default, which it cannot get while the
     reader is there: every try before the reader ends must give up without stalling the writers."""
     s = dst_db.schema
     create_parent(admin, s, "ev")
     add_months(admin, s, "ev", [month(2026, 1), month(2026, 2), month(2026, 3)])
-    moved = [datetime(2026, 4, d, 12) for d in range(1, 29)] * 10
-    insert_at(admin, s, "ev", moved, w=99)  # 280 rows in the default, for April
+    # 280 rows in the default: for April (moved by ensure) or for June 2027 (left where they are)
+    moved = [
+        datetime(2026 if rows_to_move else 2027, 4 if rows_to_move else 6, d, 12) for d in range(1, 29)
+    ] * 10
+    insert_at(admin, s, "ev", moved, w=99)
     deleted_before = _tup_deleted(admin, s, "ev_default")
     waits: list[float] = []
     failures: list[BaseException] = []
@@ -689,6 +693,9 @@ def test_writers_to_other_partitions_never_wait_longer_than_lock_timeout_behind_
     assert report.retries > 0 and ensure_seconds > 2.5  # it did meet the reader, and outlasted it
     assert worst <= LOCK_TIMEOUT + SCHEDULING_MARGIN, f"a writer waited {worst:.3f} s"
     # Every moved row exists exactly once, in April's partition, and was moved exactly once.
+    if not rows_to_move:
+        assert report.moved == {} and count(admin, s, "ev_default", "w = 99") == len(moved)
+        return
     assert report.moved == {f"{s}.ev_p202604": len(moved)}
     assert count(admin, s, "ev_p202604", "w = 99") == len(moved) == count(admin, s, "ev", "w = 99")
     assert count(admin, s, "ev_default") == 0
