@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -131,6 +132,32 @@ def test_create_monthly_partition_is_idempotent_and_drains_the_default(
             conn.execute(
                 "SELECT etl_audit.create_monthly_partition('etl_audit.schema_migrations', '2026-03-01')"
             )
+
+
+def test_create_monthly_partition_never_waits_for_a_busy_default_while_holding_the_parent(
+    pg_server: Any, ledger_db: str
+) -> None:
+    """A reader of the default makes the call fail at once (55P03, nothing moved) instead of queueing
+    ACCESS EXCLUSIVE on the default behind it while holding the parent, which would stall writers."""
+    conninfo = pg_server.conninfo(ledger_db, options="-c TimeZone=UTC")
+    with psycopg.connect(conninfo, autocommit=True) as conn, psycopg.connect(conninfo) as reader:
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO etl_audit.task_runs (pipeline, run_id, task_id, started_at) "
+            "VALUES ('p', 'r1', 't', '2026-05-05T10:00:00Z')"
+        )
+        reader.execute("SELECT count(*) FROM etl_audit.task_runs_default").fetchone()  # holds ACCESS SHARE
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            conn.execute("SELECT etl_audit.create_monthly_partition('etl_audit.task_runs', '2026-05-01')")
+        assert time.monotonic() - started < 1.0  # the function's lock_timeout is 5 s: it did not wait
+        where = conn.execute("SELECT tableoid::regclass::text FROM etl_audit.task_runs WHERE run_id = 'r1'")
+        assert where.fetchone() == ("etl_audit.task_runs_default",)
+        reader.rollback()
+        made = conn.execute("SELECT etl_audit.create_monthly_partition('etl_audit.task_runs', '2026-05-01')")
+        assert made.fetchone() == ("task_runs_p202605",)
+        where = conn.execute("SELECT tableoid::regclass::text FROM etl_audit.task_runs WHERE run_id = 'r1'")
+        assert where.fetchone() == ("etl_audit.task_runs_p202605",)
 
 
 def test_create_monthly_partition_bounds_are_utc_whatever_the_session_time_zone(

@@ -6,6 +6,10 @@
 -- UPDATE EXCLUSIVE on the parent, not ACCESS EXCLUSIVE) and given the parent's owner and grants.
 -- Bounds are midnight UTC whatever the caller's TimeZone (SET TimeZone below); every lock wait is
 -- bounded by lock_timeout. Returns the partition's name; a month that already has one returns it.
+-- Lock order (as etl_platform.partitions.create): every lock is taken before anything changes, the
+-- default's with NOWAIT, so a caller never waits behind a reader of the default while holding the
+-- parent (which would stall every writer through the parent): a busy default raises SQLSTATE 55P03
+-- (lock_not_available) at once and the caller retries later; nothing has moved.
 
 CREATE OR REPLACE FUNCTION etl_audit.create_monthly_partition(parent regclass, start_date date)
 RETURNS text
@@ -78,8 +82,8 @@ BEGIN
     FROM pg_attribute WHERE attrelid = parent AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
 
     IF default_rel IS NOT NULL THEN
-        -- No writes to the default while its rows move; ATTACH takes ACCESS EXCLUSIVE only at the end.
-        EXECUTE format('LOCK TABLE ONLY %s IN EXCLUSIVE MODE', default_rel);
+        -- ATTACH needs ACCESS EXCLUSIVE on the default: taken now, NOWAIT (see the lock order above).
+        EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE NOWAIT', default_rel);
     END IF;
     EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED '
                    'INCLUDING STORAGE INCLUDING COMMENTS)', parent_ns, child_name, parent);
