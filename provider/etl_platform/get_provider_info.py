@@ -51,6 +51,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["etl_platform.notifications.performance.PerformanceAlertNotifier"],
+        "cli": ["etl_platform.cli.definition.get_etl_cli_commands"],
         "config": {
             "etl_platform": {
                 "description": "Settings of the etl-platform provider.",
