@@ -1,0 +1,1 @@
+"""`airflow etl ...`: the provider's CLI commands (registered through get_provider_info's `cli` key)."""
