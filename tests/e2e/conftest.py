@@ -25,7 +25,13 @@ from etl_devstack.redis import probe_redis
 from harness import REPO_ROOT, PgServer, RedisDb, RedisServer
 from harness.redisdb import redis_db as _redis_db
 from scripts import platformctl
-from tests.e2e.helpers import DASHBOARD_CACHE_TTL_S, AirflowApi, StatsdListener, platform_processes
+from tests.e2e.helpers import (
+    DASHBOARD_CACHE_TTL_S,
+    AirflowApi,
+    StatsdListener,
+    platform_processes,
+    still_running,
+)
 
 # 1.2M orders over 10 days from 2026-01-01: ~120k rows per daily interval, two 100k-row chunks per load.
 E2E_ROWS, E2E_DAYS = 1_200_000, 10
@@ -105,10 +111,15 @@ def platform(
         yield platform
     finally:
         try:
+            # Every process of the recorded trees, by pid and start time: Celery's pool children and
+            # the api-server rename themselves (setproctitle), which can hide their AIRFLOW_HOME.
+            known = [
+                proc for record in platform._pids()["processes"].values() for proc in platform._tree(record)
+            ]
             printed = io.StringIO()
             with contextlib.redirect_stdout(_Tee(printed, sys.stdout)):
                 platformctl.cmd_down(platform)
-            leftovers = platform_processes(platform)
+            leftovers = still_running({p.pid: p for p in [*known, *platform_processes(platform)]}.values())
         finally:
             if platform.state_file.exists():
                 platform.drop_databases()

@@ -160,6 +160,16 @@ def platform_processes(platform: Platform) -> list[psutil.Process]:
     return found
 
 
+def still_running(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """The processes that still run as themselves (same pid and start time; zombies do not count)."""
+    running = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(proc)
+    return running
+
+
 def alive_pids(pids: Iterable[int]) -> list[int]:
     """The pids that still run (zombies, already dead but not yet reaped, do not count)."""
     alive = []
