@@ -281,15 +281,19 @@ def alive_triggerer_job_ids(api: AirflowApi) -> set[int]:
     return {int(job["id"]) for job in jobs}
 
 
-def wait_gate_deferred_in_triggerer(platform: Platform, api: AirflowApi, run_id: str) -> dict[str, Any]:
-    """Until the gate is `deferred` with its PerformanceCheckTrigger held by a live triggerer job;
-    fails at once if the gate finishes instead. Returns the task instance (REST)."""
+def wait_gate_deferred_in_triggerer(
+    platform: Platform, api: AirflowApi, run_id: str, other_than: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Until the gate is `deferred` with its PerformanceCheckTrigger held by a live triggerer job (not
+    the one holding it in `other_than`, an earlier reading of the task instance); fails at once if the
+    gate finishes instead. Returns the task instance (REST)."""
+    previous = ((other_than or {}).get("trigger") or {}).get("triggerer_id")
 
     def deferred() -> dict[str, Any] | None:
         ti = task_instance(api, GATE_DAG_ID, run_id, "gate")
         assert ti["state"] not in ("success", "failed", "up_for_retry"), f"the gate did not defer: {ti}"
-        trigger = ti.get("trigger") or {}
-        if ti["state"] == "deferred" and trigger.get("triggerer_id") in alive_triggerer_job_ids(api):
+        holder = (ti.get("trigger") or {}).get("triggerer_id")
+        if ti["state"] == "deferred" and holder != previous and holder in alive_triggerer_job_ids(api):
             return ti
         return None
 
