@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl_platform.assets import AssetUriError, connection_table_uri, file_uri
 from etl_platform.hooks.kinds import MYSQL_TYPES, POSTGRES_TYPES, kind_of, lookup
 from etl_platform.hooks.postgres import ConnectionFactory, EtlPostgresHook
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
@@ -89,6 +90,18 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
     :param ledger_conn_id: connection to the database holding the run ledger (``etl_audit``); when
         set, each attempt is recorded there (rows, bytes, seconds, peak memory, status, resumed
         from, error) for the dashboard and alerts.
+    :param destination_asset: the Airflow Asset the run's event goes on, for downstream DAGs that
+        schedule on a name they know at parse time (``Asset(name="orders_clean", uri=...)``).
+        Without it the event goes on the asset the destination connection and table resolve to
+        (``postgres://host:port/database/schema/table``, ``file://``, ``s3://``).
+
+    Assets: every transfer declares the outlet ``AssetAlias("etl_platform.transfer:<dag_id>.<task_id>")``
+    when the DAG is parsed (no connection is read then). A successful run that moved rows adds one
+    event through it, on the destination asset, with extra ``{rows, bytes, window_start,
+    window_end, source}`` (``source``: the source's asset URI, or null for a query). A failed run
+    emits nothing; neither does a run that moved no rows (an empty window), except a ``truncate``
+    that emptied the table. A connection whose host cannot be a URI host (a socket directory, a
+    host list) logs a warning and emits no event; the task still succeeds.
 
     :param destination_path: instead of a table, export the source (a PostgreSQL ``source_table`` or
         ``source_sql``) to files under this URL (templated): rotated every ``rows_per_file`` rows,
@@ -156,9 +169,17 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         lock_timeout: str = "5s",
         reset_checkpoint: bool = False,
         ledger_conn_id: str | None = None,
+        destination_asset: Asset | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # Declared now, resolved at run time: the destination's URI needs its connection, which
+        # parsing must not read; an alias is Airflow's way to emit events on assets named at run
+        # time, and emitting nothing through it is how a run that changed nothing stays silent.
+        self.destination_asset = destination_asset
+        self.asset_alias = AssetAlias(name=f"etl_platform.transfer:{self.dag_id}.{self.task_id}")
+        self.outlets = [*self.outlets, self.asset_alias]
+        self._connections: dict[str, Any] = {}
         self.source_conn_id = source_conn_id
         self.destination_conn_id = destination_conn_id
         self.destination_table = destination_table
@@ -281,12 +302,69 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         if ledger is not None:
             ledger.finished(attempt, summary, None)
         self.log.info("transfer summary: %s", summary)
+        self._emit_asset_event(context, summary)
         return summary
+
+    def _emit_asset_event(self, context: Context, summary: dict[str, Any]) -> None:
+        """One event on the destination asset through this task's alias, or a log line saying why not."""
+        rows = int(summary.get("rows") or 0)
+        if rows == 0 and self.write_mode != "truncate":
+            self.log.info("No asset event: the run moved no rows (an empty window changes nothing).")
+            return
+        asset = self._destination_asset()
+        if asset is None:
+            return
+        extra: dict[str, Any] = {
+            "rows": rows,
+            "bytes": int(summary.get("bytes") or 0),
+            "window_start": self.window_start or None,
+            "window_end": self.window_end or None,
+            "source": self._asset_uri("source", self._source_uri),
+        }
+        context["outlet_events"][self.asset_alias].add(asset, extra=extra)
+        self.log.info("Asset event on %s: %s", asset.uri, extra)
+
+    def _destination_asset(self) -> Asset | None:
+        uri = self._asset_uri("destination", self._destination_uri)
+        declared = self.destination_asset
+        if declared is None:
+            return Asset(uri=uri) if uri else None
+        if uri and uri != declared.uri:
+            self.log.warning(
+                "destination_asset %r declares %s but the destination resolves to %s; the event goes "
+                "on the declared asset.",
+                declared.name,
+                declared.uri,
+                uri,
+            )
+        return declared
+
+    def _asset_uri(self, side: str, build: Callable[[], str | None]) -> str | None:
+        try:
+            return build()
+        except AssetUriError as exc:
+            self.log.warning("No asset for the %s: %s.", side, exc)
+            return None
+
+    def _destination_uri(self) -> str | None:
+        if self.destination_path:
+            return file_uri(str(self.destination_path))
+        connection = self._connections.get("destination_conn_id")
+        return connection_table_uri(connection, str(self.destination_table)) if connection else None
+
+    def _source_uri(self) -> str | None:
+        if self.source_path:
+            paths = [self.source_path] if isinstance(self.source_path, str) else list(self.source_path)
+            return file_uri(paths[0]) if len(paths) == 1 else None
+        connection = self._connections.get("source_conn_id")
+        if self.source_table and connection is not None:
+            return connection_table_uri(connection, self.source_table)
+        return None  # a query reads no single table
 
     def _postgres_factory(self, setting: str) -> ConnectionFactory:
         """Connections for the PostgreSQL side `setting` names, from one connection look-up."""
         conn_id = getattr(self, setting)
-        connection = lookup(conn_id, setting)
+        connection = self._connections[setting] = lookup(conn_id, setting)
         kind = kind_of(connection)
         if kind not in POSTGRES_TYPES:
             raise AirflowFailException(
@@ -300,7 +378,7 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         if self.source_path:
             return self._file_source()
         assert self.source_conn_id is not None
-        connection = lookup(self.source_conn_id, "source_conn_id")
+        connection = self._connections["source_conn_id"] = lookup(self.source_conn_id, "source_conn_id")
         kind = kind_of(connection)
         if kind in POSTGRES_TYPES:
             return PostgresSource(EtlPostgresHook(self.source_conn_id).connection_factory(connection))
