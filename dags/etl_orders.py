@@ -1,10 +1,10 @@
 """Daily orders load: source OLTP -> monthly-partitioned warehouse, one data interval per run.
 
 gate (extract queue, deferrable) -> ensure partitions (load) -> transfer with transform (load)
--> daily summary (transform) and ANALYZE (load) -> run summary (notifications). delete_insert makes
-every run idempotent: a rerun or a catch-up run replaces exactly its interval's rows; the summary
-(warehouse.orders_daily, include/sql/transform/refresh_orders_daily.sql) rebuilds the days the
-interval touches in one transaction.
+-> ANALYZE (load) -> run summary (notifications). delete_insert makes every run idempotent: a rerun
+or a catch-up run replaces exactly its interval's rows. A load that moved rows emits an event on the
+`orders_clean` asset (extra: rows, bytes, window_start, window_end); the daily summary is its own DAG,
+etl_orders_daily_summary, scheduled on that asset instead of a clock.
 
 Connections: `etl_source` (OLTP), `etl_warehouse` (warehouse and run ledger), `etl_pgbouncer`
 (PgBouncer's admin console, read by the gate).
@@ -16,8 +16,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, chain
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, chain
 
 from etl_platform.notifications.performance import PerformanceAlertNotifier
 from etl_platform.operators.analyze import AnalyzeTableOperator
@@ -32,6 +31,15 @@ TABLE = "warehouse.orders_clean"
 WEBHOOK = os.environ.get("ETL_ALERT_WEBHOOK_URL")
 # include/sql beside dags/ (docker-compose mounts both under /opt/airflow): the SQL templates' root.
 SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
+# The warehouse table as downstream DAGs know it at parse time: the name is the contract (the same in
+# etl_orders_daily_summary.py), the URI says where it lives (docker-compose's warehouse, through
+# PgBouncer; set ETL_ORDERS_CLEAN_ASSET_URI elsewhere). Parsing reads no connection to build it.
+ORDERS_CLEAN = Asset(
+    name="orders_clean",
+    uri=os.environ.get(
+        "ETL_ORDERS_CLEAN_ASSET_URI", "postgres://pgbouncer:6432/warehouse/warehouse/orders_clean"
+    ),
+)
 
 with DAG(
     dag_id="etl_orders",
@@ -75,20 +83,10 @@ with DAG(
             incremental_column="order_ts",
             transform=clean_orders,
             ledger_conn_id=WAREHOUSE,
+            destination_asset=ORDERS_CLEAN,
             queue="load",
         ),
-        [
-            SQLExecuteQueryOperator(
-                task_id="summarize_orders",
-                conn_id=WAREHOUSE,
-                sql="transform/refresh_orders_daily.sql",
-                parameters={"start": "{{ data_interval_start }}", "end": "{{ data_interval_end }}"},
-                split_statements=True,  # one transaction: the hook commits after the last statement
-                return_last=True,  # XCom: the refreshed days' summary rows, orders and revenue
-                queue="transform",
-            ),
-            AnalyzeTableOperator(task_id="analyze", postgres_conn_id=WAREHOUSE, table=TABLE, queue="load"),
-        ],
+        AnalyzeTableOperator(task_id="analyze", postgres_conn_id=WAREHOUSE, table=TABLE, queue="load"),
         RunSummaryOperator(
             task_id="notify", transfer_task_ids=["load_orders"], webhook_url=WEBHOOK, queue="notifications"
         ),

@@ -254,11 +254,15 @@ def test_a_host_no_uri_can_carry_warns_and_the_task_succeeds(
 def test_the_daily_summary_is_scheduled_on_the_orders_clean_asset(airflow_home: Any) -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import Asset
+    from airflow.sdk.definitions.asset import AssetAll
+
+    from etl_platform.operators.transfer import StreamingTransferOperator
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     summary, orders = bag.dags["etl_orders_daily_summary"], bag.dags["etl_orders"]
-    load = orders.get_task("load_orders")
+    load, condition = orders.get_task("load_orders"), summary.timetable.asset_condition
+    assert isinstance(load, StreamingTransferOperator) and isinstance(condition, AssetAll)
     assert isinstance(load.destination_asset, Asset) and load.destination_asset.name == "orders_clean"
-    assert list(summary.timetable.asset_condition.objects) == [load.destination_asset]
+    assert list(condition.objects) == [load.destination_asset]  # the asset etl_orders' load emits on
     assert "summarize_orders" not in orders.task_ids and summary.task_ids == ["summarize_orders"]

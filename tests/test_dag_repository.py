@@ -42,10 +42,10 @@ EXPECTED_QUEUES: dict[str, dict[str, str]] = {
         "check_platform": "extract",
         "ensure_partitions": "load",
         "load_orders": "load",
-        "summarize_orders": "transform",
         "analyze": "load",
         "notify": "notifications",
     },
+    "etl_orders_daily_summary": {"summarize_orders": "transform"},
     "etl_orders_bulk": {
         "plan_ranges": "extract",
         "load_range": "load",
