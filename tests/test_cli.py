@@ -146,7 +146,20 @@ def test_checkpoints_list_and_clear(src_db: Any, dst_db: Any, airflow_home: Path
     schema = ("--schema", dst_db.schema)
     listed, recent, unconfirmed, unknown_ckpt, unknown_conn = etl_all(
         [
-            ("checkpoints", "list", *schema, "--dag-id", "etl_cli_dag", "--run-id", RUN_ID, "-o", "json"),
+            (
+                "checkpoints",
+                "list",
+                *schema,
+                "--dag-id",
+                "etl_cli_dag",
+                "--task-id",
+                "load_items",
+                "--run-id",
+                RUN_ID,
+                "--map-index=-1",
+                "-o",
+                "json",
+            ),
             (
                 "checkpoints",
                 "clear",
@@ -169,6 +182,7 @@ def test_checkpoints_list_and_clear(src_db: Any, dst_db: Any, airflow_home: Path
     assert sum(r["written"] for r in ranges) == committed  # what the destination holds, range by range
     assert max(int(r["last_key"]) for r in ranges if r["last_key"] is not None) == top
     assert {r["fingerprint"] for r in ranges} == {fingerprint}
+    assert {r["resume_after"] for r in ranges if r["last_key"] is not None} == {str(top)}
     assert all(r["updated_at"] and r["finished_at"] is None and not r["done"] for r in ranges)
 
     assert recent.code != 0 and "committed a chunk" in recent.error_line(), recent.err

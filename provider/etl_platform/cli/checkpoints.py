@@ -106,6 +106,10 @@ def load(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[dict[s
         item["updated_at"] = row[9].isoformat() if row[9] else None
         item["finished_at"] = row[10].isoformat() if row[10] else None
         item["fingerprint"] = row[11]
+        # what a retry reads next: keys above this (None: the range is done, or starts unbounded)
+        item["resume_after"] = (
+            None if item["done"] else (item["last_key"] if item["last_key"] is not None else item["lo"])
+        )
         out.append(item)
     return out
 

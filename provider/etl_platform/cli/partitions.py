@@ -26,7 +26,7 @@ _LOOKAHEAD = 1000  # intervals searched for the next missing one
 def partition_status(args: argparse.Namespace) -> None:
     try:
         with connect(args.conn_id) as conn:
-            status = read_status(conn, args.table, args.interval, args.retention)
+            status = read_status(conn, args.table, args.interval, args.retention, verbose=args.verbose)
     except CliError as exc:
         fail(exc)
     except PartitionError as exc:  # names the table, interval or retention at fault
@@ -35,12 +35,24 @@ def partition_status(args: argparse.Namespace) -> None:
         emit([status], "json")
         return
     emit(status["partitions"], args.output, empty=f"{status['table']} has no partitions")
-    summary = {k: v for k, v in status.items() if k != "partitions"}
-    emit([summary], args.output)
+    if not args.verbose:
+        status.pop("retention_sql")
+    gap = status["next_missing"]
+    if gap:
+        status["next_missing"] = f"{gap['partition']} [{gap['from']}, {gap['to']})"
+    if args.output == "yaml":
+        emit([{k: v for k, v in status.items() if k != "partitions"}], "yaml")
+        return
+    emit([{"field": k, "value": v} for k, v in status.items() if k != "partitions"], args.output)
 
 
 def read_status(
-    conn: psycopg.Connection[Any], table: str, interval: str | None, retention: str | None
+    conn: psycopg.Connection[Any],
+    table: str,
+    interval: str | None,
+    retention: str | None,
+    *,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     prepare_session(conn)
     conn.execute("SET default_transaction_read_only = on")  # a status must never change anything
@@ -67,12 +79,16 @@ def read_status(
         "retention": retention,
         "retention_would_detach": None,
         "retention_warnings": [],
+        "retention_sql": [],
     }
     if retention is not None:
-        runner = DdlRunner(conn, logging.getLogger(__name__), dry_run=True)
+        log = logging.getLogger(__name__)
+        log.disabled = not verbose  # the planned statements are in the output (retention_sql)
+        runner = DdlRunner(conn, log, dry_run=True)
         report = apply_retention(runner, tbl.label, _retention_value(retention, tbl))
         status["retention_would_detach"] = report.detached
         status["retention_warnings"] = report.warnings + report.skipped
+        status["retention_sql"] = report.planned_sql
     return status
 
 
