@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from etl_platform.cli.common import CliError, connect, emit, fail
+from etl_platform.cli.common import CliError, connect, database_error, emit, fail
 
 LIVE_STATES = ("running", "queued", "scheduled", "deferred", "up_for_reschedule", "restarting")
 
@@ -121,6 +121,8 @@ def list_checkpoints(args: argparse.Namespace) -> None:
             rows = load(conn, args)
     except CliError as exc:
         fail(exc)
+    except psycopg.Error as exc:  # permissions, a dropped table meanwhile, ...: one line, no traceback
+        fail(database_error(exc))
     if (args.transfer_id or args.dag_id or args.task_id or args.run_id) and not rows:
         fail(CliError(f"no checkpoint matches {_selector(args)} in {args.schema}.transfer_checkpoints"))
     emit(rows, args.output, empty=f"no checkpoints in {args.schema}.transfer_checkpoints")
@@ -171,6 +173,8 @@ def clear_checkpoints(args: argparse.Namespace) -> None:
             deleted = _delete(conn, args.schema, ids)
     except CliError as exc:
         fail(exc)
+    except psycopg.Error as exc:  # permissions, a dropped table meanwhile, ...: one line, no traceback
+        fail(database_error(exc))
     print(f"cleared {len(ids)} checkpoint(s), {deleted} range row(s): {', '.join(ids)}")
 
 

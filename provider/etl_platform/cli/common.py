@@ -35,8 +35,16 @@ def connect(conn_id: str, code: int = 1) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo, connect_timeout=10)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CliError(f"Airflow connection {conn_id!r}: cannot connect ({first})", code) from None
+        raise CliError(f"Airflow connection {conn_id!r}: cannot connect ({_first_line(exc)})", code) from None
+
+
+def database_error(exc: psycopg.Error) -> CliError:
+    return CliError(f"database error: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def emit(rows: Sequence[dict[str, Any]], output: str, empty: str = "No data found") -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from etl_platform.cli.common import CliError, connect, emit, fail
+from etl_platform.cli.common import CliError, connect, database_error, emit, fail
 from etl_platform.partitions.catalog import PartitionedTable, load_partitioned_table
 from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionError
@@ -29,6 +29,8 @@ def partition_status(args: argparse.Namespace) -> None:
             status = read_status(conn, args.table, args.interval, args.retention, verbose=args.verbose)
     except CliError as exc:
         fail(exc)
+    except psycopg.Error as exc:  # permissions, a dropped table meanwhile, ...: one line, no traceback
+        fail(database_error(exc))
     except PartitionError as exc:  # names the table, interval or retention at fault
         fail(CliError(str(exc)))
     if args.output == "json":
