@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,15 @@ def refresh_window(events: Mapping[Any, Sequence[Any]], params: Mapping[str, Any
             "No window to summarize: no triggering orders_clean event carries window_start/window_end, "
             "and the params window_start/window_end are empty."
         )
-    starts = [datetime.fromisoformat(str(start)) for start, _ in windows]
-    ends = [datetime.fromisoformat(str(end)) for _, end in windows]
+    starts = [_utc(start) for start, _ in windows]
+    ends = [_utc(end) for _, end in windows]
     return min(starts).isoformat(), max(ends).isoformat()
+
+
+def _utc(value: Any) -> datetime:
+    """An ISO timestamp; one without an offset (a hand-typed param) is UTC, as the summary's days are."""
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 with DAG(

@@ -266,3 +266,61 @@ def test_the_daily_summary_is_scheduled_on_the_orders_clean_asset(airflow_home: 
     assert isinstance(load.destination_asset, Asset) and load.destination_asset.name == "orders_clean"
     assert list(condition.objects) == [load.destination_asset]  # the asset etl_orders' load emits on
     assert "summarize_orders" not in orders.task_ids and summary.task_ids == ["summarize_orders"]
+
+
+def _summary_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "summary_dag", REPO_ROOT / "dags" / "etl_orders_daily_summary.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_summary_window_spans_every_triggering_load(airflow_home: Any) -> None:
+    """Catch-up loads queue several events before one summary run: it rebuilds all their days."""
+    from airflow.sdk.api.datamodels._generated import (
+        AssetAliasReferenceAssetEventDagRun,
+        AssetReferenceAssetEventDagRun,
+    )
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    summary = _summary_module()
+
+    def event(start: str, end: str) -> Any:
+        return AssetEventDagRunReferenceResult(
+            asset=AssetReferenceAssetEventDagRun(name="orders_clean", uri=summary.ORDERS_CLEAN.uri, extra={}),
+            extra={"rows": 1, "bytes": 1, "window_start": start, "window_end": end},
+            source_task_id="load_orders",
+            source_dag_id="etl_orders",
+            source_run_id="r",
+            source_map_index=-1,
+            source_aliases=[
+                AssetAliasReferenceAssetEventDagRun(name="etl_platform.transfer:etl_orders.load_orders")
+            ],
+            timestamp=datetime.now(UTC),
+        )
+
+    events = TriggeringAssetEventsAccessor.build(
+        [
+            event("2026-01-06 01:00:00+00:00", "2026-01-07 01:00:00+00:00"),
+            event("2026-01-05T01:00:00+00:00", "2026-01-06T01:00:00+00:00"),
+        ]
+    )
+    start, end = summary.refresh_window(events, {"window_start": "", "window_end": ""})
+    assert (datetime.fromisoformat(start), datetime.fromisoformat(end)) == (
+        datetime(2026, 1, 5, 1, tzinfo=UTC),
+        datetime(2026, 1, 7, 1, tzinfo=UTC),
+    )
+    manual = summary.refresh_window(
+        TriggeringAssetEventsAccessor.build([]), {"window_start": "2026-02-01", "window_end": "2026-02-02"}
+    )
+    assert manual == ("2026-02-01T00:00:00+00:00", "2026-02-02T00:00:00+00:00")  # no offset: UTC
+    with pytest.raises(ValueError, match="No window to summarize"):
+        summary.refresh_window(
+            TriggeringAssetEventsAccessor.build([]), {"window_start": "", "window_end": ""}
+        )

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from benchmarks.datagen import ORDERS_COLUMNS, create_orders
 from etl_devstack.warehouse import create_warehouse
-from harness import REPO_ROOT, run_dag, task_outcomes, xcom_value
+from harness import REPO_ROOT, ensure_metadata_db, run_dag, task_outcomes, xcom_value
 from harness.pgbouncer import pgbouncer_binary, running_pgbouncer
 from harness.statsd import run_with_statsd
 from tests.transfer_fixtures import table_digest
@@ -85,8 +85,36 @@ def _asset_events(run: Any) -> list[Any]:
         return events
 
 
+def _unpause_from_dags_folder(dag_id: str) -> None:
+    """Parse dags/ into the metadata DB as the dag-processor would and unpause `dag_id` (new DAGs start
+    paused, and Airflow queues no asset-triggered run for a paused DAG)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    ensure_metadata_db()
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(REPO_ROOT / "dags")), "dags-folder", None)
+    with create_session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=False))
+
+
+def _queued_for(asset_id: int) -> set[str]:
+    """DAGs the scheduler will run because of this asset's events (Airflow's asset_dag_run_queue)."""
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)
+        return set(session.scalars(query))
+
+
 def test_etl_orders_loads_exactly_its_interval_and_reruns_idempotently(platform: dict[str, Any]) -> None:
     window = "order_ts >= '2026-01-05 01:00+00' AND order_ts < '2026-01-06 01:00+00'"
+    _unpause_from_dags_folder("etl_orders_daily_summary")
     for _ in range(2):
         run = run_dag(
             "etl_orders",
@@ -101,6 +129,7 @@ def test_etl_orders_loads_exactly_its_interval_and_reruns_idempotently(platform:
         # The load's event on orders_clean is what schedules the summary DAG; its window is the run's.
         (event,) = _asset_events(run)
         assert (event.asset.name, event.extra["rows"]) == ("orders_clean", 240), event
+        assert _queued_for(event.asset_id) == {"etl_orders_daily_summary"}  # the scheduler's to-do
         summary_run = run_dag(  # what the scheduler would start for that event (dag.test() has no scheduler)
             "etl_orders_daily_summary",
             conn_env=platform["conns"],
