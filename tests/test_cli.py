@@ -28,6 +28,7 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 ROWS, CHUNK = 60_000, 2_000
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 TRANSFER_ID = f"etl_cli_dag/load_items/{RUN_ID}/-1"
+OTHER_ID = f"etl_cli_dag/other_task/{RUN_ID}/-1"
 
 
 @dataclass
@@ -118,16 +119,16 @@ def _killed_transfer(src_db: Any, dst_db: Any) -> None:
     worker.wait(10)
 
 
-def _set_task_state(home: Path, state: str | None) -> None:
-    """The transfer's task instance row in the harness's SQLite metadata DB (None: no row)."""
+def _set_task_state(home: Path, task_id: str | None, state: str = "running") -> None:
+    """A task instance row of etl_cli_dag in the harness's SQLite metadata DB (task_id None: no rows)."""
     db = sqlite3.connect(home / "airflow.db")
     try:
         db.execute("DELETE FROM task_instance WHERE dag_id = 'etl_cli_dag'")
-        if state is not None:
+        if task_id is not None:
             db.execute(
                 "INSERT INTO task_instance (id, task_id, dag_id, run_id, map_index, state, try_number, pool, "
-                "pool_slots) VALUES (?, 'load_items', 'etl_cli_dag', ?, -1, ?, 1, 'default_pool', 1)",
-                (uuid.uuid4().hex, RUN_ID, state),
+                "pool_slots) VALUES (?, ?, 'etl_cli_dag', ?, -1, ?, 1, 'default_pool', 1)",
+                (uuid.uuid4().hex, task_id, RUN_ID, state),
             )
         db.commit()
     finally:
@@ -137,48 +138,44 @@ def _set_task_state(home: Path, state: str | None) -> None:
 def test_checkpoints_list_and_clear(src_db: Any, dst_db: Any, airflow_home: Path) -> None:
     _killed_transfer(src_db, dst_db)
     dst = dst_db.connect()
+    checkpoints = _ident(dst_db, "transfer_checkpoints")
     committed = row_count(dst, dst_db.schema, "items")
     top = dst.execute(sql.SQL("SELECT max(id) FROM {}").format(_ident(dst_db, "items"))).fetchone()[0]  # type: ignore[index]
-    fingerprint = dst.execute(
-        sql.SQL("SELECT DISTINCT fingerprint FROM {}").format(_ident(dst_db, "transfer_checkpoints"))
-    ).fetchone()[0]  # type: ignore[index]
+    fingerprint = dst.execute(sql.SQL("SELECT DISTINCT fingerprint FROM {}").format(checkpoints)).fetchone()[
+        0
+    ]  # type: ignore[index]
+    # A second checkpoint, idle for an hour, whose task instance the metadata DB says is running.
+    dst.execute(
+        sql.SQL(
+            "INSERT INTO {} (transfer_id, part, fingerprint, last_key, updated_at) "
+            "VALUES (%s, 0, 'f', '7', now() - interval '1 hour')"
+        ).format(checkpoints),
+        (OTHER_ID,),
+    )
+    _set_task_state(airflow_home, "other_task", "running")
     env = {"AIRFLOW_CONN_ETL_WAREHOUSE": dst_db.uri()}  # the default --conn-id
     schema = ("--schema", dst_db.schema)
-    listed, recent, unconfirmed, unknown_ckpt, unknown_conn = etl_all(
-        [
-            (
-                "checkpoints",
-                "list",
-                *schema,
-                "--dag-id",
-                "etl_cli_dag",
-                "--task-id",
-                "load_items",
-                "--run-id",
-                RUN_ID,
-                "--map-index=-1",
-                "-o",
-                "json",
-            ),
-            (
-                "checkpoints",
-                "clear",
-                *schema,
-                "--transfer-id",
-                TRANSFER_ID,
-                "--yes",
-                "--idle-seconds",
-                "3600",
-            ),
-            ("checkpoints", "clear", *schema, "--transfer-id", TRANSFER_ID, "--idle-seconds", "0"),
-            ("checkpoints", "clear", *schema, "--dag-id", "no_such_dag", "--yes"),
-            ("checkpoints", "list", "--conn-id", "no_such_conn", *schema),
-        ],
-        env,
-    )
+    clear = ("checkpoints", "clear", *schema)
+    try:
+        listed, recent, running, unconfirmed, unknown_ckpt, unknown_conn = etl_all(
+            [
+                (
+                    *("checkpoints", "list", *schema, "--dag-id", "etl_cli_dag", "--task-id", "load_items"),
+                    *("--run-id", RUN_ID, "--map-index=-1", "-o", "json"),
+                ),
+                (*clear, "--transfer-id", TRANSFER_ID, "--yes", "--idle-seconds", "3600"),
+                (*clear, "--transfer-id", OTHER_ID, "--yes", "--idle-seconds", "0"),
+                (*clear, "--transfer-id", TRANSFER_ID, "--idle-seconds", "0"),
+                (*clear, "--dag-id", "no_such_dag", "--yes"),
+                ("checkpoints", "list", "--conn-id", "no_such_conn", *schema),
+            ],
+            env,
+        )
+    finally:
+        _set_task_state(airflow_home, None)
     assert listed.code == 0, listed.err
     ranges = listed.json()
-    assert ranges and {r["transfer_id"] for r in ranges} == {TRANSFER_ID}
+    assert ranges and {r["transfer_id"] for r in ranges} == {TRANSFER_ID}  # the filters left OTHER_ID out
     assert sum(r["written"] for r in ranges) == committed  # what the destination holds, range by range
     assert max(int(r["last_key"]) for r in ranges if r["last_key"] is not None) == top
     assert {r["fingerprint"] for r in ranges} == {fingerprint}
@@ -187,38 +184,19 @@ def test_checkpoints_list_and_clear(src_db: Any, dst_db: Any, airflow_home: Path
 
     assert recent.code != 0 and "committed a chunk" in recent.error_line(), recent.err
     assert TRANSFER_ID in recent.error_line()
+    assert running.code != 0 and f"{OTHER_ID!r}: its task instance is running" in running.error_line()
     assert unconfirmed.code != 0 and "--yes" in unconfirmed.error_line(), unconfirmed.err
     assert unknown_ckpt.code != 0 and "no_such_dag" in unknown_ckpt.error_line(), unknown_ckpt.err
     assert unknown_conn.code != 0 and "'no_such_conn' is not defined" in unknown_conn.error_line()
-    for r in (recent, unconfirmed, unknown_ckpt, unknown_conn):
+    for r in (recent, running, unconfirmed, unknown_ckpt, unknown_conn):
         assert r.error_line().startswith("error: "), r.err
-    assert row_count(dst, dst_db.schema, "transfer_checkpoints") == len(ranges)  # nothing cleared yet
+    assert row_count(dst, dst_db.schema, "transfer_checkpoints") == len(ranges) + 1  # nothing cleared yet
 
-    _set_task_state(airflow_home, "running")
-    try:
-        running = etl(
-            "checkpoints",
-            "clear",
-            *schema,
-            "--transfer-id",
-            TRANSFER_ID,
-            "--yes",
-            "--idle-seconds",
-            "0",
-            env=env,
-        )
-    finally:
-        _set_task_state(airflow_home, "failed")
-    assert running.code != 0 and "task instance is running" in running.error_line(), running.err
-    assert row_count(dst, dst_db.schema, "transfer_checkpoints") == len(ranges)
-
-    cleared = etl(
-        "checkpoints", "clear", *schema, "--transfer-id", TRANSFER_ID, "--yes", "--idle-seconds", "0", env=env
-    )
-    _set_task_state(airflow_home, None)
+    cleared = etl(*clear, "--transfer-id", TRANSFER_ID, "--yes", "--idle-seconds", "0", env=env)
     assert cleared.code == 0, cleared.err
     assert f"{len(ranges)} range row(s)" in cleared.out
-    assert row_count(dst, dst_db.schema, "transfer_checkpoints") == 0
+    left = dst.execute(sql.SQL("SELECT transfer_id FROM {}").format(checkpoints)).fetchall()
+    assert left == [(OTHER_ID,)]
 
 
 def _month(day: date, shift: int) -> date:
