@@ -154,13 +154,13 @@ def _window_rows(src: Any, schema: str, run: Any) -> int:
     return int(row[0])
 
 
-def _expected_destination_uri(dst_db: Any) -> str | None:
-    """What the destination connection resolves to; None where its host is a socket directory (the
-    embedded fallback server), where the transfer must warn and emit nothing."""
+def _expected_destination_uri(db: Any) -> str | None:
+    """What the test connection to `db`'s orders resolves to; None where its host is a socket directory
+    (the embedded fallback server), where the transfer must warn and emit nothing."""
     from airflow.models.connection import Connection
 
     try:
-        return connection_table_uri(Connection(uri=dst_db.uri()), f"{dst_db.schema}.orders")
+        return connection_table_uri(Connection(uri=db.uri()), f"{db.schema}.orders")
     except AssetUriError:
         return None
 
@@ -181,6 +181,7 @@ def test_a_run_that_moved_rows_emits_one_event_on_the_destination(
     assert extra["bytes"] > 0
     assert datetime.fromisoformat(extra["window_start"]) == run.data_interval_start
     assert datetime.fromisoformat(extra["window_end"]) == run.data_interval_end
+    assert extra["source"] == _expected_destination_uri(src_db) != expected  # the source table's URI
 
 
 def test_a_declared_asset_gets_the_event_whatever_the_host(
