@@ -325,3 +325,45 @@ def test_the_summary_window_spans_every_triggering_load(airflow_home: Any) -> No
         summary.refresh_window(
             TriggeringAssetEventsAccessor.build([]), {"window_start": "", "window_end": ""}
         )
+
+
+def _connection_uri(conn_uri: str, table: str) -> str | None:
+    from airflow.models.connection import Connection
+
+    try:
+        return connection_table_uri(Connection(uri=conn_uri), table)
+    except AssetUriError:
+        return None
+
+
+def test_an_export_emits_on_its_s3_prefix(src_db: Any, s3_bucket: Any) -> None:
+    create_orders(src_db.connect(), schema=src_db.schema, rows=1_000, days=5)
+    conf = {"source_table": src_db.table("orders"), "destination_path": s3_bucket.url("exports/orders/")}
+    run = run_dag(
+        "postgres_to_s3_parquet", conf=conf, conn_env={"etl_test_src": src_db.uri(), **s3_bucket.conn_env}
+    )
+    assert task_outcomes(run)["export"].state == "success"
+    (name, uri, extra), *rest = _events(run)
+    assert not rest and name == uri == f"s3://{s3_bucket.name}/exports/orders"
+    assert extra["rows"] == 1_000 and extra["bytes"] > 0
+    assert extra["source"] == _connection_uri(src_db.uri(), src_db.table("orders"))
+
+
+def test_a_mariadb_source_is_named_by_its_mysql_uri(my_db: Any, dst_db: Any) -> None:
+    from benchmarks.datagen_mysql import create_mysql_orders
+
+    with my_db.connect() as conn:
+        create_mysql_orders(conn, my_db.database, rows=1_000, days=5)
+    create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
+    conf = {"source_table": f"{my_db.database}.orders", "destination_table": dst_db.table("orders")}
+    run = run_dag(
+        "mysql_to_postgres", conf=conf, conn_env={"etl_test_mysql": my_db.uri(), "etl_test_dst": dst_db.uri()}
+    )
+    assert task_outcomes(run)["transfer"].state == "success"
+    source = _connection_uri(my_db.uri(), f"{my_db.database}.orders")
+    events = _events(run)
+    if _expected_destination_uri(dst_db) is None:  # the embedded PostgreSQL's socket host: no event
+        assert events == []
+        return
+    assert [extra["source"] for _, _, extra in events] == [source]
+    assert source is None or (source.startswith("mysql://") and source.endswith(f"/{my_db.database}/orders"))
