@@ -367,3 +367,18 @@ def test_a_mariadb_source_is_named_by_its_mysql_uri(my_db: Any, dst_db: Any) -> 
         return
     assert [extra["source"] for _, _, extra in events] == [source]
     assert source is None or (source.startswith("mysql://") and source.endswith(f"/{my_db.database}/orders"))
+
+
+def test_a_truncate_that_empties_the_table_still_emits(src_db: Any, dst_db: Any) -> None:
+    """Zero rows moved, yet the destination changed (its rows are gone): downstream must hear of it."""
+    src, dst = src_db.connect(), dst_db.connect()
+    create_empty_like_orders(src, "orders", schema=src_db.schema)
+    create_orders(dst, schema=dst_db.schema, rows=100, days=1)  # rows the refresh must remove
+    conf = {"source_table": src_db.table("orders"), "destination_table": dst_db.table("orders")}
+    run = run_dag(
+        "transfer_truncate", conf=conf, conn_env={"etl_test_src": src_db.uri(), "etl_test_dst": dst_db.uri()}
+    )
+    assert task_outcomes(run)["transfer"].state == "success"
+    assert dst.execute(f'SELECT count(*) FROM "{dst_db.schema}".orders').fetchone() == (0,)
+    expected = _expected_destination_uri(dst_db)
+    assert [(uri, extra["rows"]) for _, uri, extra in _events(run)] == ([(expected, 0)] if expected else [])
