@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pandas as pd
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -170,13 +171,14 @@ def test_distinct_on_is_skipped_only_for_a_proven_unique_key(
 
 def test_keys_equal_under_the_destination_collation_are_deduplicated(src_db: Any, dst_db: Any) -> None:
     with dst_db.connect() as dst:
-        if not dst.execute("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'").fetchone()[0]:
-            pytest.skip("the server has no ICU collations")
-        dst.execute(
-            sql.SQL(
-                "CREATE COLLATION {} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
-            ).format(sql.Identifier(dst_db.schema, "ci"))
-        )
+        try:  # non-deterministic collations need ICU; the embedded fallback server is built without it
+            dst.execute(
+                sql.SQL(
+                    "CREATE COLLATION {} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+                ).format(sql.Identifier(dst_db.schema, "ci"))
+            )
+        except psycopg.errors.FeatureNotSupported as exc:
+            pytest.skip(f"this PostgreSQL has no ICU: {exc}")
         collation = sql.Identifier(dst_db.schema, "ci").as_string(dst)
     _src, dst = _tables(
         src_db,
