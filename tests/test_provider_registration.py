@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import jsonschema
 import pytest
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseHook, BaseNotifier, BaseOperator, BaseSensorOperator
+from airflow.triggers.base import BaseTrigger
 
+from etl_platform import assets
 from etl_platform.get_provider_info import get_provider_info
 
 pytestmark = pytest.mark.airflow
@@ -74,3 +82,121 @@ def test_dashboard_plugin_is_cheap_to_import_and_builds_its_app_on_demand(airflo
         timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+# -- the provider info against Airflow's provider.yaml schema, and every path in it --------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# provider.yaml's release bookkeeping (versions, state, source-date-epoch) is not part of the runtime
+# provider info; every section the info does carry is held to the schema as written.
+RUNTIME_REQUIRED = ["package-name", "name", "description"]
+MODULE_SECTIONS = ("hooks", "operators", "sensors", "triggers")
+
+
+def _provider_yaml_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(files("airflow").joinpath("provider.yaml.schema.json").read_text())
+    return {**schema, "required": RUNTIME_REQUIRED}
+
+
+def _import_path(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_provider_info_matches_the_provider_yaml_schema() -> None:
+    jsonschema.validate(get_provider_info(), _provider_yaml_schema())
+
+
+def test_provider_yaml_schema_rejects_a_malformed_transfer() -> None:
+    """The schema check has teeth: a transfer without its python-module is refused."""
+    info = get_provider_info()
+    broken = {**info, "transfers": [{k: v for k, v in info["transfers"][0].items() if k != "python-module"}]}
+    with pytest.raises(jsonschema.ValidationError, match="python-module"):
+        jsonschema.validate(broken, _provider_yaml_schema())
+
+
+def test_every_module_and_class_path_imports() -> None:
+    info = get_provider_info()
+    modules = [m for section in MODULE_SECTIONS for entry in info[section] for m in entry["python-modules"]]
+    modules += [t["python-module"] for t in info["transfers"]]
+    for module in modules:
+        importlib.import_module(module)
+    for path in info["notifications"]:
+        assert issubclass(_import_path(path), BaseNotifier), path
+    for conn in info["connection-types"]:
+        hook = _import_path(conn["hook-class-name"])
+        assert issubclass(hook, BaseHook) and hook.conn_type == conn["connection-type"], conn
+    for path in info["cli"]:
+        assert callable(_import_path(path)), path
+
+
+def test_plugins_entry_names_the_plugin_the_entry_point_loads() -> None:
+    (plugin,) = get_provider_info()["plugins"]
+    cls = _import_path(plugin["plugin-class"])
+    assert issubclass(cls, AirflowPlugin) and cls.name == plugin["name"], plugin
+    (entry,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == plugin["name"]]
+    assert entry.load() is cls, entry
+
+
+def test_every_how_to_guide_exists() -> None:
+    info = get_provider_info()
+    guides = [g for i in info["integrations"] for g in i.get("how-to-guide", [])]
+    guides += [t["how-to-guide"] for t in info["transfers"]]
+    assert guides
+    for guide in guides:
+        assert guide.startswith("/docs/"), guide
+        assert (REPO / guide.lstrip("/")).is_file(), f"{guide} does not exist"
+
+
+def test_every_integration_name_is_declared() -> None:
+    info = get_provider_info()
+    declared = {i["integration-name"] for i in info["integrations"]}
+    used = {e["integration-name"] for section in MODULE_SECTIONS for e in info[section]}
+    used |= {t[f"{side}-integration-name"] for t in info["transfers"] for side in ("source", "target")}
+    assert used - declared == set(), f"integration names used but not declared: {used - declared}"
+
+
+@pytest.mark.parametrize(
+    ("section", "package", "base"),
+    [
+        ("operators", "etl_platform.operators", BaseOperator),
+        ("sensors", "etl_platform.sensors", BaseSensorOperator),
+        ("triggers", "etl_platform.triggers", BaseTrigger),
+        ("hooks", "etl_platform.hooks", BaseHook),
+    ],
+)
+def test_every_module_defining_a_public_class_is_listed(section: str, package: str, base: type) -> None:
+    """A new operator (sensor, trigger, hook) module cannot ship unregistered."""
+    listed = {m for e in get_provider_info()[section] for m in e["python-modules"]}
+    defining = set()
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        module = importlib.import_module(f"{package}.{info.name}")
+        if any(
+            isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module.__name__
+            for name, obj in vars(module).items()
+            if not name.startswith("_")
+        ):
+            defining.add(module.__name__)
+    assert defining, package
+    assert defining == listed, f"{section}: defining {sorted(defining)}, listed {sorted(listed)}"
+
+
+def test_emitted_asset_schemes_belong_to_installed_official_providers(airflow_home: Path) -> None:
+    """We register no asset-uris: each scheme our assets use has an owner whose handler leaves our URI as is."""
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    uris = [
+        assets.postgres_uri("db.example.com", 5432, "warehouse", "warehouse.orders_clean"),
+        assets.mysql_uri("maria.example.com", None, "shop", "orders"),
+        assets.file_uri("/var/lake/orders.parquet"),
+        assets.file_uri("s3://lake/exports/orders"),
+    ]
+    handlers = ProvidersManagerTaskRuntime().asset_uri_handlers
+    for uri in uris:
+        parts = urlsplit(uri)
+        assert parts.scheme in handlers, f"no installed provider registers {parts.scheme}:// ({uri})"
+        handler = handlers[parts.scheme]
+        if handler is not None:
+            assert urlunsplit(handler(parts)) == uri, uri
+    assert "asset-uris" not in get_provider_info()
+    assert {urlsplit(u).scheme for u in uris} == {"postgres", "mysql", "file", "s3"}
