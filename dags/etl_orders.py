@@ -16,7 +16,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, chain
+from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 
 from etl_platform.notifications.performance import PerformanceAlertNotifier
 from etl_platform.operators.analyze import AnalyzeTableOperator
@@ -25,21 +25,13 @@ from etl_platform.operators.partitions import EnsurePartitionsOperator
 from etl_platform.operators.transfer import StreamingTransferOperator
 from etl_platform.sensors.performance import PerformanceCheckSensor
 from etl_platform.transforms import clean_orders
+from warehouse_assets import ORDERS_CLEAN
 
 SOURCE, WAREHOUSE, PGBOUNCER = "etl_source", "etl_warehouse", "etl_pgbouncer"
 TABLE = "warehouse.orders_clean"
 WEBHOOK = os.environ.get("ETL_ALERT_WEBHOOK_URL")
 # include/sql beside dags/ (docker-compose mounts both under /opt/airflow): the SQL templates' root.
 SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
-# The warehouse table as downstream DAGs know it at parse time: the name is the contract (the same in
-# etl_orders_daily_summary.py), the URI says where it lives (docker-compose's warehouse, through
-# PgBouncer; set ETL_ORDERS_CLEAN_ASSET_URI elsewhere). Parsing reads no connection to build it.
-ORDERS_CLEAN = Asset(
-    name="orders_clean",
-    uri=os.environ.get(
-        "ETL_ORDERS_CLEAN_ASSET_URI", "postgres://pgbouncer:6432/warehouse/warehouse/orders_clean"
-    ),
-)
 
 with DAG(
     dag_id="etl_orders",

@@ -16,6 +16,7 @@ from etl_platform.operators.key_ranges import KeyRangePlanOperator
 from etl_platform.operators.notify import RunSummaryOperator
 from etl_platform.operators.transfer import StreamingTransferOperator
 from etl_platform.transforms import clean_orders
+from warehouse_assets import ORDERS_CLEAN
 
 SOURCE, WAREHOUSE = "etl_source", "etl_warehouse"
 TABLE = "warehouse.orders_clean"
@@ -41,6 +42,7 @@ with DAG(
         write_mode="upsert",
         transform=clean_orders,
         ledger_conn_id=WAREHOUSE,
+        destination_asset=ORDERS_CLEAN,  # each range's event (no time window) reruns the daily summary
         queue="load",
     ).expand_kwargs(plan.output)
     analyze = AnalyzeTableOperator(task_id="analyze", postgres_conn_id=WAREHOUSE, table=TABLE, queue="load")

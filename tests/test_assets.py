@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +17,10 @@ from etl_platform.assets import (
     file_uri,
     mysql_uri,
     postgres_uri,
+    window_from_events,
 )
 from harness import REPO_ROOT, run_dag, task_outcomes
+from warehouse_assets import ORDERS_CLEAN
 
 pytestmark = pytest.mark.airflow
 
@@ -267,64 +270,75 @@ def test_the_daily_summary_is_scheduled_on_the_orders_clean_asset(airflow_home: 
     assert isinstance(load.destination_asset, Asset) and load.destination_asset.name == "orders_clean"
     assert list(condition.objects) == [load.destination_asset]  # the asset etl_orders' load emits on
     assert "summarize_orders" not in orders.task_ids and summary.task_ids == ["summarize_orders"]
+    bulk_load = bag.dags["etl_orders_bulk"].get_task("load_range")  # mapped: its arguments are partial
+    assert bulk_load.partial_kwargs["destination_asset"] == load.destination_asset
+    # The shared module is imported by the DAG files, not parsed as one (dags/.airflowignore).
+    parsed = {Path(path).name for path in bag.file_last_changed}
+    assert "etl_orders.py" in parsed and "warehouse_assets.py" not in parsed, parsed
 
 
-def _summary_module() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "summary_dag", REPO_ROOT / "dags" / "etl_orders_daily_summary.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_summary_window_spans_every_triggering_load(airflow_home: Any) -> None:
-    """Catch-up loads queue several events before one summary run: it rebuilds all their days."""
+def _load_event(start: str | None, end: str | None) -> Any:
+    """A triggering event as the Task SDK hands it to a task (extra as etl_orders' load writes it)."""
     from airflow.sdk.api.datamodels._generated import (
         AssetAliasReferenceAssetEventDagRun,
         AssetReferenceAssetEventDagRun,
     )
     from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+
+    return AssetEventDagRunReferenceResult(
+        asset=AssetReferenceAssetEventDagRun(name="orders_clean", uri=ORDERS_CLEAN.uri, extra={}),
+        extra={"rows": 1, "bytes": 1, "window_start": start, "window_end": end},
+        source_task_id="load_orders",
+        source_dag_id="etl_orders",
+        source_run_id="r",
+        source_map_index=-1,
+        source_aliases=[
+            AssetAliasReferenceAssetEventDagRun(name="etl_platform.transfer:etl_orders.load_orders")
+        ],
+        timestamp=datetime.now(UTC),
+    )
+
+
+def test_the_window_spans_every_triggering_load(airflow_home: Any) -> None:
+    """Catch-up loads queue several events before one summary run: it rebuilds all their days."""
     from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
-
-    summary = _summary_module()
-
-    def event(start: str, end: str) -> Any:
-        return AssetEventDagRunReferenceResult(
-            asset=AssetReferenceAssetEventDagRun(name="orders_clean", uri=summary.ORDERS_CLEAN.uri, extra={}),
-            extra={"rows": 1, "bytes": 1, "window_start": start, "window_end": end},
-            source_task_id="load_orders",
-            source_dag_id="etl_orders",
-            source_run_id="r",
-            source_map_index=-1,
-            source_aliases=[
-                AssetAliasReferenceAssetEventDagRun(name="etl_platform.transfer:etl_orders.load_orders")
-            ],
-            timestamp=datetime.now(UTC),
-        )
 
     events = TriggeringAssetEventsAccessor.build(
         [
-            event("2026-01-06 01:00:00+00:00", "2026-01-07 01:00:00+00:00"),
-            event("2026-01-05T01:00:00+00:00", "2026-01-06T01:00:00+00:00"),
+            _load_event("2026-01-06 01:00:00+00:00", "2026-01-07 01:00:00+00:00"),
+            _load_event("2026-01-05T01:00:00+00:00", "2026-01-06T01:00:00+00:00"),
         ]
     )
-    start, end = summary.refresh_window(events, {"window_start": "", "window_end": ""})
+    start, end = window_from_events(events, {"window_start": "", "window_end": ""})
     assert (datetime.fromisoformat(start), datetime.fromisoformat(end)) == (
         datetime(2026, 1, 5, 1, tzinfo=UTC),
         datetime(2026, 1, 7, 1, tzinfo=UTC),
     )
-    manual = summary.refresh_window(
-        TriggeringAssetEventsAccessor.build([]), {"window_start": "2026-02-01", "window_end": "2026-02-02"}
-    )
+    # A param window widens the events' one (a rerun asking for more days).
+    wider = window_from_events(events, {"window_start": "2026-01-07T00:00+00:00", "window_end": "2026-01-09"})
+    assert wider == ("2026-01-05T01:00:00+00:00", "2026-01-09T00:00:00+00:00")
+    none = TriggeringAssetEventsAccessor.build([])
+    manual = window_from_events(none, {"window_start": "2026-02-01", "window_end": "2026-02-02"})
     assert manual == ("2026-02-01T00:00:00+00:00", "2026-02-02T00:00:00+00:00")  # no offset: UTC
-    with pytest.raises(ValueError, match="No window to summarize"):
-        summary.refresh_window(
-            TriggeringAssetEventsAccessor.build([]), {"window_start": "", "window_end": ""}
-        )
+    with pytest.raises(ValueError, match="No window"):
+        window_from_events(none, {"window_start": "", "window_end": ""})
+    with pytest.raises(ValueError, match="not before"):
+        window_from_events(none, {"window_start": "2026-02-02", "window_end": "2026-02-01"})
+    with pytest.raises(ValueError, match="window_end 'soon' is not an ISO timestamp"):
+        window_from_events(none, {"window_start": "2026-02-02", "window_end": "soon"})
+
+
+def test_an_event_without_a_window_is_unbounded_or_an_error(airflow_home: Any) -> None:
+    """etl_orders_bulk's key-range loads carry no window: any day may have changed."""
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    events = TriggeringAssetEventsAccessor.build(
+        [_load_event("2026-01-05T01:00:00+00:00", "2026-01-06T01:00:00+00:00"), _load_event(None, None)]
+    )
+    everything = ("-infinity", "infinity")
+    assert window_from_events(events, {}, unbounded=everything) == everything
+    with pytest.raises(ValueError, match="'orders_clean' has no window_start/window_end"):
+        window_from_events(events, {})
 
 
 def _connection_uri(conn_uri: str, table: str) -> str | None:

@@ -285,7 +285,10 @@ def test_resource_monitor_logs_and_sends_task_metrics(
     run = run_with_statsd(
         [sys.executable, "-c", _MONITORED_RUN, str(REPO_ROOT / "dags")],
         env={
-            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]),
+            # dags/ too, as the dags-folder bundle puts it on sys.path (DAG files import warehouse_assets).
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO_ROOT), str(REPO_ROOT / "tests"), str(REPO_ROOT / "dags")]
+            ),
             "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
             "AIRFLOW__CELERY__BROKER_URL": redis_db.url,
             "AIRFLOW_CONN_ETL_WAREHOUSE": pg_server.uri(pg_server.admin_dbname),

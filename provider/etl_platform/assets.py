@@ -5,6 +5,8 @@ and ``s3://bucket/key``: the same strings the postgres, mysql, common-io and ama
 so a DAG scheduled on an official provider's asset and a transfer writing that table meet on one
 Airflow asset. Plain functions (no connection look-up, no network): the operator hands in the
 connection it already read. Anything that cannot name a table or file raises ``AssetUriError``.
+On the consuming side, `window_from_events` turns an asset-triggered run's events into the time
+window it must cover.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
@@ -177,3 +181,63 @@ _SANITIZERS = {
     "file": "airflow.providers.common.io.assets.file",
     "s3": "airflow.providers.amazon.aws.assets.s3",
 }
+
+
+# ------------------------------------------------------------------------ consuming asset events
+
+
+def window_from_events(
+    events: Mapping[Any, Sequence[Any]],
+    params: Mapping[str, Any] | None = None,
+    *,
+    unbounded: tuple[str, str] | None = None,
+    start_key: str = "window_start",
+    end_key: str = "window_end",
+) -> tuple[str, str]:
+    """The UTC ``[start, end)`` an asset-triggered run must cover, as ISO strings.
+
+    A transfer's event carries the window it loaded (extra ``window_start``/``window_end``); the
+    scheduler runs a consumer once for every event queued since its last run, so the window spans
+    them all: earliest start to latest end. `events` is the ``triggering_asset_events`` context
+    entry (asset -> events); the run's `params` under the same keys widen it, so a manual run
+    (no events) names its own window. A timestamp without an offset is UTC.
+
+    An event without a window comes from a load not bounded by time (key ranges, a truncate): any
+    part of the asset may have changed, so the result is `unbounded` (the consumer's own "everything",
+    e.g. PostgreSQL's ``("-infinity", "infinity")``); without one, such an event is an error.
+    """
+    windows: list[tuple[Any, Any]] = []
+    for per_asset in events.values():
+        for event in per_asset:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get(start_key) and extra.get(end_key):
+                windows.append((extra[start_key], extra[end_key]))
+            elif unbounded is not None:
+                return unbounded
+            else:
+                asset = getattr(event, "asset", None)
+                raise ValueError(
+                    f"An event on {getattr(asset, 'name', asset)!r} has no {start_key}/{end_key} "
+                    "in its extra (a load not bounded by time) and no unbounded window was given."
+                )
+    if params and params.get(start_key) and params.get(end_key):
+        windows.append((params[start_key], params[end_key]))
+    if not windows:
+        raise ValueError(
+            f"No window: no triggering asset event, and the params {start_key}/{end_key} are empty."
+        )
+    start = min(_utc(start, start_key) for start, _ in windows)
+    end = max(_utc(end, end_key) for _, end in windows)
+    if start >= end:
+        raise ValueError(
+            f"Empty window: {start_key} {start.isoformat()} is not before {end_key} {end.isoformat()}"
+        )
+    return start.isoformat(), end.isoformat()
+
+
+def _utc(value: Any, key: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{key} {value!r} is not an ISO timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
