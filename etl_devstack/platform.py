@@ -49,6 +49,7 @@ from psycopg import sql
 
 from etl_devstack.postgres import DEFAULT_POSTGRES_URL, PgServer, probe_postgres
 from etl_devstack.redis import probe_redis
+from etl_platform.assets import AssetUriError, postgres_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -478,6 +479,14 @@ class Platform:
         }
         bin_dir = str(Path(sys.executable).parent)
         python_path = [str(REPO_ROOT), *[p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        # dags/warehouse_assets.py: orders_clean as etl_warehouse below names it, built as the transfer
+        # builds it, so the load's resolved URI and the declared asset agree (docker-compose's default is
+        # its PgBouncer's). A socket-directory host has no URI: the load then says so itself.
+        try:
+            uri = postgres_uri(server.host, server.port, dbs["warehouse"], "warehouse.orders_clean")
+            orders_clean = {"ETL_ORDERS_CLEAN_ASSET_URI": uri}
+        except AssetUriError:
+            orders_clean = {}
         env = {
             **base,
             **shared_airflow_settings(),
@@ -529,6 +538,7 @@ class Platform:
                 state.mysql.get("url") or self.settings.mysql_url,
                 state.mysql.get("database") or self.settings.mysql_database,
             ),
+            **orders_clean,
             # The DAGs' lake (etl_ingest_sources reads drop/orders/, export_orders_month writes exports/).
             "ETL_LAKE_URL": self.lake_dir.as_uri(),
             # plugins/etl_dashboard.py: the dashboard app at /etl and its page in the UI nav.
