@@ -12,11 +12,12 @@ warnings included, and sends StatsD metrics.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl_platform.hooks.kinds import lookup
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.partitions import maintenance
 from etl_platform.partitions.ddl import DdlRunner, validate_lock_timeout
@@ -24,6 +25,9 @@ from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Interval
 from etl_platform.partitions.maintenance import MaintenanceReport
 from etl_platform.profiling import ProfiledExecute
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 class _PartitionOperator(ProfiledExecute, BaseOperator):
@@ -56,11 +60,19 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
         self.max_attempts = max_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self.ddl_dry_run = dry_run  # BaseOperator.dry_run is a method
+        # What execute recorded for OpenLineage (read after it, on the worker; never in XCom).
+        self._lineage_connection: Any = None
+        self._lineage_columns: list[tuple[str, str]] = []
+        self._lineage_report: dict[str, Any] = {}
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.observability.stats import Stats
 
-        with EtlPostgresHook(self.postgres_conn_id).get_conn() as conn:
+        # One connection look-up: the same connection names the table's lineage dataset.
+        self._lineage_connection = lookup(self.postgres_conn_id, "postgres_conn_id")
+        connect = EtlPostgresHook(self.postgres_conn_id).connection_factory(self._lineage_connection)
+        with connect() as conn:
+            self._record_columns(conn)
             maintenance.prepare_session(conn)
             runner = DdlRunner(
                 conn,
@@ -101,10 +113,45 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
             report.seconds,
             report.retries,
         )
-        return report.as_dict()
+        self._lineage_report = report.as_dict()
+        return self._lineage_report
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
         raise NotImplementedError
+
+    def _record_columns(self, conn: Any) -> None:
+        """The table's columns for the lineage schema facet (one catalog read; never fails the task)."""
+        from etl_platform.transfer.catalog import resolve_table
+
+        try:
+            relation = resolve_table(conn, self.table, "table")
+            self._lineage_columns = [(c.name, c.type_name) for c in relation.columns]
+        except Exception as exc:  # a missing table is maintain()'s error to report, not this one's
+            self.log.debug("No columns for lineage: %s", exc)
+        conn.rollback()
+
+    # -- OpenLineage (the provider's listener calls these on the worker after execute) ----------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """The table (schema, rows moved out of the default) and any archive tables written."""
+        return self._lineage()
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        """The table the failed run was maintaining."""
+        return self._lineage()
+
+    def _lineage(self) -> OperatorLineage:
+        from etl_platform import lineage
+        from etl_platform.assets import connection_table_uri
+
+        def build() -> OperatorLineage:
+            if self._lineage_connection is None:
+                raise ValueError(f"connection {self.postgres_conn_id!r} was never read (failed before it)")
+            uri = connection_table_uri(self._lineage_connection, self.table)
+            return lineage.partition_lineage(uri, self._lineage_columns, self._lineage_report)
+
+        tags = {"dag_id": self.dag_id, "task_id": self.task_id}
+        return lineage.guarded(self, build, tags=tags)
 
 
 def _names(items: list[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
@@ -26,6 +26,12 @@ from etl_platform.transfer.sources.base import Source
 from etl_platform.transfer.sources.mysql_types import ZeroDates
 from etl_platform.transfer.sources.postgres import PostgresSource
 from etl_platform.transfer.spec import TransferSpec
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from etl_platform.lineage import TransferRecord
+    from etl_platform.transfer.plan import TransferPlan
 
 
 class StreamingTransferOperator(ProfiledExecute, BaseOperator):
@@ -215,6 +221,9 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.lock_timeout = lock_timeout
         self.reset_checkpoint = reset_checkpoint
         self.ledger_conn_id = ledger_conn_id
+        # What execute recorded for OpenLineage (read after it, on the worker; never in XCom).
+        self._lineage_run: _LineageRun | None = None
+        self._lineage_summary: dict[str, Any] | None = None
         # Refuse nonsense when the DAG is parsed, not when it runs.
         try:
             self._check_sides()
@@ -280,17 +289,21 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
                 run = self._export_engine(checkpoint_id, Stats, tags).run
             else:
                 spec = self._spec(checkpoint_id=checkpoint_id)
-                run = TransferEngine(
+                source = _PlanRecorder(self._source())
+                engine = TransferEngine(
                     spec,
-                    self._source(),
+                    source,
                     self._postgres_factory("destination_conn_id"),
                     metrics=Stats,
                     metric_tags=tags,
                     logger=self.log,
                     reset_checkpoint=self.reset_checkpoint,
-                ).run
+                )
+                self._lineage_run = _LineageRun(source, engine)
+                run = engine.run
             result = run()
             summary = result if isinstance(result, dict) else result.as_dict()
+            self._lineage_summary = summary
         except Exception as exc:
             if ledger is not None:
                 ledger.finished(attempt, None, f"{type(exc).__name__}: {exc}")
@@ -304,6 +317,62 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.log.info("transfer summary: %s", summary)
         self._emit_asset_event(context, summary)
         return summary
+
+    # -- OpenLineage (the provider's listener calls these on the worker after execute) ----------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Datasets, schemas, column lineage, row/byte counts and the query of a finished run."""
+        return self._lineage(failed=False)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage:
+        """What a failed run was moving: the same datasets and lineage, no output statistics."""
+        return self._lineage(failed=True)
+
+    def _lineage(self, *, failed: bool) -> OperatorLineage:
+        from etl_platform import lineage
+
+        tags = {"dag_id": self.dag_id, "task_id": self.task_id}
+        return lineage.guarded(
+            self, lambda: lineage.transfer_lineage(self._lineage_record(failed)), tags=tags
+        )
+
+    def _lineage_record(self, failed: bool) -> TransferRecord:
+        from etl_platform.lineage import TransferRecord
+
+        destination = self._destination_uri()
+        if destination is None:
+            raise ValueError("the destination was never resolved (the run failed before connecting)")
+        connection = self._connections.get("source_conn_id")
+        summary = None if failed else self._lineage_summary
+        plan = self._lineage_run.source.recorded if self._lineage_run is not None else None
+        record: dict[str, Any] = {
+            "destination_uri": destination,
+            "source_uri": self._source_uri(),
+            "source_sql": self.source_sql or None,
+            # any table's URI on the source names its namespace and database (assets' normalization)
+            "source_database_uri": (
+                connection_table_uri(connection, "_") if self.source_sql and connection is not None else None
+            ),
+            "dialect": "mysql"
+            if connection is not None and kind_of(connection) in MYSQL_TYPES
+            else "postgres",
+            "rows": None if summary is None else int(summary.get("rows") or 0),
+            "bytes": None if summary is None else int(summary.get("bytes") or 0),
+        }
+        if self.destination_path and summary is not None:
+            record["file_count"] = len(summary.get("files") or ())
+        if plan is not None:
+            assert self._lineage_run is not None
+            source_columns = plan.source_relation.columns if plan.source_relation else plan.source_columns
+            record["source_columns"] = [(c.name, c.type_name) for c in source_columns]
+            record["destination_columns"] = [(c.name, c.type_name) for c in plan.destination.columns]
+            record["mapping"] = [
+                (s.name, d.name) for s, d in zip(plan.source_columns, plan.dest_columns, strict=False)
+            ]
+            if self.transform is not None:
+                # The transform's output columns, known to the engine after its first chunk.
+                record["transformed"] = tuple(self._lineage_run.engine._out_columns or ())
+        return TransferRecord(**record)
 
     def _emit_asset_event(self, context: Context, summary: dict[str, Any]) -> None:
         """One event on the destination asset through this task's alias, or a log line saying why not."""
@@ -475,6 +544,34 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         if not self.ledger_conn_id:
             return None, attempt
         return LedgerWriter(EtlPostgresHook(self.ledger_conn_id).connection_factory(), self.log), attempt
+
+
+class _PlanRecorder:
+    """A source that keeps the plan it made: its column mapping is the transfer's column lineage."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+        self.recorded: TransferPlan | None = None
+
+    def __enter__(self) -> _PlanRecorder:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.inner.__exit__(*exc)
+
+    def plan(self, spec: TransferSpec, destination: Any) -> TransferPlan:
+        self.recorded = self.inner.plan(spec, destination)
+        return self.recorded
+
+    def __getattr__(self, name: str) -> Any:  # parts, readers, label, consistency, files, ...
+        return getattr(self.inner, name)
+
+
+class _LineageRun:
+    def __init__(self, source: _PlanRecorder, engine: TransferEngine) -> None:
+        self.source = source
+        self.engine = engine
 
 
 def _suffix_format(url: str) -> str:
