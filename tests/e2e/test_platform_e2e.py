@@ -2,11 +2,16 @@
 
 Runs the production `etl_orders` DAG through the CeleryExecutor on the test PostgreSQL and Redis and
 checks what docker-compose would run in production: routing by queue, exact data in the warehouse,
-StatsD metrics, and recovery from a load worker killed in the middle of a transfer.
+StatsD metrics, and recovery from a load worker killed in the middle of a transfer. Each run's load
+emits an event on the `orders_clean` asset that queues `etl_orders_daily_summary`, which then
+rebuilds the summary of the run's window on the transform worker.
 
 The platform runs with [scheduler] use_job_schedule=False: unpausing etl_orders (catchup=True,
 start 2026-01-01) would otherwise make the scheduler create a run per day since then. Manual runs of
 a paused DAG are never started in Airflow 3.3 (the scheduler only picks runs of unpaused DAGs).
+use_job_schedule=False also stops the scheduler from creating asset-triggered runs (the same
+_create_dagruns_for_dags step creates both), so the test starts the summary run the queued event
+asks for itself, with the window read from that event through the REST API.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from tests.e2e.helpers import (
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 DAG_ID = "etl_orders"
+SUMMARY_DAG_ID = "etl_orders_daily_summary"
 BULK_DAG_ID = "etl_orders_bulk"
 # The queue each task must run on (tests/test_dag_repository.py holds the DAGs to the same map).
 EXPECTED_QUEUES = {
@@ -52,10 +58,10 @@ EXPECTED_QUEUES = {
         "check_platform": "extract",
         "ensure_partitions": "load",
         "load_orders": "load",
-        "summarize_orders": "transform",
         "analyze": "load",
         "notify": "notifications",
     },
+    SUMMARY_DAG_ID: {"summarize_orders": "transform"},
     BULK_DAG_ID: {
         "plan_ranges": "extract",
         "load_range": "load",
@@ -206,9 +212,45 @@ def _assert_summary_matches(platform: Platform, logical_date: datetime) -> None:
     assert sum(row[2] for row in summary) == source_rows
 
 
+def _summarize_from_event(platform: Platform, api: AirflowApi, run_id: str, logical_date: datetime) -> None:
+    """The run's load emitted one orders_clean event carrying its interval, which queued the summary DAG;
+    the summary run for it (started here: no asset-triggered runs without use_job_schedule) rebuilds
+    that window on the transform worker."""
+    events = api.request(
+        "GET", "/api/v2/assets/events", params={"source_dag_id": DAG_ID, "source_run_id": run_id}
+    )["asset_events"]
+    loads = [e for e in events if e["source_task_id"] == "load_orders"]
+    assert len(loads) == 1, f"the load of {run_id} emitted {len(loads)} events: {events}"
+    (event,) = loads
+    assert event["name"] == "orders_clean" and event["extra"]["rows"] > 0, event
+    window = (event["extra"]["window_start"], event["extra"]["window_end"])
+    assert tuple(map(datetime.fromisoformat, window)) == (logical_date - timedelta(days=1), logical_date), (
+        event
+    )
+    # make up / the e2e platform name their own warehouse (platform.env()): the load resolved that URI.
+    assert event["uri"] == platform.env()["ETL_ORDERS_CLEAN_ASSET_URI"], event
+    queued = api.request("GET", f"/api/v2/dags/{SUMMARY_DAG_ID}/assets/queuedEvents")["queued_events"]
+    assert event["asset_id"] in {q["asset_id"] for q in queued}, f"{SUMMARY_DAG_ID} not queued: {queued}"
+
+    conf = {"window_start": window[0], "window_end": window[1]}
+    run = api.request(
+        "POST", f"/api/v2/dags/{SUMMARY_DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf}
+    )
+    summary_run_id = str(run["dag_run_id"])
+    state = _wait_for_run(platform, api, summary_run_id, dag_id=SUMMARY_DAG_ID)
+    tis = _task_instances(platform, summary_run_id, SUMMARY_DAG_ID)
+    assert state == "success", (
+        f"run {summary_run_id} {state}: {tis}\n{explain(platform, SUMMARY_DAG_ID, summary_run_id)}"
+    )
+    routes = _assert_routed(platform, tis, SUMMARY_DAG_ID)
+    assert routes["summarize_orders"][1] == ["transform"], routes  # the transform worker's work
+    _assert_summary_matches(platform, logical_date)
+
+
 def test_daily_run_routes_loads_exactly_and_reports_metrics(
     platform: Platform, api: AirflowApi, statsd: StatsdListener
 ) -> None:
+    _ensure_dag_ready(platform, api, SUMMARY_DAG_ID)  # unpaused: only then does an event queue it
     _ensure_dag_ready(platform, api)
     run_id = _trigger(api, FIRST_RUN)
     state = _wait_for_run(platform, api, run_id)
@@ -216,12 +258,11 @@ def test_daily_run_routes_loads_exactly_and_reports_metrics(
     assert state == "success", f"run {run_id} {state}: {tis}\n{explain(platform, DAG_ID, run_id)}"
     assert set(tis) == set(EXPECTED_QUEUES[DAG_ID]), tis
     assert all(ti["state"] == "success" for ti in tis.values()), tis
-    routes = _assert_routed(platform, tis)
-    assert routes["summarize_orders"][1] == ["transform"], routes  # the transform worker's work
+    _assert_routed(platform, tis)
 
     rows, _, _ = _assert_interval_exact(platform, FIRST_RUN)
     _loaded.append(FIRST_RUN)
-    _assert_summary_matches(platform, FIRST_RUN)
+    _summarize_from_event(platform, api, run_id, FIRST_RUN)
     assert table_rows(_conninfo(platform, "warehouse"), WAREHOUSE_TABLE) == rows
 
     def pipeline_run() -> Any:  # closed by the scheduler's ledger listener when the DAG run ends
@@ -344,7 +385,8 @@ def test_load_worker_killed_mid_transfer_retries_and_resumes_exactly(
 
     _assert_interval_exact(platform, SECOND_RUN)
     _loaded.append(SECOND_RUN)
-    _assert_summary_matches(platform, SECOND_RUN)
+    _ensure_dag_ready(platform, api, SUMMARY_DAG_ID)
+    _summarize_from_event(platform, api, run_id, SECOND_RUN)
     expected = sum(
         interval_digest(_conninfo(platform, "source"), SOURCE_TABLE, d - timedelta(days=1), d)[0]
         for d in _loaded
