@@ -108,9 +108,13 @@ def _loaded_provider_code() -> tuple[list[str], str | None]:
 
 
 def _context(task_id: str, run_id: str) -> dict[str, Any]:
-    """The slice of an Airflow task context the operators read: ti (dag_id, task_id, map_index), run_id."""
+    """The slice of an Airflow task context the operators read: ti (dag_id, task_id, map_index), run_id,
+    outlet_events."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
     ti = SimpleNamespace(dag_id=DAG_ID, task_id=task_id, map_index=-1, run_id=run_id, try_number=1)
-    return {"ti": ti, "task_instance": ti, "run_id": run_id}
+    # The task runner's accessors: the transfer's asset event is recorded as in a real task.
+    return {"ti": ti, "task_instance": ti, "run_id": run_id, "outlet_events": OutletEventAccessors()}
 
 
 # -- 1. the single-stream limit --------------------------------------------------------------------
@@ -273,8 +277,16 @@ def limit_offset_pandas(args: Args) -> Result:
 # -- 5-7. StreamingTransferOperator ----------------------------------------------------------------
 
 
-def _streaming(args: Args, task_id: str, parallelism: int, transform: Callable[[Any], Any] | None) -> Result:
-    """The whole operator: execute() with checkpoints, progress logging and StatsD metrics on."""
+def _streaming(
+    args: Args,
+    task_id: str,
+    parallelism: int,
+    transform: Callable[[Any], Any] | None,
+    lineage: bool = False,
+) -> Result:
+    """The whole operator: execute() with checkpoints, progress logging and StatsD metrics on. With
+    `lineage`, what the OpenLineage listener adds around it, inside the timed window: a START event
+    before execute(), the operator's facets and a COMPLETE event after, through a file transport."""
     # A task process is forked from Airflow's supervisor, which has imported the machinery that
     # execute() reaches for connections (secrets backends, supervisor comms): import it here too,
     # rather than let the operator's first connection look-up pay ~5 ms for it.
@@ -301,12 +313,24 @@ def _streaming(args: Args, task_id: str, parallelism: int, transform: Callable[[
         transform=transform,
         parallelism=parallelism,
     )
+    emit = _lineage_emitter(task_id) if lineage else None
+    context = _context(task_id, args["run_id"])
     rss_before = _rss_now_mb()
     t0 = _mark_started(args)
-    summary = operator.execute(_context(task_id, args["run_id"]))  # type: ignore[arg-type]
+    lineage_seconds = 0.0
+    if emit is not None:
+        emit("START", None)
+        lineage_seconds = time.perf_counter() - t0
+    summary = operator.execute(context)  # type: ignore[arg-type]
+    if emit is not None:
+        t1 = time.perf_counter()
+        emit("COMPLETE", operator.get_openlineage_facets_on_complete(None))
+        lineage_seconds += time.perf_counter() - t1
     seconds = time.perf_counter() - t0
     _mark_ended()
     return {
+        "lineage_events": emit.count if emit is not None else None,
+        "lineage_seconds": round(lineage_seconds, 4) if emit is not None else None,
         "seconds": seconds,
         "rss_before_work_mb": round(rss_before, 1),
         "rows_reported": summary["rows"],
@@ -315,9 +339,57 @@ def _streaming(args: Args, task_id: str, parallelism: int, transform: Callable[[
     }
 
 
+class _LineageEmitter:
+    """The listener's part of a task with OpenLineage on: run events to a file transport (temp file)."""
+
+    def __init__(self, job: str) -> None:
+        import tempfile
+        import uuid as uuid_module
+
+        # A worker with the OpenLineage plugin has its listener (and the provider, the client) imported
+        # before any task starts: import it here too, outside the timed window.
+        import airflow.providers.openlineage.plugins.listener  # noqa: F401
+        from openlineage.client import OpenLineageClient
+        from openlineage.client.event_v2 import RunEvent  # noqa: F401
+        from openlineage.client.transport.file import FileConfig, FileTransport
+
+        self.path = os.path.join(tempfile.mkdtemp(prefix="etl-bench-ol-"), "events.jsonl")
+        self.client = OpenLineageClient(
+            transport=FileTransport(FileConfig(log_file_path=self.path, append=True))
+        )
+        self.job, self.run_id, self.count = job, str(uuid_module.uuid4()), 0
+
+    def __call__(self, event_type: str, lineage: Any) -> None:
+        from datetime import UTC, datetime
+
+        from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+
+        self.client.emit(
+            RunEvent(
+                eventType=RunState[event_type],
+                eventTime=datetime.now(UTC).isoformat(),
+                run=Run(runId=self.run_id),
+                job=Job(namespace="etl-bench", name=self.job),
+                producer="https://github.com/etl-platform/benchmarks",
+                inputs=list(lineage.inputs) if lineage is not None else [],
+                outputs=list(lineage.outputs) if lineage is not None else [],
+            )
+        )
+        self.count += 1
+
+
+def _lineage_emitter(task_id: str) -> _LineageEmitter:
+    return _LineageEmitter(f"{DAG_ID}.{task_id}")
+
+
 def streaming_p1(args: Args) -> Result:
     """Pass-through (append), one stream."""
     return _streaming(args, "streaming_p1", 1, None)
+
+
+def streaming_p1_lineage(args: Args) -> Result:
+    """streaming_p1 with OpenLineage on: START, facets and COMPLETE through a file transport."""
+    return _streaming(args, "streaming_p1_lineage", 1, None, lineage=True)
 
 
 def streaming_p2(args: Args) -> Result:
@@ -391,6 +463,7 @@ METHODS: dict[str, MethodInfo] = {
             description="LIMIT/OFFSET read_sql + to_sql",
         ),
         _info(streaming_p1, streaming=True, description="operator, parallelism 1"),
+        _info(streaming_p1_lineage, streaming=True, description="operator, parallelism 1, OpenLineage on"),
         _info(streaming_p2, streaming=True, description="operator, parallelism 2"),
         _info(streaming_p4, streaming=True, description="operator, parallelism 4"),
         _info(

@@ -432,7 +432,25 @@ def aggregate(runs: list[dict[str, Any]], opts: Options) -> dict[str, dict[str, 
                 entry["ratio_end_to_end"] = round(
                     (entry["rows"] / entry["end_to_end_seconds"]) / (pipe["rows"] / pipe["seconds"]), 3
                 )
+    if "streaming_p1_lineage" in out and "streaming_p1" in out:
+        out["streaming_p1_lineage"]["ratio_to_streaming_p1"] = paired_ratio(
+            runs, "streaming_p1_lineage", "streaming_p1"
+        )
+        out["streaming_p1_lineage"]["lineage_seconds"] = _median(
+            [r["child"]["lineage_seconds"] for r in runs if r["child"].get("lineage_seconds") is not None]
+        )
     return out
+
+
+def paired_ratio(runs: list[dict[str, Any]], name: str, plain: str) -> float | None:
+    """Median over rounds of name's seconds / plain's in the same round (OpenLineage on vs off)."""
+    times = {(r["method"], r["round"]): r["seconds"] for r in runs if r["status"] == "ok" and r["seconds"]}
+    ratios = [
+        times[(name, n)] / times[(plain, n)]
+        for (method, n) in times
+        if method == name and (plain, n) in times
+    ]
+    return round(statistics.median(ratios), 3) if ratios else None
 
 
 def end_to_end(runs: list[dict[str, Any]], name: str) -> float | None:
@@ -590,6 +608,14 @@ def format_table(doc: dict[str, Any]) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     hashes = doc.get("provider_hashes", [])
+    lineage = doc["methods"].get("streaming_p1_lineage", {})
+    if lineage.get("ratio_to_streaming_p1") is not None:
+        lines.append("")
+        lines.append(
+            "OpenLineage on/off: streaming_p1_lineage / streaming_p1 seconds, median of per-round ratios: "
+            f"{lineage['ratio_to_streaming_p1']:.3f} (START + facets + COMPLETE took "
+            f"{fmt_num(lineage.get('lineage_seconds'), 4)} s of it)"
+        )
     lines.append("")
     lines.append(
         "child wall time by phase (medians, s): spawn-to-exit = startup + imports + work + result + exit"
