@@ -235,3 +235,28 @@ def test_partition_operators_name_the_table_and_the_rows_drained(
     assert moved["ensure"] > 0 and moved["drain"] > 0
     assert moved["ensure"] + moved["drain"] == len(stamps) - left[0]
     assert _errors(done) == []
+
+
+def test_export_names_the_s3_prefix_and_counts_its_files(
+    orders: dict[str, Any], src_db: SchemaDb, s3_bucket: Any
+) -> None:
+    import s3fs
+
+    conf = {"source_table": src_db.table("orders"), "destination_path": s3_bucket.url("exports/orders")}
+    env = {"AIRFLOW_CONN_ETL_TEST_SRC": src_db.uri()}
+    env.update({k if k.startswith("AIRFLOW_CONN_") else f"AIRFLOW_CONN_{k.upper()}": v
+                for k, v in s3_bucket.conn_env.items()})  # fmt: skip
+    done = _run("postgres_to_s3_parquet", conf, env, orders["events"])
+    assert done.returncode == 0, done.output[-6000:]
+    event = _event(orders["events"], "postgres_to_s3_parquet.export", "COMPLETE")
+    [source] = event["inputs"]
+    assert source["name"] == orders["source"]
+    [output] = event["outputs"]
+    assert (output["namespace"], output["name"]) == (f"s3://{s3_bucket.name}", "exports/orders")
+    fs = s3fs.S3FileSystem(
+        key="testing", secret="testing", client_kwargs={"endpoint_url": s3_bucket.server.endpoint_url}
+    )
+    files = [n for n in fs.find(f"{s3_bucket.name}/exports/orders") if n.endswith(".parquet")]
+    stats = output["outputFacets"]["outputStatistics"]
+    assert (stats["rowCount"], stats["fileCount"]) == (ROWS, len(files))
+    assert len(files) > 1
