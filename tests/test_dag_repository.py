@@ -275,6 +275,44 @@ def test_every_connection_is_provided_by_compose_and_make_up(dagbag: Any, tmp_pa
     )  # a secret: from .env, never a default
 
 
+def test_orders_clean_asset_is_where_each_platforms_warehouse_resolves(
+    dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The declared orders_clean URI equals what the loads resolve from etl_warehouse (else every load
+    logs a mismatch): compose uses warehouse_assets' default (its PgBouncer), `make up` sets its own."""
+    import importlib
+
+    from airflow.models.connection import Connection
+
+    import warehouse_assets
+    from etl_platform.assets import connection_table_uri
+
+    tables = {
+        dagbag.dags["etl_orders"].get_task("load_orders").destination_table,
+        dagbag.dags["etl_orders_bulk"].get_task("load_range").partial_kwargs["destination_table"],
+    }
+    assert tables == {"warehouse.orders_clean"}, tables
+    compose = _compose_airflow_env()
+    assert "ETL_ORDERS_CLEAN_ASSET_URI" not in compose
+    warehouse = re.sub(r"\$\{[^}]+\}", "secret", compose["AIRFLOW_CONN_ETL_WAREHOUSE"])
+    monkeypatch.delenv("ETL_ORDERS_CLEAN_ASSET_URI", raising=False)
+    try:
+        default = importlib.reload(warehouse_assets).ORDERS_CLEAN.uri
+    finally:
+        monkeypatch.undo()
+        importlib.reload(warehouse_assets)
+    assert default == connection_table_uri(Connection(uri=warehouse), "warehouse.orders_clean")
+    for pgbouncer in (True, False):
+        env = _local_platform_env(tmp_path / str(pgbouncer), pgbouncer=pgbouncer)
+        resolved = connection_table_uri(
+            Connection(uri=env["AIRFLOW_CONN_ETL_WAREHOUSE"]), "warehouse.orders_clean"
+        )
+        assert env["ETL_ORDERS_CLEAN_ASSET_URI"] == resolved != default, (
+            env["ETL_ORDERS_CLEAN_ASSET_URI"],
+            resolved,
+        )
+
+
 def test_mariadb_source_is_the_shop_database_on_both_platforms(dagbag: Any, tmp_path: Path) -> None:
     """etl_mysql_source names its database (the connection's schema), so the DAG names the table alone:
     compose's `mariadb` service creates `shop`, `make up` its `<prefix>_shop` (etl_devstack.platform)."""
