@@ -260,3 +260,43 @@ def test_export_names_the_s3_prefix_and_counts_its_files(
     stats = output["outputFacets"]["outputStatistics"]
     assert (stats["rowCount"], stats["fileCount"]) == (ROWS, len(files))
     assert len(files) > 1
+
+
+@pytest.mark.parametrize(
+    ("uri", "namespace", "name"),
+    [
+        (("postgres", "DB.Example", None, "Sales.orders"), "postgres://db.example:5432", "app.sales.orders"),
+        (("postgres", "::1", 6432, '"Mixed Case"."a.b"'), "postgres://[::1]:6432", "app.Mixed Case.a.b"),
+        (("mysql", "maria", None, "shop.orders"), "mysql://maria:3306", "shop.orders"),
+    ],
+)
+def test_dataset_names_follow_the_asset_uris(uri: tuple[Any, ...], namespace: str, name: str) -> None:
+    from etl_platform.assets import mysql_uri, postgres_uri
+    from etl_platform.lineage import DatasetId, dataset_id
+
+    kind, host, port, table = uri
+    built = (
+        postgres_uri(host, port, "app", table) if kind == "postgres" else mysql_uri(host, port, None, table)
+    )
+    assert dataset_id(built) == DatasetId(namespace, name)
+
+
+def test_mysql_query_tables_are_named_database_table() -> None:
+    from etl_platform.assets import mysql_uri
+    from etl_platform.lineage import TransferRecord, transfer_lineage
+
+    record = TransferRecord(
+        destination_uri="postgres://pg:5432/dw/public/orders",
+        source_sql="SELECT o.id, c.name FROM orders o JOIN crm.customers c ON c.id = o.customer_id",
+        source_database_uri=mysql_uri("maria", 3306, "shop", "_"),
+        dialect="mysql",
+        mapping=[("id", "id"), ("name", "name")],
+    )
+    lineage = transfer_lineage(record)
+    assert sorted((d.namespace, d.name) for d in lineage.inputs) == [
+        ("mysql://maria:3306", "crm.customers"),
+        ("mysql://maria:3306", "shop.orders"),
+    ]
+    fields = lineage.outputs[0].facets["columnLineage"].fields
+    assert [(f.name, f.field) for f in fields["name"].inputFields] == [("crm.customers", "name")]
+    assert lineage.job_facets["sql"].dialect == "mysql"

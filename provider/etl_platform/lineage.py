@@ -133,7 +133,9 @@ def _query_lineage(record: TransferRecord) -> tuple[list[Dataset], dict[str, lis
         raise ValueError("a source_sql transfer needs the source database's location")
     where = dataset_id(record.source_database_uri)
     database = where.name.split(".", 1)[0]
-    meta = parse([record.source_sql], dialect=record.dialect, default_schema="public")
+    # MySQL's "schema" is the database: unqualified tables are in the connection's one.
+    default_schema = database if record.dialect == "mysql" else "public"
+    meta = parse([record.source_sql], dialect=record.dialect, default_schema=default_schema)
     if meta is None:
         return [], {}
 
