@@ -484,7 +484,7 @@ def test_airflow_env_settings(airflow_env: dict[str, str], services: dict[str, A
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == CELERY_CONFIG_PATH
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
-    assert env["AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS"] == "False"
+    assert env["AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS"] == "True"
     assert env["AIRFLOW__METRICS__STATSD_ON"] == "True"
     assert env["AIRFLOW__METRICS__STATSD_PREFIX"] == "airflow"
     assert env["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] == "True"
@@ -573,7 +573,6 @@ def test_airflow_loads_the_celery_config(
     env = {
         **os.environ,
         **{k: v for k, v in airflow_env.items() if k.split("__")[1] in sections},
-        "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": "True",  # the same settings, without importing every provider
         "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{port}/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
         "ETL_CELERY_MAX_MEMORY_PER_CHILD_KIB": "123456",

@@ -130,12 +130,28 @@ def test_every_module_and_class_path_imports() -> None:
         assert callable(_import_path(path)), path
 
 
-def test_plugins_entry_names_the_plugin_the_entry_point_loads() -> None:
-    (plugin,) = get_provider_info()["plugins"]
-    cls = _import_path(plugin["plugin-class"])
-    assert issubclass(cls, AirflowPlugin) and cls.name == plugin["name"], plugin
-    (entry,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == plugin["name"]]
-    assert entry.load() is cls, entry
+@pytest.mark.parametrize("lazy", ["True", "False"])
+def test_the_plugin_registers_once_in_either_discovery_mode(airflow_home: Path, lazy: str) -> None:
+    """Airflow's own loader, as the api-server runs it: etl_platform once, no 'already registered'."""
+    probe = (
+        "import json\n"
+        "from airflow import plugins_manager\n"
+        "plugins, errors = plugins_manager._get_plugins()\n"
+        "print(json.dumps({'names': [p.name for p in plugins], 'errors': errors}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": lazy},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded["names"].count("etl_platform") == 1, loaded
+    assert "etl_platform" not in loaded["errors"], loaded["errors"]
+    (entry,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == "etl_platform"]
+    assert issubclass(entry.load(), AirflowPlugin)
 
 
 def test_every_how_to_guide_exists() -> None:

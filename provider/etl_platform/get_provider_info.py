@@ -97,10 +97,9 @@ def get_provider_info() -> dict[str, Any]:
                 (POSTGRES, FILES, "streaming-transfer-export.md"),
             )
         ],
-        # Also the `airflow.plugins` entry point (pyproject.toml), as the official openlineage provider
-        # does: Airflow loads provider-info plugins only with [core] lazy_discover_providers = False
-        # (then it skips this second registration of the same name with a warning).
-        "plugins": [{"name": "etl_platform", "plugin-class": "etl_platform.plugin.EtlPlatformPlugin"}],
+        # No "plugins": EtlPlatformPlugin loads through the `airflow.plugins` entry point (pyproject.toml),
+        # which Airflow reads in every mode. Listing it here too would register it twice whenever
+        # [core] lazy_discover_providers = False ("Plugin 'etl_platform' already registered").
         # No "asset-uris": every scheme etl_platform.assets emits (postgres, mysql, file, s3) is
         # registered by the official provider that owns it (postgres, mysql, common-io, amazon), and
         # assets.py runs those providers' own sanitizers; registering them again would compete with
