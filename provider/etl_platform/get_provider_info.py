@@ -97,9 +97,12 @@ def get_provider_info() -> dict[str, Any]:
                 (POSTGRES, FILES, "streaming-transfer-export.md"),
             )
         ],
-        # No "plugins": EtlPlatformPlugin loads through the `airflow.plugins` entry point (pyproject.toml),
-        # which Airflow reads in every mode. Listing it here too would register it twice whenever
-        # [core] lazy_discover_providers = False ("Plugin 'etl_platform' already registered").
+        # Listed for the tools that read provider metadata. Airflow loads it from here only with
+        # [core] lazy_discover_providers = False; the `airflow.plugins` entry point (pyproject.toml) loads
+        # it in Airflow's default lazy mode. In eager mode Airflow meets the name twice, keeps the first
+        # and records "already registered, skipping" (the official openlineage provider does the same);
+        # the platform runs lazy, and tests/test_provider_registration.py checks it loads once either way.
+        "plugins": [{"name": "etl_platform", "plugin-class": "etl_platform.plugin.EtlPlatformPlugin"}],
         # No "asset-uris": every scheme etl_platform.assets emits (postgres, mysql, file, s3) is
         # registered by the official provider that owns it (postgres, mysql, common-io, amazon), and
         # assets.py runs those providers' own sanitizers; registering them again would compete with
