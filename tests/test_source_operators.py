@@ -40,8 +40,12 @@ def _my_rows(my_db: Any) -> list[tuple[Any, ...]]:
     return my_db.execute(f"SELECT {', '.join(ORDERS_COLUMNS)} FROM orders ORDER BY id")
 
 
-def test_mariadb_table_through_dag_test(mysql_orders: dict[str, Any], my_db: Any, dst_db: Any) -> None:
-    run = run_dag("mysql_to_postgres", conf=mysql_orders["conf"], conn_env=mysql_orders["conns"])
+@pytest.mark.parametrize("scheme", ["mysql", "mariadb"])  # a mariadb:// URI makes conn_type "mariadb"
+def test_mariadb_table_through_dag_test(
+    mysql_orders: dict[str, Any], my_db: Any, dst_db: Any, scheme: str
+) -> None:
+    conns = {k: v.replace("mysql://", f"{scheme}://", 1) for k, v in mysql_orders["conns"].items()}
+    run = run_dag("mysql_to_postgres", conf=mysql_orders["conf"], conn_env=conns)
     assert task_outcomes(run)["transfer"].state == "success"
     summary = xcom_value(run, "transfer")
     assert summary["rows"] == ROWS and summary["parallelism"] == 2 and summary["copy_format"] == "csv"

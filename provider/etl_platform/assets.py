@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
-POSTGRES_KINDS = frozenset({"postgres", "postgresql", "etl_postgres"})
-MYSQL_KINDS = frozenset({"mysql", "mariadb"})
+from etl_platform.hooks.conn_types import MYSQL_TYPES, POSTGRES_TYPES
+
 DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
 # A DNS name or IPv4 address; IPv6 literals are handled apart. Anything else (a Unix socket
 # directory, libpq's "h1,h2" host lists, spaces) names no single host a URI can carry.
@@ -155,9 +155,9 @@ def file_uri(url: str) -> str:
 def connection_table_uri(connection: Any, table: str) -> str:
     """The asset URI of `table` on the system an Airflow connection points at."""
     kind = (connection.conn_type or "").lower()
-    if kind in POSTGRES_KINDS:
+    if kind in POSTGRES_TYPES:
         return postgres_uri(connection.host, connection.port, connection.schema or connection.login, table)
-    if kind in MYSQL_KINDS:
+    if kind in MYSQL_TYPES:
         return mysql_uri(connection.host, connection.port, connection.schema, table)
     raise AssetUriError(f"connection type {kind!r} has no table asset scheme")
 

@@ -7,8 +7,9 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
-POSTGRES_TYPES = frozenset({"postgres", "postgresql", "etl_postgres"})
-MYSQL_TYPES = frozenset({"mysql"})
+from etl_platform.hooks.conn_types import MYSQL_TYPES, POSTGRES_TYPES
+
+__all__ = ["MYSQL_TYPES", "POSTGRES_TYPES", "connection_type", "kind_of", "lookup"]
 
 
 def connection_type(conn_id: str, setting: str) -> str:
