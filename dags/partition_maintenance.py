@@ -24,6 +24,7 @@ QUEUE = "load"
 TABLES = {
     "etl_audit.pipeline_runs": "13 months",
     "etl_audit.task_runs": "13 months",
+    "etl_audit.task_chunks": "13 months",  # a run's Transfer view lives as long as its task_runs rows
     "warehouse.orders_clean": "25 months",
 }
 

@@ -56,7 +56,12 @@ EXPECTED_QUEUES: dict[str, dict[str, str]] = {
         "migrate_ledger": "load",
         **{
             f"{step}__{slug}": "load"
-            for slug in ("etl_audit__pipeline_runs", "etl_audit__task_runs", "warehouse__orders_clean")
+            for slug in (
+                "etl_audit__pipeline_runs",
+                "etl_audit__task_runs",
+                "etl_audit__task_chunks",
+                "warehouse__orders_clean",
+            )
             for step in ("ensure", "drain", "retention")
         },
     },
@@ -144,7 +149,7 @@ def test_dags_import_without_errors_or_io(airflow_home: Path, monkeypatch: pytes
     assert shared <= on_disk, f".airflowignore names files that are not in dags/: {shared - on_disk}"
     assert files == on_disk - shared, "a file in dags/ defines no DAG"
     maintenance = bag.dags["partition_maintenance"]
-    assert len(maintenance.tasks) == 1 + 3 * 3
+    assert len(maintenance.tasks) == 1 + 4 * 3
 
 
 _PARSE_PROBE = """

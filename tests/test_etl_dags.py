@@ -218,14 +218,15 @@ def test_partition_maintenance_dag_ensures_drains_and_archives(pg_server: Any) -
             dags_folder=REPO_ROOT / "dags",
         )
         outcomes = task_outcomes(run)
-        assert len(outcomes) == 10 and {o.state for o in outcomes.values()} == {"success"}, outcomes
+        assert len(outcomes) == 13 and {o.state for o in outcomes.values()} == {"success"}, outcomes
         with psycopg.connect(pg_server.conninfo(name, options="-c TimeZone=UTC")) as wh:
             parts = dict(
                 wh.execute(
                     "SELECT p.oid::regclass::text, array_agg(c.relname::text ORDER BY c.relname) "
                     "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
                     "WHERE p.oid::regclass::text IN "
-                    "('warehouse.orders_clean', 'etl_audit.pipeline_runs', 'etl_audit.task_runs') GROUP BY 1"
+                    "('warehouse.orders_clean', 'etl_audit.pipeline_runs', 'etl_audit.task_runs', "
+                    "'etl_audit.task_chunks') GROUP BY 1"
                 ).fetchall()
             )
             months = [
@@ -235,7 +236,12 @@ def test_partition_maintenance_dag_ensures_drains_and_archives(pg_server: Any) -
             for table, children in parts.items():
                 base = table.split(".")[1]
                 assert {f"{base}_p{m}" for m in months} <= set(children), (table, children)
-            assert set(parts) == {"warehouse.orders_clean", "etl_audit.pipeline_runs", "etl_audit.task_runs"}
+            assert set(parts) == {
+                "warehouse.orders_clean",
+                "etl_audit.pipeline_runs",
+                "etl_audit.task_runs",
+                "etl_audit.task_chunks",
+            }
             for default in ("warehouse.orders_clean_default", "etl_audit.pipeline_runs_default"):
                 count = wh.execute(
                     sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*default.split(".")))

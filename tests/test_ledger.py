@@ -13,10 +13,14 @@ import pytest
 from psycopg import sql
 
 from benchmarks.datagen import create_empty_like_orders, create_orders
+from etl_devstack.platform import free_port
+from etl_platform.ledger.chunks import ChunkRecorder
 from etl_platform.ledger.migrate import migrate, migration_files
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
 from etl_platform.partitions import maintenance
 from etl_platform.partitions.ddl import DdlRunner
+from etl_platform.transfer import TransferSpec, run_transfer
+from etl_platform.transfer.progress import ChunkEvent, recording_chunks
 from harness import run_dag, task_outcomes
 
 
@@ -45,6 +49,7 @@ def test_migration_is_idempotent_and_builds_the_dashboard_indexes(pg_server: Any
             "001_etl_audit_ledger.sql",
             "002_create_monthly_partition.sql",
             "003_dashboard.sql",
+            "004_transfer_views.sql",
         ]
         assert migrate(conn) == []
         kinds = dict(
@@ -53,7 +58,7 @@ def test_migration_is_idempotent_and_builds_the_dashboard_indexes(pg_server: Any
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'etl_audit'"
             ).fetchall()
         )
-        assert kinds == {"pipeline_runs": "r", "task_runs": "r"}
+        assert kinds == {"pipeline_runs": "r", "task_runs": "r", "task_chunks": "r"}
         indexes = dict(
             conn.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'etl_audit' "
@@ -301,7 +306,79 @@ def test_transfer_writes_a_ledger_row_per_attempt(
             "WHERE pipeline = 'transfer_ledger' ORDER BY started_at"
         ).fetchall()
     assert rows[0][:6] == (run.run_id, "success", 1_500, True, True, True)
+    with psycopg.connect(pg_server.conninfo(ledger_db)) as conn:
+        strategy = conn.execute(
+            "SELECT strategy FROM etl_audit.task_runs WHERE run_id = %s", (run.run_id,)
+        ).fetchone()
+        chunks = conn.execute(
+            'SELECT task_id, map_index, try_number, seq, "rows", bytes > 0, seconds >= 0, rss_mb > 0 '
+            "FROM etl_audit.task_chunks WHERE pipeline = 'transfer_ledger' AND run_id = %s "
+            "ORDER BY committed_at, seq",
+            (run.run_id,),
+        ).fetchall()
+    assert strategy == ("append",)
+    # chunk_rows=500: every committed chunk is one row, in order (the Transfer view's series)
+    assert chunks == [("transfer", -1, 1, seq, 500, True, True, True) for seq in (1, 2, 3)]
     assert rows[0][7] is None and rows[1][7] is None  # fresh attempts: nothing to resume from
     assert rows[1][0] == bad.run_id and rows[1][1] == "failed" and "nope.nope" in rows[1][6]
     # Attempts record themselves; the DAG-run listener closes the pipeline run with the run's outcome.
     assert pipelines == [(run.run_id, "success", 1_500, True), (bad.run_id, "failed", 0, True)]
+
+
+def test_chunk_rows_are_written_in_batches_while_the_transfer_runs(pg_server: Any, ledger_db: str) -> None:
+    conninfo = pg_server.conninfo(ledger_db)
+    with psycopg.connect(conninfo) as conn:
+        migrate(conn)
+    started = datetime.now(UTC)
+    attempt = TaskAttempt("p", "run1", started, "load", 3, 2, started, "s.src", "d.dst")
+    recorder = ChunkRecorder(
+        lambda: psycopg.connect(conninfo), attempt, logging.getLogger("test"), batch_rows=2, interval_s=60
+    )
+
+    def recorded() -> int:
+        with psycopg.connect(conninfo) as conn:
+            row = conn.execute("SELECT count(*) FROM etl_audit.task_chunks WHERE run_id = 'run1'").fetchone()
+        return int(row[0]) if row else 0
+
+    with recorder:
+        for seq in (1, 2, 3):
+            recorder.chunk_committed(ChunkEvent(seq, seq % 2, 100, 100, 4096, 0.01, time.time()))
+        deadline = time.monotonic() + 10
+        while recorded() < 2 and time.monotonic() < deadline:  # a full batch goes before the interval
+            time.sleep(0.05)
+        assert recorded() == 2
+    assert recorded() == 3 and recorder.written == 3 and recorder.dropped == 0  # the rest when it closes
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT map_index, try_number, stream, seq, rss_mb > 0 FROM etl_audit.task_chunks ORDER BY seq"
+        ).fetchall()
+    assert rows == [(3, 2, 1, 1, True), (3, 2, 0, 2, True), (3, 2, 1, 3, True)]
+
+
+def test_an_unreachable_ledger_never_fails_or_holds_the_transfer(
+    src_db: Any, dst_db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine with the operator's chunk recording, the ledger a port nobody listens on: every row
+    arrives, the failure is logged once and counted, and later chunks are dropped at once."""
+    create_orders(src_db.connect(), schema=src_db.schema, rows=2_000, days=2)
+    create_empty_like_orders(dst_db.connect(), "orders", schema=dst_db.schema)
+    dead = f"host=127.0.0.1 port={free_port()} dbname=nope user=nope connect_timeout=2"
+    now = datetime.now(UTC)
+    attempt = TaskAttempt("p", "run1", now, "load", -1, 1, now, "s", "d")
+    errors: list[int] = []
+    log = logging.getLogger("test.chunks")
+    recorder = ChunkRecorder(
+        lambda: psycopg.connect(dead), attempt, log, batch_rows=1, on_error=lambda: errors.append(1)
+    )
+    spec = TransferSpec(
+        source_table=f"{src_db.schema}.orders",
+        destination_table=f"{dst_db.schema}.orders",
+        checkpoint_schema=dst_db.schema,
+        chunk_rows=200,
+    )
+    with caplog.at_level(logging.WARNING, logger="test.chunks"), recorder, recording_chunks(recorder):
+        summary = run_transfer(spec, src_db.conninfo, dst_db.conninfo)
+    assert summary.rows == 2_000 and summary.chunks == 10
+    assert recorder.written == 0 and recorder.dropped == 10 and recorder.errors == 1 and errors == [1]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "test.chunks"]
+    assert len(warnings) == 1 and "could not record the chunks of load" in warnings[0], warnings

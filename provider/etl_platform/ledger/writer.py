@@ -31,7 +31,7 @@ _FINISH_TASK = """
 UPDATE etl_audit.task_runs
 SET finished_at = now(), status = %(status)s, rows = %(rows)s, bytes = %(bytes)s, seconds = %(seconds)s,
     rows_per_second = %(rows_per_second)s, peak_rss_mb = %(peak_rss_mb)s, resumed_from = %(resumed_from)s,
-    error = %(error)s
+    strategy = %(strategy)s, error = %(error)s
 WHERE id = %(id)s AND started_at = %(started_at)s
 """
 _ADD_TO_PIPELINE = """
@@ -86,6 +86,7 @@ class LedgerWriter:
             "rows_per_second": summary.get("rows_per_second"),
             "peak_rss_mb": summary.get("peak_rss_mb"),
             "resumed_from": None if resumed is None else str(resumed),
+            "strategy": summary.get("strategy"),
             "error": error[:4000] if error else None,
         }
         try:

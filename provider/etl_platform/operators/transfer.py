@@ -8,7 +8,8 @@ psql COPY pipe, in constant memory, resuming after the last committed chunk on r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from etl_platform.assets import AssetUriError, connection_table_uri, file_uri
 from etl_platform.hooks.kinds import MYSQL_TYPES, POSTGRES_TYPES, kind_of, lookup
 from etl_platform.hooks.postgres import ConnectionFactory, EtlPostgresHook
+from etl_platform.ledger.chunks import ChunkRecorder
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.engine import TransferEngine
 from etl_platform.transfer.errors import SourceUnavailableError, TransferConfigError
+from etl_platform.transfer.progress import recording_chunks
 from etl_platform.transfer.sources.base import Source
 from etl_platform.transfer.sources.mysql_types import ZeroDates
 from etl_platform.transfer.sources.postgres import PostgresSource
@@ -285,25 +288,8 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         if ledger is not None:
             ledger.started(attempt)
         try:
-            if self.destination_path:
-                run = self._export_engine(checkpoint_id, Stats, tags).run
-            else:
-                spec = self._spec(checkpoint_id=checkpoint_id)
-                source = _PlanRecorder(self._source())
-                engine = TransferEngine(
-                    spec,
-                    source,
-                    self._postgres_factory("destination_conn_id"),
-                    metrics=Stats,
-                    metric_tags=tags,
-                    logger=self.log,
-                    reset_checkpoint=self.reset_checkpoint,
-                )
-                self._lineage_run = _LineageRun(source, engine)
-                run = engine.run
-            result = run()
-            summary = result if isinstance(result, dict) else result.as_dict()
-            self._lineage_summary = summary
+            with self._chunk_recording(ledger, attempt, Stats, tags):
+                summary = self._transfer(checkpoint_id, Stats, tags)
         except Exception as exc:
             if ledger is not None:
                 ledger.finished(attempt, None, f"{type(exc).__name__}: {exc}")
@@ -317,6 +303,51 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         self.log.info("transfer summary: %s", summary)
         self._emit_asset_event(context, summary)
         return summary
+
+    def _transfer(self, checkpoint_id: str, metrics: Any, tags: dict[str, str]) -> dict[str, Any]:
+        if self.destination_path:
+            run = self._export_engine(checkpoint_id, metrics, tags).run
+        else:
+            spec = self._spec(checkpoint_id=checkpoint_id)
+            source = _PlanRecorder(self._source())
+            engine = TransferEngine(
+                spec,
+                source,
+                self._postgres_factory("destination_conn_id"),
+                metrics=metrics,
+                metric_tags=tags,
+                logger=self.log,
+                reset_checkpoint=self.reset_checkpoint,
+            )
+            self._lineage_run = _LineageRun(source, engine)
+            run = engine.run
+        result = run()
+        summary: dict[str, Any] = result if isinstance(result, dict) else result.as_dict()
+        self._lineage_summary = summary
+        return summary
+
+    @contextlib.contextmanager
+    def _chunk_recording(
+        self, ledger: LedgerWriter | None, attempt: TaskAttempt, metrics: Any, tags: dict[str, str]
+    ) -> Iterator[None]:
+        """Each committed chunk goes to the ledger's task_chunks (the UI's Transfer view), in batches."""
+        if ledger is None:
+            yield
+            return
+        recorder = ChunkRecorder(
+            ledger.connect,
+            attempt,
+            self.log,
+            on_error=lambda: metrics.incr("etl.ledger.chunk_errors", 1, tags=tags),
+        )
+        with recorder, recording_chunks(recorder):
+            yield
+        if recorder.dropped:
+            self.log.warning(
+                "ledger: %d of %d chunk rows not recorded",
+                recorder.dropped,
+                recorder.dropped + recorder.written,
+            )
 
     # -- OpenLineage (the provider's listener calls these on the worker after execute) ----------
 
