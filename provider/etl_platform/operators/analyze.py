@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.catalog import resolve_table
+from etl_platform.transfer.errors import TransferConfigError
 
 
 class AnalyzeTableOperator(ProfiledExecute, BaseOperator):
@@ -26,7 +28,10 @@ class AnalyzeTableOperator(ProfiledExecute, BaseOperator):
         from psycopg import sql
 
         with EtlPostgresHook(self.postgres_conn_id).get_conn() as conn:
-            rel = resolve_table(conn, self.table, "table")
+            try:
+                rel = resolve_table(conn, self.table, "table")
+            except TransferConfigError as exc:  # a missing table: no retry will create it
+                raise AirflowFailException(str(exc)) from None
             conn.execute(sql.SQL("ANALYZE {}").format(rel.ident))
             conn.commit()
         self.log.info("analyzed %s", rel.label)
