@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl_platform.common.errors import EtlError, is_terminal
 from etl_platform.hooks.kinds import lookup
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.partitions import maintenance
@@ -84,8 +85,10 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
             )
             try:
                 report = self.maintain(runner)
-            except PartitionConfigError as exc:
-                raise AirflowFailException(str(exc)) from None
+            except EtlError as exc:
+                if is_terminal(exc):  # a retry cannot help: fail now, without the task's retries
+                    raise AirflowFailException(str(exc)) from None
+                raise
         tags = {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id, "table": report.table}
         if not self.ddl_dry_run:
             Stats.incr("etl.partitions.created", len(report.created), tags=tags)

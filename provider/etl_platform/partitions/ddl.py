@@ -9,14 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
+from etl_platform.common.errors import sqlstate_of
+from etl_platform.common.protocols import LoggerLike
+from etl_platform.common.retry import retry_with_backoff
 from etl_platform.locking import RETRYABLE, parse_duration
-from etl_platform.partitions.errors import PartitionConfigError, PartitionError
-from etl_platform.transfer.progress import LoggerLike
+from etl_platform.partitions.errors import PartitionConfigError, PartitionError, PartitionLockTimeout
+
+T = TypeVar("T")
 
 
 def validate_lock_timeout(value: object) -> str:
@@ -67,6 +71,60 @@ class DdlRunner:
         holding any, so the next try does not wait while holding one).
         """
         statements: list[str] = []
+        execute = self._executor(statements)
+
+        def attempt(number: int) -> Any:
+            statements.clear()
+            if number > 1 and before_retry is not None and not self.dry_run:
+                before_retry()
+            return self._try(what, work, execute, statements)
+
+        def retried(number: int, delay: float, exc: BaseException) -> None:
+            self.retries += 1
+            self.log.warning("%s: %s; retry %d in %.1f s", what, _primary(exc), number, delay)
+
+        def give_up(number: int, exc: BaseException) -> PartitionError:
+            return PartitionLockTimeout(
+                f"{what}: gave up after {number} attempts, each waiting at most {self.lock_timeout} "
+                f"for locks ({type(exc).__name__}: {_primary(exc)}).",
+                sqlstate=sqlstate_of(exc),
+            )
+
+        return self._retry(attempt, self.attempts, retried, give_up)
+
+    def autocommit(self, what: str, statement: sql.Composed, attempts: int | None = None) -> None:
+        """Statements that refuse to run in a transaction block (CONCURRENTLY), with the same retries."""
+        attempts = attempts or self.attempts
+        text = statement.as_string(self.conn)
+        if self.dry_run:
+            self._record(what, [text], dry=True)
+            return
+        previous = self.conn.autocommit
+        self.conn.autocommit = True
+
+        def attempt(number: int) -> None:
+            self.round_trips += 2
+            self.transactions += 1
+            self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
+            self.conn.execute(statement)
+
+        def retried(number: int, delay: float, exc: BaseException) -> None:
+            self.retries += 1
+
+        def give_up(number: int, exc: BaseException) -> PartitionError:
+            return PartitionLockTimeout(
+                f"{what}: gave up after {number} attempts ({exc}).", sqlstate=sqlstate_of(exc)
+            )
+
+        try:
+            self._retry(attempt, attempts, retried, give_up)
+        finally:
+            self.conn.execute("RESET lock_timeout")
+            self.conn.autocommit = previous
+        self._record(what, [text], dry=False)
+
+    def _executor(self, statements: list[str]) -> Callable[..., psycopg.Cursor[Any]]:
+        """The `execute` a transaction's work gets: it records every statement in `statements`."""
 
         def execute(statement: Statements, params: Any = None) -> psycopg.Cursor[Any]:
             """One statement, or a list of them sent in one round trip (no params then): every result
@@ -83,67 +141,46 @@ class DdlRunner:
                 return self.conn.execute(sql.SQL("; ".join(run)))  # type: ignore[arg-type]
             return self.conn.execute(statement, params)
 
-        for attempt in range(1, self.attempts + 1):
-            statements.clear()
-            if attempt > 1 and before_retry is not None and not self.dry_run:
-                before_retry()
+        return execute
 
-            began = time.perf_counter()
-            try:
-                self.transactions += 1
-                self.round_trips += 3  # BEGIN, SET LOCAL, COMMIT/ROLLBACK
-                with self.conn.transaction():
-                    self.conn.execute(
-                        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
-                    )
-                    result = work(execute)
-                    if self.dry_run:
-                        raise _DryRunRollback(result)
-            except _DryRunRollback as done:
-                self._record(what, statements, dry=True)
-                return done.result
-            except RETRYABLE as exc:
-                if attempt == self.attempts:
-                    raise PartitionError(
-                        f"{what}: gave up after {attempt} attempts, each waiting at most {self.lock_timeout} "
-                        f"for locks ({type(exc).__name__}: {exc.diag.message_primary})."
-                    ) from None
-                self.retries += 1
-                delay = self.backoff_seconds * 2 ** (attempt - 1)
-                self.log.warning("%s: %s; retry %d in %.1f s", what, exc.diag.message_primary, attempt, delay)
-                time.sleep(delay)
-                continue
-            self.last_try_seconds = time.perf_counter() - began
-            self._record(what, statements, dry=False)
-            return result
-        return None
-
-    def autocommit(self, what: str, statement: sql.Composed, attempts: int | None = None) -> None:
-        """Statements that refuse to run in a transaction block (CONCURRENTLY), with the same retries."""
-        attempts = attempts or self.attempts
-        text = statement.as_string(self.conn)
-        if self.dry_run:
-            self._record(what, [text], dry=True)
-            return
-        previous = self.conn.autocommit
-        self.conn.autocommit = True
+    def _try(
+        self, what: str, work: Callable[[Callable[..., Any]], Any], execute: Any, statements: list[str]
+    ) -> Any:
+        """One try of a transaction: BEGIN, SET LOCAL lock_timeout, the work, COMMIT (a dry run rolls back)."""
+        began = time.perf_counter()
         try:
-            for attempt in range(1, attempts + 1):
-                try:
-                    self.round_trips += 2
-                    self.transactions += 1
-                    self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
-                    self.conn.execute(statement)
-                    break
-                except RETRYABLE as exc:
-                    if attempt == attempts:
-                        raise PartitionError(f"{what}: gave up after {attempt} attempts ({exc}).") from None
-                    self.retries += 1
-                    time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        finally:
-            self.conn.execute("RESET lock_timeout")
-            self.conn.autocommit = previous
-        self._record(what, [text], dry=False)
+            self.transactions += 1
+            self.round_trips += 3  # BEGIN, SET LOCAL, COMMIT/ROLLBACK
+            with self.conn.transaction():
+                self.conn.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
+                )
+                result = work(execute)
+                if self.dry_run:
+                    raise _DryRunRollback(result)
+        except _DryRunRollback as done:
+            self._record(what, statements, dry=True)
+            return done.result
+        self.last_try_seconds = time.perf_counter() - began
+        self._record(what, statements, dry=False)
+        return result
+
+    def _retry(
+        self,
+        attempt: Callable[[int], T],
+        attempts: int,
+        retried: Callable[[int, float, BaseException], None],
+        give_up: Callable[[int, BaseException], BaseException],
+    ) -> T:
+        """Lock failures retried with this runner's backoff (attempt n waits backoff * 2**(n-1) s)."""
+        return retry_with_backoff(
+            attempt,
+            attempts=attempts,
+            backoff_seconds=self.backoff_seconds,
+            retry_on=RETRYABLE,
+            on_retry=retried,
+            give_up=give_up,
+        )
 
     def wait_for_lock(self, what: str, statement: sql.Composed) -> bool:
         """Waits (at most lock_timeout) until `statement`, a LOCK, is granted, then lets go at once.
@@ -185,6 +222,11 @@ def _as_list(statement: Statements) -> list[sql.Composable]:
 class _DryRunRollback(Exception):
     def __init__(self, result: Any):
         self.result = result
+
+
+def _primary(exc: BaseException) -> str | None:
+    """The server's one-line message of a psycopg error."""
+    return exc.diag.message_primary if isinstance(exc, psycopg.Error) else str(exc)
 
 
 def _changes_something(statement: str) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.common.retry import retry_with_backoff
 from etl_platform.partitions import create
 from etl_platform.partitions.catalog import Partition, PartitionedTable, load_partitioned_table
 from etl_platform.partitions.ddl import DdlRunner
@@ -682,25 +683,39 @@ def _build_valid_index(
 ) -> None:
     """CREATE INDEX CONCURRENTLY until the index is valid; an invalid leftover (a build that failed or
     timed out, now or in an earlier run) is dropped before each try, never attached."""
-    for attempt in range(1, runner.attempts + 1):
+
+    def attempt(number: int) -> None:
         state = _index_state(runner.conn, part.schema, name)
         if state == "valid":
             return
         if state == "invalid":
             runner.autocommit(f"drop invalid {name}", sql.SQL("DROP INDEX CONCURRENTLY {}").format(index))
-        try:
-            runner.autocommit(f"index {part.label}", build, attempts=1)
-        except PartitionError:
-            if attempt == runner.attempts:
-                raise
-            runner.retries += 1
-            time.sleep(runner.backoff_seconds * 2 ** (attempt - 1))
-            continue
-        if runner.dry_run or _index_state(runner.conn, part.schema, name) == "valid":
-            return
-    raise PartitionError(
-        f"could not build a valid index {part.schema}.{name} after {runner.attempts} attempts."
+        runner.autocommit(f"index {part.label}", build, attempts=1)
+        if not runner.dry_run and _index_state(runner.conn, part.schema, name) != "valid":
+            raise _StillInvalid
+
+    def retried(number: int, delay: float, exc: BaseException) -> None:
+        runner.retries += 1
+
+    def give_up(number: int, exc: BaseException) -> BaseException:
+        if isinstance(exc, _StillInvalid):
+            return PartitionError(
+                f"could not build a valid index {part.schema}.{name} after {number} attempts."
+            )
+        return exc
+
+    retry_with_backoff(
+        attempt,
+        attempts=runner.attempts,
+        backoff_seconds=runner.backoff_seconds,
+        retry_on=(PartitionError, _StillInvalid),
+        on_retry=retried,
+        give_up=give_up,
     )
+
+
+class _StillInvalid(Exception):
+    """A build that returned but left the index invalid: dropped and built again on the next try."""
 
 
 def _has_attached_index(conn: psycopg.Connection[Any], parent_index: sql.Identifier, part: Partition) -> bool:

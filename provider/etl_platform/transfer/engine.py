@@ -399,7 +399,8 @@ class TransferEngine:
         return ChunkLoadError(
             f"{plan.destination.label} rejected the chunk from {plan.spec.source_label} with "
             f"{where}: {detail}. Committed chunks are "
-            "kept and checkpointed; fix the data or the table and rerun to continue from this chunk."
+            "kept and checkpointed; fix the data or the table and rerun to continue from this chunk.",
+            sqlstate=exc.sqlstate,
         )
 
     def _connect(self, factory: ConnectionFactory) -> psycopg.Connection[Any]:

@@ -1,0 +1,23 @@
+"""What the engines need from a logger and a metrics client (Airflow's or the standard library's)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class LoggerLike(Protocol):
+    """A stdlib logger or Airflow's structlog task logger."""
+
+    def info(self, event: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, event: Any, /, *args: Any) -> Any: ...
+
+
+class MetricsSink(Protocol):
+    """What the engine needs from a StatsD client; the operator passes Airflow's Stats."""
+
+    def incr(
+        self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None
+    ) -> None: ...
+
+    def timing(self, stat: str, dt: float, *, tags: dict[str, str] | None = None) -> None: ...
