@@ -42,11 +42,14 @@ from harness import PgServer, RedisDb
 
 ENDPOINTS = (
     "/",
+    "/transfer",
     "/static/index.html",
+    "/static/transfer.html",
     "/api/runs",
     "/api/stats",
     "/api/series",
     "/api/stream",
+    "/api/transfer",
     "/api/openapi.json",
     "/metrics",
 )

@@ -42,6 +42,7 @@ from etl_platform.dashboard.params import (
     SeriesQuery,
     StatsQuery,
     StreamQuery,
+    TransferQuery,
     invalid_parameter,
     parameter_errors,
     reject_repeated,
@@ -55,7 +56,17 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CACHE_HEADER = "X-ETL-Cache"
 KNOWN_PATHS = frozenset(
-    {"/", "/api/runs", "/api/stats", "/api/series", "/api/stream", "/api/openapi.json", "/metrics"}
+    {
+        "/",
+        "/transfer",
+        "/api/runs",
+        "/api/stats",
+        "/api/series",
+        "/api/stream",
+        "/api/transfer",
+        "/api/openapi.json",
+        "/metrics",
+    }
 )
 
 
@@ -316,6 +327,17 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             background=BackgroundTask(subscription.close),  # also when the stream never started
         )
 
+    @app.get("/api/transfer", responses=_LEDGER_ERRORS, dependencies=_STRICT)
+    def transfer(rt: RuntimeDep, q: Annotated[TransferQuery, Query()]) -> Response:
+        """A DAG run's transfer task attempts with their chunks (the UI's Transfer view); a run the
+        ledger does not know answers 200 with no attempts."""
+        from etl_platform.dashboard.transfer import fetch_transfer
+
+        _, pool, _ = rt.ready()
+        with _bad_request(), pool.connection() as conn:
+            found = fetch_transfer(conn, q.dag_id, q.run_id, q.task_id, q.map_index)
+        return LedgerJSONResponse(found)
+
     @app.get("/metrics", responses=_PARAMETER_ERROR, dependencies=_STRICT)
     def metrics(rt: RuntimeDep, _: Annotated[NoQuery, Query()]) -> Response:
         """Prometheus exposition of the app's own registry."""
@@ -330,6 +352,11 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     def index() -> FileResponse:
         return _static_file("index.html")
 
+    @app.get("/transfer")
+    def transfer_page() -> FileResponse:
+        """The Transfer view of one run (or task instance), read from its query string by transfer.js."""
+        return _static_file("transfer.html")
+
     @app.get("/static/{path:path}")
     def static(path: str) -> FileResponse:
         return _static_file(path)
@@ -337,10 +364,14 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     return app
 
 
+PAGES = ("", "/transfer")  # under the app's root: what a browser opens (the rest are its API and files)
+
+
 def _is_page_visit(request: Request) -> bool:
+    root = request.scope.get("root_path", "").rstrip("/")
     return (
         request.method == "GET"
-        and request.url.path.rstrip("/") == request.scope.get("root_path", "").rstrip("/")
+        and request.url.path.rstrip("/") in {root + page for page in PAGES}
         and "text/html" in request.headers.get("accept", "")
     )
 

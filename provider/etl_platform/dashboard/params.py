@@ -196,6 +196,30 @@ class StreamQuery(_Query):
     pipeline: Pipeline | None = Field(default=None, description=_PIPELINE + "; default: every pipeline")
 
 
+def _map_index(value: object) -> object:
+    """The UI fills {MAP_INDEX} only for mapped tasks: anything not an integer means "not mapped" (-1)."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 10)
+        except ValueError:
+            return -1
+    return value
+
+
+MapIndex = Annotated[int, BeforeValidator(_map_index), Field(ge=-1, le=2_147_483_647)]
+
+
+class TransferQuery(_Query):
+    dag_id: Pipeline = Field(description=_PIPELINE)
+    run_id: Pipeline = Field(description="run id; no control characters")
+    task_id: Pipeline | None = Field(default=None, description="task id; default: every transfer task")
+    map_index: MapIndex | None = Field(
+        default=None,
+        description="map index, -1 for a task that is not mapped; text that is not an integer (the UI's "
+        "literal {MAP_INDEX}) means -1; default: every map index",
+    )
+
+
 class NoQuery(_Query):
     """Routes that take no parameters: any given is unknown."""
 
