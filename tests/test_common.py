@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from etl_platform.common.errors import (
     ConfigError,
@@ -162,3 +163,50 @@ def test_one_attempt_never_sleeps_and_zero_attempts_are_refused() -> None:
     assert slept == []
     with pytest.raises(ValueError, match="attempts must be at least 1, got 0"):
         retry_with_backoff(Flaky(0), attempts=0, backoff_seconds=5, retry_on=KeyError)
+
+
+# -- catalog reads -------------------------------------------------------------------------------
+
+
+def test_catalog_reads_never_commit_or_undo_the_callers_transaction(dst_db: SchemaDb) -> None:
+    from etl_platform.common.catalog import read_row, resolve_table
+    from etl_platform.partitions.catalog import load_partitioned_table
+
+    t, p = dst_db.table("notes"), dst_db.table("ev")
+    notes, ev = sql.Identifier(dst_db.schema, "notes"), sql.Identifier(dst_db.schema, "ev")
+    count = sql.SQL("SELECT count(*) FROM {}").format(notes)
+    with dst_db.connect() as admin:
+        admin.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(notes))
+        admin.execute(sql.SQL("CREATE TABLE {} (at date NOT NULL) PARTITION BY RANGE (at)").format(ev))
+    with psycopg.connect(dst_db.conninfo) as conn:  # not autocommit, like the hooks' connections
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 'uncommitted')").format(notes))
+        assert resolve_table(conn, t, "table").columns[1].name == "note"
+        assert load_partitioned_table(conn, p).column == "at"
+        assert read_row(conn, count) == (1,)  # the caller's row, still in its transaction
+        with pytest.raises(ConfigError, match=r"table 'no\.such' does not exist"):
+            resolve_table(conn, "no.such", "table")
+        with pytest.raises(ConfigError, match="does not exist"):  # to_regclass refuses the name: a savepoint
+            resolve_table(conn, '"unterminated', "table")
+        assert (
+            conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        )  # still usable, still open
+        conn.rollback()
+        assert read_row(conn, count) == (0,)  # nothing was committed on the way
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # a read of its own: closed
+
+
+def test_a_relation_raises_its_engines_config_error_for_a_missing_column(dst_db: SchemaDb) -> None:
+    from etl_platform.common.catalog import resolve_table
+    from etl_platform.transfer import catalog as transfer_catalog
+
+    t = dst_db.table("notes")
+    with dst_db.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(sql.Identifier(dst_db.schema, "notes"))
+        )
+        with pytest.raises(
+            TransferConfigError, match=r"key_column 'nope' is not a column of .*notes \(columns: id\)"
+        ):
+            transfer_catalog.resolve_table(conn, t, "table").require_column("nope", "key_column")
+        with pytest.raises(PartitionConfigError, match=r"table '.*missing' does not exist"):
+            resolve_table(conn, dst_db.table("missing"), "table", error=PartitionConfigError)

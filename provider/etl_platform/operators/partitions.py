@@ -124,7 +124,7 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
 
     def _record_columns(self, conn: Any) -> None:
         """The table's columns for the lineage schema facet (one catalog read; never fails the task)."""
-        from etl_platform.transfer.catalog import resolve_table
+        from etl_platform.common.catalog import resolve_table
 
         try:
             relation = resolve_table(conn, self.table, "table")

@@ -9,10 +9,9 @@ from typing import Any
 
 import psycopg
 
+from etl_platform.common.catalog import SchemaQualified, resolve_table
 from etl_platform.partitions.errors import PartitionConfigError
-from etl_platform.partitions.intervals import Bound
-from etl_platform.transfer.catalog import SchemaQualified, resolve_table
-from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.partitions.intervals import Bound, Interval
 
 TEMPORAL_TYPES = {"date", "timestamp without time zone", "timestamp with time zone"}
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -69,6 +68,32 @@ class PartitionedTable(SchemaQualified):
     def ranged(self) -> tuple[Partition, ...]:
         return tuple(p for p in self.partitions if not p.is_default)
 
+    def fit(self, iv: Interval, given: object) -> Interval:
+        """`iv` (the user's `given` value, parsed) if it suits the key's type: dates or integers."""
+        if iv.temporal != self.temporal:
+            raise PartitionConfigError(
+                f"interval {given!r} does not fit {self.label}, partitioned on {self.column} ({self.column_type})."
+            )
+        return iv
+
+    def bound(self, value: Any) -> Bound:
+        """A user's start (a date, a datetime, an ISO string or an integer) as a bound of this key; None: 0."""
+        if value is None:
+            return 0
+        if self.temporal:
+            if isinstance(value, datetime):
+                return value.date()
+            if isinstance(value, date):
+                return value
+            try:
+                return date.fromisoformat(str(value)[:10])
+            except ValueError:
+                raise PartitionConfigError(f"start {value!r} is not a date (YYYY-MM-DD).") from None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise PartitionConfigError(f"start {value!r} is not an integer.") from None
+
     def covering(self, lo: Bound, hi: Bound) -> list[Partition]:
         """Partitions whose range overlaps [lo, hi)."""
         return [
@@ -80,44 +105,20 @@ class PartitionedTable(SchemaQualified):
 
 
 def load_partitioned_table(conn: psycopg.Connection[Any], table: str) -> PartitionedTable:
-    """Describe `table` or raise naming it: unknown, not partitioned, not RANGE on one column."""
-    try:
-        rel = resolve_table(conn, table, "table")
-    except TransferConfigError as exc:
-        raise PartitionConfigError(str(exc)) from None
-    key = conn.execute(_PARTITION_KEY, (rel.oid,)).fetchone()
-    if rel.kind != "p" or key is None:
-        raise PartitionConfigError(f"table {rel.label} is not a partitioned table.")
-    strategy, natts, column, column_type, not_null = key
-    if strategy != "r" or natts != 1 or column is None:
-        raise PartitionConfigError(
-            f"table {rel.label} is not partitioned BY RANGE on a single column (strategy {strategy!r}, "
-            f"{natts} key columns); only single-column range partitioning is maintained."
-        )
-    if column_type not in TEMPORAL_TYPES | INTEGER_TYPES:
-        raise PartitionConfigError(
-            f"table {rel.label} is partitioned on {column} of type {column_type}; supported: date, "
-            "timestamp, timestamptz, smallint, integer, bigint."
-        )
-    partitions = []
-    for schema, name, oid, bound, pending in conn.execute(_PARTITIONS, (rel.oid,)).fetchall():
-        if bound == "DEFAULT":
-            partitions.append(Partition(schema, name, oid, None, None, pending, is_default=True))
-            continue
-        match = _BOUND.match(bound or "")
-        if match is None:
-            raise PartitionConfigError(
-                f"partition {schema}.{name} of {rel.label} has an unreadable bound {bound!r}."
-            )
-        partitions.append(
-            Partition(
-                schema, name, oid, _parse(match["lo"], column_type), _parse(match["hi"], column_type), pending
-            )
-        )
-    owner = conn.execute(
-        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s", (rel.oid,)
-    ).fetchone()
-    conn.commit()
+    """Describe `table` or raise naming it: unknown, not partitioned, not RANGE on one column.
+
+    Read in one transaction (the caller's, as a savepoint, when one is open): never commits it.
+    """
+    with conn.transaction():
+        rel = resolve_table(conn, table, "table", error=PartitionConfigError)
+        key = conn.execute(_PARTITION_KEY, (rel.oid,)).fetchone()
+        _check_key(rel.label, rel.kind, key)
+        assert key is not None
+        _, _, column, column_type, not_null = key
+        bounds = conn.execute(_PARTITIONS, (rel.oid,)).fetchall()
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s", (rel.oid,)
+        ).fetchone()
     return PartitionedTable(
         rel.oid,
         rel.schema,
@@ -127,7 +128,38 @@ def load_partitioned_table(conn: psycopg.Connection[Any], table: str) -> Partiti
         bool(not_null),
         columns=tuple(c.name for c in rel.columns if not c.generated),
         owner=owner[0] if owner else "",
-        partitions=tuple(partitions),
+        partitions=tuple(_partition(rel.label, column_type, *row) for row in bounds),
+    )
+
+
+def _check_key(label: str, kind: str, key: tuple[Any, ...] | None) -> None:
+    if kind != "p" or key is None:
+        raise PartitionConfigError(f"table {label} is not a partitioned table.")
+    strategy, natts, column, column_type, _ = key
+    if strategy != "r" or natts != 1 or column is None:
+        raise PartitionConfigError(
+            f"table {label} is not partitioned BY RANGE on a single column (strategy {strategy!r}, "
+            f"{natts} key columns); only single-column range partitioning is maintained."
+        )
+    if column_type not in TEMPORAL_TYPES | INTEGER_TYPES:
+        raise PartitionConfigError(
+            f"table {label} is partitioned on {column} of type {column_type}; supported: date, "
+            "timestamp, timestamptz, smallint, integer, bigint."
+        )
+
+
+def _partition(
+    parent: str, column_type: str, schema: str, name: str, oid: int, bound: str | None, pending: bool
+) -> Partition:
+    if bound == "DEFAULT":
+        return Partition(schema, name, oid, None, None, pending, is_default=True)
+    match = _BOUND.match(bound or "")
+    if match is None:
+        raise PartitionConfigError(
+            f"partition {schema}.{name} of {parent} has an unreadable bound {bound!r}."
+        )
+    return Partition(
+        schema, name, oid, _parse(match["lo"], column_type), _parse(match["hi"], column_type), pending
     )
 
 

@@ -11,82 +11,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.common import catalog
+from etl_platform.common.catalog import Column, Relation, SchemaQualified
 from etl_platform.transfer.errors import TransferConfigError
 
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type_oid: int
-    type_name: str  # format_type(): "numeric(12,2)", "timestamp with time zone", ...
-    not_null: bool = False
-    has_default: bool = False
-    generated: bool = False
-    identity_always: bool = False  # GENERATED ALWAYS AS IDENTITY: INSERT needs OVERRIDING SYSTEM VALUE
+# Column, Relation and SchemaQualified live in common.catalog (shared with the partitions engine).
+__all__ = ["Column", "Relation", "SchemaQualified", "resolve_table"]
 
 
-class SchemaQualified:
-    """A schema-qualified relation name: `ident` for SQL, `label` for messages."""
-
-    schema: str
-    name: str
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-@dataclass(frozen=True)
-class Relation(SchemaQualified):
-    oid: int
-    schema: str
-    name: str
-    kind: str  # pg_class.relkind
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
-
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
-
-    def require_column(self, name: str, setting: str) -> Column:
-        col = self.column(name)
-        if col is None:
-            raise TransferConfigError(
-                f"{setting} {name!r} is not a column of {self.label} "
-                f"(columns: {', '.join(c.name for c in self.columns)})."
-            )
-        return col
-
-
-_FIND_EXACT = """
-SELECT c.oid, n.nspname, c.relname, c.relkind
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
-_FIND_REGCLASS = """
-SELECT c.oid, n.nspname, c.relname, c.relkind
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
-_COLUMNS = """
-SELECT a.attname, a.atttypid::int, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       a.atthasdef OR a.attidentity <> '', a.attgenerated <> '', a.attidentity = 'a'
-FROM pg_attribute a
-WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum
-"""
-_PRIMARY_KEY = """
-SELECT a.attname
-FROM pg_index i
-CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-WHERE i.indrelid = %s AND i.indisprimary
-ORDER BY k.ord
-"""
 _UNIQUE_ON = """
 SELECT EXISTS (
     SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -109,27 +41,8 @@ ORDER BY i.indexrelid
 
 
 def resolve_table(conn: psycopg.Connection[Any], table: str, setting: str) -> Relation:
-    """Find `table` ("schema.table", "table", or SQL-quoted) or raise naming the setting."""
-    row = None
-    with conn.cursor() as cur:
-        if "." in table and '"' not in table:
-            schema, name = table.split(".", 1)
-            row = cur.execute(_FIND_EXACT, (schema, name)).fetchone()
-        if row is None:
-            candidate = table if '"' in table or "." in table else _quote_ident(table)
-            try:
-                row = cur.execute(_FIND_REGCLASS, (candidate,)).fetchone()
-            except psycopg.Error:
-                conn.rollback()
-                row = None
-        if row is None:
-            raise TransferConfigError(
-                f"{setting} {table!r} does not exist (or is not visible) in the database."
-            )
-        oid, schema, name, kind = row
-        columns = tuple(Column(*c) for c in cur.execute(_COLUMNS, (oid,)).fetchall())
-        pk = tuple(r[0] for r in cur.execute(_PRIMARY_KEY, (oid,)).fetchall())
-    return Relation(oid=oid, schema=schema, name=name, kind=kind, columns=columns, primary_key=pk)
+    """Find `table` ("schema.table", "table", or SQL-quoted) or raise TransferConfigError naming the setting."""
+    return catalog.resolve_table(conn, table, setting, error=TransferConfigError)
 
 
 def has_unique_index_on(conn: psycopg.Connection[Any], rel: Relation, column: str) -> bool:
@@ -219,7 +132,3 @@ def estimate_rows(conn: psycopg.Connection[Any], select: sql.Composable) -> int:
     with conn.cursor() as cur:
         plan = cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(select), prepare=False).fetchone()
     return int(plan[0][0]["Plan"]["Plan Rows"]) if plan else 0
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
