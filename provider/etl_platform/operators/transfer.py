@@ -407,7 +407,9 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
 
     def _emit_asset_event(self, context: Context, summary: dict[str, Any]) -> None:
         """One event on the destination asset through this task's alias, or a log line saying why not."""
-        rows = int(summary.get("rows") or 0)
+        # Counting the rows earlier tries of this run wrote: a retry that resumes after the last
+        # chunk moves nothing itself, yet the run changed the destination.
+        rows = int(summary.get("rows") or 0) + int(summary.get("rows_before_resume") or 0)
         if rows == 0 and self.write_mode != "truncate":
             self.log.info("No asset event: the run moved no rows (an empty window changes nothing).")
             return
