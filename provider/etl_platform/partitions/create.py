@@ -43,6 +43,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.common.catalog import read_row
 from etl_platform.locking import duration_seconds
 from etl_platform.partitions.catalog import Partition, PartitionedTable
 from etl_platform.partitions.ddl import DdlRunner
@@ -81,8 +82,7 @@ class TableContext:
 
 
 def read_context(conn: psycopg.Connection[Any], tbl: PartitionedTable) -> TableContext:
-    row = conn.execute(_CONTEXT, (tbl.oid,)).fetchone()
-    conn.commit()
+    row = read_row(conn, _CONTEXT, (tbl.oid,))
     assert row is not None, tbl.label
     referencing, referenced, grants, set_owner = (json.loads(v) if isinstance(v, str) else v for v in row)
     return TableContext(
@@ -265,8 +265,6 @@ def _statements(
 ) -> list[sql.Composable]:
     """The batch's DDL, sent in one round trip: per range CREATE TABLE ... LIKE, rows moved in (behind a
     CHECK matching the bound, so ATTACH need not scan them), ATTACH, owner and grants."""
-    col = sql.Identifier(tbl.column)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in tbl.columns)
     default = tbl.default
     out: list[sql.Composable] = []
     moving = [lo for lo, _ in batch if counts.get(lo)]
@@ -277,40 +275,7 @@ def _statements(
             for name, _ in triggers
         ]
     for lo, hi in batch:
-        name = partition_name(tbl.name, iv, lo)
-        child = sql.Identifier(tbl.schema, name)
-        lo_lit, hi_lit = bound_literal(tbl, lo), bound_literal(tbl, hi)
-        out.append(
-            sql.SQL(
-                "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
-                "INCLUDING STORAGE INCLUDING COMMENTS)"
-            ).format(child, tbl.ident)
-        )
-        check = sql.Identifier(fit_name(name, "_bound"))
-        if lo in moving and default is not None:
-            out.append(
-                sql.SQL(
-                    "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({c} IS NOT NULL AND {c} >= {} AND {c} < {})"
-                ).format(child, check, lo_lit, hi_lit, c=col)
-            )
-            out.append(
-                sql.SQL(
-                    "WITH moved AS (DELETE FROM {d} WHERE {c} >= {lo} AND {c} < {hi} RETURNING {cols}) "
-                    "INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
-                ).format(d=default.ident, c=col, lo=lo_lit, hi=hi_lit, cols=cols, child=child)
-            )
-        if context.set_owner and tbl.owner:
-            out.append(sql.SQL("ALTER TABLE {} OWNER TO {}").format(child, sql.Identifier(tbl.owner)))
-        out.append(
-            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                tbl.ident, child, lo_lit, hi_lit
-            )
-        )
-        if lo in moving:
-            out.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, check))
-        for grantee, privilege in context.grants:
-            target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-            out.append(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), child, target))
+        out += _range_statements(tbl, iv, lo, hi, lo in moving, context)
     if moving and default is not None:
         out += [
             sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
@@ -318,6 +283,51 @@ def _statements(
             )
             for name, mode in triggers
         ]
+    return out
+
+
+def _range_statements(
+    tbl: PartitionedTable, iv: Interval, lo: Bound, hi: Bound, moving: bool, context: TableContext
+) -> list[sql.Composable]:
+    """One range: CREATE TABLE ... LIKE, rows moved in behind a CHECK of the bound, ATTACH, owner, grants."""
+    col = sql.Identifier(tbl.column)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in tbl.columns)
+    default = tbl.default
+    out: list[sql.Composable] = []
+    name = partition_name(tbl.name, iv, lo)
+    child = sql.Identifier(tbl.schema, name)
+    lo_lit, hi_lit = bound_literal(tbl, lo), bound_literal(tbl, hi)
+    out.append(
+        sql.SQL(
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
+            "INCLUDING STORAGE INCLUDING COMMENTS)"
+        ).format(child, tbl.ident)
+    )
+    check = sql.Identifier(fit_name(name, "_bound"))
+    if moving and default is not None:
+        out.append(
+            sql.SQL(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({c} IS NOT NULL AND {c} >= {} AND {c} < {})"
+            ).format(child, check, lo_lit, hi_lit, c=col)
+        )
+        out.append(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {d} WHERE {c} >= {lo} AND {c} < {hi} RETURNING {cols}) "
+                "INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
+            ).format(d=default.ident, c=col, lo=lo_lit, hi=hi_lit, cols=cols, child=child)
+        )
+    if context.set_owner and tbl.owner:
+        out.append(sql.SQL("ALTER TABLE {} OWNER TO {}").format(child, sql.Identifier(tbl.owner)))
+    out.append(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            tbl.ident, child, lo_lit, hi_lit
+        )
+    )
+    if moving:
+        out.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, check))
+    for grantee, privilege in context.grants:
+        target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        out.append(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), child, target))
     return out
 
 

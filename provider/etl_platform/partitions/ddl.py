@@ -92,6 +92,10 @@ class DdlRunner:
 
         return self._retry(attempt, self.attempts, retried, give_up)
 
+    def run(self, what: str, statement: sql.Composable) -> None:
+        """One statement in a transaction of its own, as `transaction` runs it."""
+        self.transaction(what, lambda execute: execute(statement))
+
     def autocommit(self, what: str, statement: sql.Composed, attempts: int | None = None) -> None:
         """Statements that refuse to run in a transaction block (CONCURRENTLY), with the same retries."""
         attempts = attempts or self.attempts
