@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import psycopg
 import pytest
@@ -169,3 +170,19 @@ def test_bad_parameters_are_400_naming_them(tokens: Tokens, ledger: str, redis_d
         )
         # Auth comes first: without a token the parameters are never looked at.
         assert client.get("/api/transfer", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_the_page_is_served_behind_the_same_auth(tokens: Tokens, ledger: str, redis_db: RedisDb) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with client_for(settings_for(ledger, redis_db.url)) as client:
+        query = {"dag_id": DAG_ID, "run_id": RUN_ID}
+        visit = client.get("/transfer", params=query, headers=html, follow_redirects=False)
+        assert visit.status_code == 303, visit.text
+        login, _, back = visit.headers["location"].partition("?")
+        assert login.endswith("login") and parse_qs(back)["next"][0].startswith("http://testserver/transfer?")
+        assert client.get("/static/transfer.js", headers=html).status_code == 401
+        client.cookies.set("_token", tokens.viewer)
+        page = client.get("/transfer", params={**query, "task_id": "load", "map_index": "{MAP_INDEX}"})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'src="static/transfer.js"' in page.text
+        assert client.get("/static/transfer.js").status_code == 200

@@ -965,6 +965,25 @@
         },
       })),
       el("td", { class: "mono run-id", title: r.run_id }, el("span", { class: "clip", text: r.run_id })),
+      el(
+        "td",
+        { class: "run-links" },
+        el("a", {
+          class: "transfer-link",
+          href: "transfer?" + new URLSearchParams({ dag_id: r.pipeline, run_id: r.run_id }).toString(),
+          text: "Transfer",
+          title: "Chunks, rows/s and memory of this run's transfer tasks",
+        }),
+        " · ",
+        el("a", {
+          class: "airflow-link",
+          href: airflowRunUrl(r.pipeline, r.run_id),
+          target: "_top",
+          text: "Airflow",
+          title: "This run in Airflow",
+          onclick: navigateTop,
+        })
+      ),
       el("td", { text: fmtTime(r.started_at), title: r.started_at + (r.finished_at ? "\nfinished " + r.finished_at : "") }),
       el("td", {
         class: "num" + (running ? " muted" : ""),
@@ -977,6 +996,25 @@
     );
   }
 
+  /** The run's page in Airflow's UI (this page is <root>etl/). */
+  function airflowRunUrl(pipeline, runId) {
+    const root = location.pathname.replace(/etl\/?$/, "");
+    return root + "dags/" + encodeURIComponent(pipeline) + "/runs/" + encodeURIComponent(runId);
+  }
+
+  /** Inside Airflow's UI the page is an iframe sandboxed without allow-top-navigation: a target="_top"
+   * link cannot leave it, so the (same-origin) UI's router is told instead (history + popstate). */
+  function navigateTop(ev) {
+    if (window.top === window) return;
+    try {
+      window.top.history.pushState({}, "", ev.currentTarget.href);
+      window.top.dispatchEvent(new PopStateEvent("popstate", { state: {} }));
+      ev.preventDefault();
+    } catch (e) {
+      /* a cross-origin parent: the link's own behaviour */
+    }
+  }
+
   function renderRuns() {
     const tbody = $("#runs tbody");
     if (!state.runs.length) {
@@ -985,7 +1023,7 @@
         : state.pipeline || state.status || state.since || state.until
           ? "No runs match the filters"
           : "No runs yet";
-      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "empty", text: what })));
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 10, class: "empty", text: what })));
     } else {
       tbody.replaceChildren(...state.runs.map(runRow));
     }
