@@ -120,7 +120,7 @@ def _sleeper(home: Path) -> subprocess.Popen[bytes]:
 
 
 def test_status_tells_dead_from_running_and_exits_1(
-    pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pg_server: PgServer, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two recorded processes: one runs, one was killed. `status` lists both (pid, state, uptime), says
     which is dead, exits 1; with the dead one's pid reused by another process it is still dead (the
@@ -133,6 +133,7 @@ def test_status_tells_dead_from_running_and_exits_1(
     platform = described_platform(tmp_path / "run")
     state = json.loads(platform.state_file.read_text())
     state["postgres"] |= {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user}
+    state["redis_url"] = redis_url  # the harness's Redis, embedded where none answers
     state["databases"]["airflow"] = pg_server.admin_dbname
     workers = (WorkerSpec("a", ("default",), 1), WorkerSpec("b", ("load",), 1))
     platform.settings = replace(PlatformSettings(), workers=workers)
@@ -193,7 +194,7 @@ def test_a_running_platform_keeps_the_settings_it_was_started_with(tmp_path: Pat
 
 
 def test_up_on_a_running_platform_names_a_process_that_cannot_restart(
-    pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pg_server: PgServer, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every process runs but PgBouncer, whose port someone else took meanwhile: `up` (cmd_up) starts
     only PgBouncer, sees it exit, and fails with exit 1 naming it and showing its log's complaint; the
@@ -210,6 +211,7 @@ def test_up_on_a_running_platform_names_a_process_that_cannot_restart(
     platform = described_platform(tmp_path / "run", pgbouncer=True)
     state = json.loads(platform.state_file.read_text())
     state["postgres"] |= {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user}
+    state["redis_url"] = redis_url  # the harness's Redis, embedded where none answers
     state["databases"]["airflow"] = pg_server.admin_dbname
     platform.settings = replace(PlatformSettings(), workers=(WorkerSpec("a", ("default",), 1),))
     state["settings"] = asdict(platform.settings)
