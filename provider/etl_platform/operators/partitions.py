@@ -11,8 +11,8 @@ warnings included, and sends StatsD metrics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
@@ -21,14 +21,23 @@ from etl_platform.common.errors import EtlError, is_terminal
 from etl_platform.hooks.kinds import lookup
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.partitions import maintenance
-from etl_platform.partitions.ddl import DdlRunner, validate_lock_timeout
+from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError
-from etl_platform.partitions.intervals import Interval
 from etl_platform.partitions.maintenance import MaintenanceReport
+from etl_platform.partitions.spec import DrainSpec, EnsureSpec, IndexSpec, RetentionSpec, RunnerSpec
 from etl_platform.profiling import ProfiledExecute
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
+
+S = TypeVar("S")
+# Stands in, at parse time, for a templated value a spec checks (rendered only in execute).
+_RENDERED_LATER = "rendered_later"
+
+
+def _templated(value: object) -> bool:
+    """A value Jinja will change when it renders: checked in execute, not at parse time."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 class _PartitionOperator(ProfiledExecute, BaseOperator):
@@ -49,15 +58,13 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if max_attempts < 1:
-            raise ValueError(f"{self.task_id}: max_attempts must be at least 1, got {max_attempts!r}.")
-        try:
-            lock_timeout = validate_lock_timeout(lock_timeout)
-        except PartitionConfigError as exc:
-            raise ValueError(f"{self.task_id}: {exc}") from None
+        # Not templated: checked once, here, and kept (a frozen spec) for execute.
+        self._ddl = self._parse_check(
+            lambda: RunnerSpec(lock_timeout, max_attempts, retry_backoff_seconds, dry_run=dry_run)
+        )
         self.postgres_conn_id = postgres_conn_id
         self.table = table
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = self._ddl.lock_timeout
         self.max_attempts = max_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self.ddl_dry_run = dry_run  # BaseOperator.dry_run is a method
@@ -75,14 +82,7 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
         with connect() as conn:
             self._record_columns(conn)
             maintenance.prepare_session(conn)
-            runner = DdlRunner(
-                conn,
-                self.log,
-                lock_timeout=self.lock_timeout,
-                attempts=self.max_attempts,
-                backoff_seconds=self.retry_backoff_seconds,
-                dry_run=self.ddl_dry_run,
-            )
+            runner = self._ddl.runner(conn, self.log)
             try:
                 report = self.maintain(runner)
             except EtlError as exc:
@@ -121,6 +121,13 @@ class _PartitionOperator(ProfiledExecute, BaseOperator):
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
         raise NotImplementedError
+
+    def _parse_check(self, build: Callable[[], S]) -> S:
+        """A spec built at parse time: a bad setting fails the DAG's import, naming the task."""
+        try:
+            return build()
+        except PartitionConfigError as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
 
     def _record_columns(self, conn: Any) -> None:
         """The table's columns for the lineage schema facet (one catalog read; never fails the task)."""
@@ -180,25 +187,16 @@ class EnsurePartitionsOperator(_PartitionOperator):
 
     def __init__(self, *, interval: str | int = "month", start: Any = None, premake: int = 3, **kwargs: Any):
         super().__init__(**kwargs)
-        try:
-            Interval.parse(interval)
-        except PartitionConfigError as exc:
-            raise ValueError(f"{self.task_id}: {exc}") from None
-        if not isinstance(premake, int) or premake < 0:
-            raise ValueError(f"{self.task_id}: premake must be a non-negative integer, got {premake!r}.")
         self.interval = interval
         self.start = start
         self.premake = premake
+        self._parse_check(self.spec)  # start is checked against the table, when the task runs
+
+    def spec(self) -> EnsureSpec:
+        return EnsureSpec(self.table, self.interval, start=self.start, premake=self.premake)
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
-        return maintenance.ensure_partitions(
-            runner,
-            self.table,
-            self.interval,
-            # A templated start renders as "" when unset; 0 is a real integer start.
-            start=None if self.start is None or self.start == "" else self.start,
-            premake=self.premake,
-        )
+        return maintenance.run_ensure(runner, self.spec())
 
 
 class PartitionRetentionOperator(_PartitionOperator):
@@ -232,22 +230,23 @@ class PartitionRetentionOperator(_PartitionOperator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if mode not in maintenance.RETENTION_MODES:
-            raise ValueError(f"{self.task_id}: mode {mode!r} is not one of {maintenance.RETENTION_MODES}.")
         self.retention = retention
         self.mode = mode
         self.archive_schema = archive_schema
         self.concurrently = concurrently
+        self._parse_check(self.spec)  # retention is checked against the table, when the task runs
 
-    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
-        return maintenance.apply_retention(
-            runner,
+    def spec(self) -> RetentionSpec:
+        return RetentionSpec(
             self.table,
             self.retention,
             mode=self.mode,
             archive_schema=self.archive_schema,
             concurrently=self.concurrently,
         )
+
+    def maintain(self, runner: DdlRunner) -> MaintenanceReport:
+        return maintenance.run_retention(runner, self.spec())
 
 
 class DrainDefaultPartitionOperator(_PartitionOperator):
@@ -265,15 +264,15 @@ class DrainDefaultPartitionOperator(_PartitionOperator):
 
     def __init__(self, *, interval: str | int = "month", drop_default: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
-        try:
-            Interval.parse(interval)
-        except PartitionConfigError as exc:
-            raise ValueError(f"{self.task_id}: {exc}") from None
         self.interval = interval
         self.drop_default = drop_default
+        self._parse_check(self.spec)
+
+    def spec(self) -> DrainSpec:
+        return DrainSpec(self.table, self.interval, drop_default=self.drop_default)
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
-        return maintenance.drain_default(runner, self.table, self.interval, drop_default=self.drop_default)
+        return maintenance.run_drain(runner, self.spec())
 
 
 class CreatePartitionedIndexOperator(_PartitionOperator):
@@ -295,14 +294,22 @@ class CreatePartitionedIndexOperator(_PartitionOperator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if not columns:
-            raise ValueError(f"{self.task_id}: columns must name at least one column.")
         self.index_name = index_name
         self.columns = list(columns)
         self.unique = unique
         self.method = method
+        self._parse_check(
+            lambda: self.spec(index_name=_RENDERED_LATER if _templated(index_name) else index_name)
+        )
+
+    def spec(self, index_name: str | None = None) -> IndexSpec:
+        return IndexSpec(
+            self.table,
+            self.index_name if index_name is None else index_name,
+            tuple(self.columns),
+            unique=self.unique,
+            method=self.method,
+        )
 
     def maintain(self, runner: DdlRunner) -> MaintenanceReport:
-        return maintenance.create_partitioned_index(
-            runner, self.table, self.index_name, self.columns, unique=self.unique, method=self.method
-        )
+        return maintenance.run_index(runner, self.spec())

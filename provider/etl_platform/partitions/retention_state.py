@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg import sql
 
-from etl_platform.common.catalog import read_row
+from etl_platform.common.catalog import SchemaQualified, read_row
 from etl_platform.partitions.catalog import PartitionedTable
 from etl_platform.partitions.ddl import DdlRunner
 
@@ -40,7 +40,7 @@ _UNFINISHED = (
 
 
 @dataclass(frozen=True)
-class Pending:
+class Pending(SchemaQualified):
     """A detached partition to finish: where it is now and what the run that detached it wanted."""
 
     oid: int
@@ -49,14 +49,6 @@ class Pending:
     mode: str
     archive_schema: str | None
     archive_name: str | None
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.schema}.{self.name}"
 
 
 def state_table(tbl: PartitionedTable) -> sql.Identifier:
