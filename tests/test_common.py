@@ -210,3 +210,12 @@ def test_a_relation_raises_its_engines_config_error_for_a_missing_column(dst_db:
             transfer_catalog.resolve_table(conn, t, "table").require_column("nope", "key_column")
         with pytest.raises(PartitionConfigError, match=r"table '.*missing' does not exist"):
             resolve_table(conn, dst_db.table("missing"), "table", error=PartitionConfigError)
+
+
+def test_a_config_error_from_the_server_keeps_its_sqlstate(dst_db: SchemaDb) -> None:
+    from etl_platform.transfer.catalog import describe_query
+
+    with dst_db.connect() as conn, pytest.raises(TransferConfigError, match="not a valid SELECT") as caught:
+        describe_query(conn, "SELECT * FROM no_such_table")
+    assert caught.value.sqlstate == "42P01"  # undefined_table
+    assert is_terminal(caught.value)

@@ -17,9 +17,10 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
+from etl_platform.common.errors import is_terminal
 from etl_platform.partitions import maintenance
 from etl_platform.partitions.ddl import DdlRunner
-from etl_platform.partitions.errors import PartitionConfigError, PartitionError
+from etl_platform.partitions.errors import PartitionConfigError, PartitionError, PartitionLockTimeout
 from harness import SchemaDb
 
 TODAY = date(2026, 3, 15)  # a Sunday
@@ -1013,6 +1014,9 @@ def test_lock_timeout_gives_up_after_the_attempts_naming_the_lock(
         with pytest.raises(PartitionError, match=r"gave up after 3 attempts.*100ms.*lock") as caught:
             maintenance.ensure_partitions(runner, dst_db.table("ev"), "month", premake=1, today=TODAY)
         assert "LockNotAvailable" in str(caught.value) and f"{s}.ev_p202604" in str(caught.value)
+        # A lock timeout is transient (the operator lets Airflow retry) and keeps the server's SQLSTATE.
+        assert isinstance(caught.value, PartitionLockTimeout) and not is_terminal(caught.value)
+        assert caught.value.sqlstate == "55P03"  # lock_not_available
         assert time.perf_counter() - began < 3
         assert runner.retries == 2
         waiting = admin.execute(

@@ -7,12 +7,13 @@ itself; `lock_timeout` makes it give up instead, and the caller retries with bac
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+
+from etl_platform.common.retry import retry_with_backoff
 
 RETRYABLE = (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure)
 # PostgreSQL's syntax for a time setting: a number, optionally a unit (milliseconds without one).
@@ -58,15 +59,16 @@ def with_lock_retries(
     Nested in an open transaction this is a savepoint, so the caller's transaction survives a retry.
     The last failure propagates.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            with conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
-                return work()
-        except RETRYABLE as exc:
-            if attempt == attempts:
-                raise
-            delay = backoff_seconds * 2 ** (attempt - 1)
-            on_retry(attempt, delay, exc)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+
+    def attempt(number: int) -> T:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+            return work()
+
+    def retried(number: int, delay: float, exc: BaseException) -> None:
+        assert isinstance(exc, psycopg.Error)  # only RETRYABLE errors are retried
+        on_retry(number, delay, exc)
+
+    return retry_with_backoff(
+        attempt, attempts=attempts, backoff_seconds=backoff_seconds, retry_on=RETRYABLE, on_retry=retried
+    )

@@ -110,7 +110,7 @@ def describe_query(conn: psycopg.Connection[Any], query: str) -> tuple[Column, .
         except psycopg.Error as exc:
             conn.rollback()
             raise TransferConfigError(
-                f"source_sql is not a valid SELECT: {exc.diag.message_primary}"
+                f"source_sql is not a valid SELECT: {exc.diag.message_primary}", sqlstate=exc.sqlstate
             ) from None
         res = cur.pgresult
         assert res is not None
