@@ -1,4 +1,5 @@
-"""Registers the ETL performance dashboard with the api-server: the app at /etl and a page in the UI nav.
+"""Registers the ETL performance dashboard with the api-server: the app at /etl, a page in the UI nav and
+a "Transfer" tab on the DAG run and task instance pages.
 
 Only registration lives here; the app is etl_platform.dashboard (see docs/dashboard.md). Every Airflow
 process imports this module (task processes too, at each start), but only the api-server asks for
@@ -22,7 +23,21 @@ class EtlDashboardPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "etl-performance",
-        }
+        },
+        # The per-run Transfer view, a tab on the DAG run and task instance pages; the UI fills the
+        # placeholders (URL-encoded; {MAP_INDEX} raw, left as is for a task that is not mapped).
+        {
+            "name": "Transfer",
+            "href": "/etl/transfer?dag_id={DAG_ID}&run_id={RUN_ID}",
+            "destination": "dag_run",
+            "url_route": "etl-transfer-run",
+        },
+        {
+            "name": "Transfer",
+            "href": "/etl/transfer?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}",
+            "destination": "task_instance",
+            "url_route": "etl-transfer-task",
+        },
     ]
 
     @cached_property

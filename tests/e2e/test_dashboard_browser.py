@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
@@ -27,10 +27,11 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from benchmarks.datagen import create_empty_like_orders
 from etl_devstack.platform import Platform
 from etl_platform.dashboard.events import VERSION_KEY, publish_run_event, run_event
 from tests.e2e.browser import chromium, console_log
-from tests.e2e.helpers import AirflowApi, wait_until
+from tests.e2e.helpers import AirflowApi, ensure_dag_ready, wait_run_finished, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -430,3 +431,138 @@ def _check_ui_nav(driver: WebDriver, platform: Platform, why: Any) -> None:
         assert not driver.find_element(By.ID, "error").is_displayed(), _text(driver, "#error")
     finally:
         driver.switch_to.default_content()
+
+
+# ------------------------------------------------------------------------------------------ the Transfer view
+TRANSFER_DAG, TRANSFER_TASK, TRANSFER_ROWS = "e2e_transfer_view", "copy_orders", 6_000
+
+
+def _encode_component(value: str) -> str:
+    """JavaScript's encodeURIComponent, which the page and Airflow's UI use."""
+    return quote(value, safe="!~*'()")
+
+
+def _attempts(driver: WebDriver) -> list[dict[str, Any]]:
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll('section.attempt')].map(s => ({"
+            "task: s.dataset.taskId, status: s.dataset.status,"
+            "facts: Object.fromEntries([...s.querySelectorAll('.card')].map("
+            "c => [c.querySelector('.label').textContent, c.querySelector('.value').textContent])),"
+            "charts: [...s.querySelectorAll('[data-chart]')].map(f => [f.dataset.chart,"
+            "  [...f.querySelectorAll('circle')].length,"
+            "  [...f.querySelectorAll('path')].filter(p => (p.getAttribute('d') || '').length > 10).length])}))"
+        )
+    )
+
+
+def _transfer_shown(driver: WebDriver) -> list[dict[str, Any]] | None:
+    attempts = _attempts(driver)
+    return attempts if attempts and attempts[-1]["status"] == "success" else None
+
+
+def test_transfer_view_of_a_real_run(platform: Platform, api: AirflowApi, tmp_path: Path) -> None:
+    """A real transfer on the platform, then its Transfer view: on its own (attempt, figures, three charts,
+    "Open in Airflow" pointing at the run), from the ETL performance page's run row, and as the tab the
+    plugin adds to Airflow's DAG run and task instance pages (an iframe), whose link leaves the iframe."""
+    with psycopg.connect(_warehouse(platform)) as conn:
+        create_empty_like_orders(conn, "orders", schema="e2e_transfer_view")
+    ensure_dag_ready(platform, api, TRANSFER_DAG)
+    run = api.request(
+        "POST", f"/api/v2/dags/{TRANSFER_DAG}/dagRuns", json={"logical_date": datetime.now(UTC).isoformat()}
+    )
+    run_id = str(run["dag_run_id"])
+    finished = wait_run_finished(platform, api, TRANSFER_DAG, run_id)
+    assert finished["state"] == "success", finished
+    run_page = f"{platform.api_url}/dags/{TRANSFER_DAG}/runs/{_encode_component(run_id)}"
+    view = f"{platform.api_url}/etl/transfer?" + urlencode({"dag_id": TRANSFER_DAG, "run_id": run_id})
+
+    with chromium(log_path=tmp_path / "chromedriver.log") as driver:
+
+        def why() -> str:
+            return _explain(driver, platform) + f"\nattempts: {_attempts(driver)}"
+
+        _login(driver, platform, f"{platform.api_url}/etl/")
+
+        # The ETL performance page links the run to its Transfer view and to Airflow's run page.
+        row = f"#runs tbody tr[data-run-id='{run_id}']"
+        links = wait_until(
+            lambda: driver.execute_script(
+                "const tr = document.querySelector(arguments[0]);"
+                "return tr && [tr.querySelector('a.transfer-link').href, tr.querySelector('a.airflow-link').href]",
+                row,
+            ),
+            timeout=60,
+            what=f"the run {run_id} and its links in #runs",
+            explain=why,
+        )
+        assert links == [view, run_page], links
+
+        # The view on its own: the attempt, its figures and its three charts.
+        driver.get(view)
+        [attempt] = wait_until(lambda: _transfer_shown(driver), timeout=60, what="the attempt", explain=why)
+        assert attempt["task"] == TRANSFER_TASK, attempt
+        recorded = api.request("GET", "/etl/api/transfer", params={"dag_id": TRANSFER_DAG, "run_id": run_id})
+        [chunks] = [a["chunks"] for a in recorded["attempts"]]
+        # parallelism=2: two streams of 3,000 keys, 2,000-row chunks -> 2 + 2 chunks
+        assert len(chunks) == 4 and sum(c["rows"] for c in chunks) == TRANSFER_ROWS, chunks
+        assert attempt["facts"]["Rows"] == f"{TRANSFER_ROWS:,}" and attempt["facts"]["Chunks"] == "4", attempt
+        assert attempt["facts"]["Strategy"] == "swap" and attempt["facts"]["Resumed from"] == "start", attempt
+        charts = {name: (dots, paths) for name, dots, paths in attempt["charts"]}
+        assert charts == {"rows": (5, 1), "rate": (4, 1), "memory": (4, 1)}, charts  # rows: start + chunks
+        open_airflow = driver.find_element(By.ID, "open-airflow")
+        assert open_airflow.get_attribute("href") == run_page
+        assert open_airflow.get_attribute("target") == "_top"
+        assert not driver.find_element(By.ID, "error").is_displayed(), _text(driver, "#error")
+        shot = tmp_path / "transfer-view.png"
+        assert driver.save_screenshot(str(shot)), "screenshot failed"
+
+        # The Transfer tab of the DAG run page: the view in an iframe; "Open in Airflow" leaves it.
+        driver.get(f"{run_page}/plugin/etl-transfer-run")
+        _in_transfer_frame(driver, why, f"dag_id={TRANSFER_DAG}&run_id={_encode_component(run_id)}")
+        try:
+            wait_until(
+                lambda: _transfer_shown(driver), timeout=60, what="the attempt in the iframe", explain=why
+            )
+            _click(driver, "#open-airflow")
+        finally:
+            driver.switch_to.default_content()
+        wait_until(
+            lambda: driver.current_url.rstrip("/") == run_page,
+            timeout=30,
+            what="the UI to show the run's page after Open in Airflow",
+            explain=why,
+        )
+
+        # The task instance tab: the task's attempts only (map_index of a task that is not mapped).
+        driver.get(f"{run_page}/tasks/{TRANSFER_TASK}/plugin/etl-transfer-task")
+        _in_transfer_frame(driver, why, f"task_id={TRANSFER_TASK}")
+        try:
+            [task_attempt] = wait_until(
+                lambda: _transfer_shown(driver), timeout=60, what="the task's attempt", explain=why
+            )
+            assert task_attempt["task"] == TRANSFER_TASK
+            assert driver.find_element(By.ID, "open-airflow").get_attribute("href") == (
+                f"{run_page}/tasks/{TRANSFER_TASK}"
+            )
+        finally:
+            driver.switch_to.default_content()
+
+
+def _in_transfer_frame(driver: WebDriver, why: Any, expected: str) -> None:
+    """Switch into the UI's iframe showing the Transfer view (its src holds `expected`)."""
+    frame = wait_until(
+        lambda: [
+            f
+            for f in driver.find_elements(By.TAG_NAME, "iframe")
+            if "/etl/transfer?" in (f.get_attribute("src") or "")
+            and expected in (f.get_attribute("src") or "")
+        ],
+        timeout=90,
+        what=f"the Transfer iframe ({expected}) in the Airflow UI",
+        explain=lambda: (
+            why()
+            + f"\niframes: {[f.get_attribute('src') for f in driver.find_elements(By.TAG_NAME, 'iframe')]}"
+        ),
+    )
+    driver.switch_to.frame(frame[0])

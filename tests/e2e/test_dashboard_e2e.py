@@ -31,10 +31,19 @@ def test_plugin_is_loaded_with_its_nav_entry_and_needs_a_token(platform: Platfor
     dashboard = next((p for p in plugins if p["name"] == "etl_dashboard"), None)
     assert dashboard is not None, [p["name"] for p in plugins]
     assert [a["url_prefix"] for a in dashboard["fastapi_apps"]] == ["/etl"]
-    views = {v["name"]: v for v in dashboard["external_views"]}
-    assert views["ETL performance"]["href"] == "/etl/"
-    assert views["ETL performance"]["destination"] == "nav"
-    assert views["ETL performance"]["url_route"] == "etl-performance"
+    views = {(v["name"], v["destination"]): v for v in dashboard["external_views"]}
+    assert len(views) == len(dashboard["external_views"]) == 3, dashboard["external_views"]
+    assert views["ETL performance", "nav"]["href"] == "/etl/"
+    assert views["ETL performance", "nav"]["url_route"] == "etl-performance"
+    # The Transfer tab on the DAG run and task instance pages: templated hrefs, routes unique across plugins.
+    run_view, task_view = views["Transfer", "dag_run"], views["Transfer", "task_instance"]
+    assert run_view["href"] == "/etl/transfer?dag_id={DAG_ID}&run_id={RUN_ID}"
+    assert task_view["href"] == (
+        "/etl/transfer?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}"
+    )
+    routes = [v.get("url_route") for p in plugins for v in p.get("external_views", [])]
+    assert {run_view["url_route"], task_view["url_route"]} == {"etl-transfer-run", "etl-transfer-task"}
+    assert len(routes) == len(set(routes)), routes
 
     # Each plugin once: a second copy of the distribution on sys.path would register etl_platform twice.
     assert api.request("GET", "/api/v2/plugins/importErrors")["import_errors"] == []

@@ -98,7 +98,8 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
     :param reset_checkpoint: forget this run's checkpoint and start from the first key.
     :param ledger_conn_id: connection to the database holding the run ledger (``etl_audit``); when
         set, each attempt is recorded there (rows, bytes, seconds, peak memory, status, resumed
-        from, error) for the dashboard and alerts.
+        from, strategy, error) for the dashboard and alerts, and each committed chunk (rows, bytes,
+        seconds, worker memory) for the UI's per-run Transfer view; a ledger error never fails the task.
     :param destination_asset: the Airflow Asset the run's event goes on, for downstream DAGs that
         schedule on a name they know at parse time (``Asset(name="orders_clean", uri=...)``).
         Without it the event goes on the asset the destination connection and table resolve to
