@@ -144,6 +144,23 @@ def test_config_error_fails_the_task_without_retries(events: dict[str, Any], dst
     assert partitions(conn, dst_db.schema, "ev") == ["ev_default"]
 
 
+def test_a_lock_timeout_is_transient_the_task_uses_its_retries(
+    events: dict[str, Any], dst_db: SchemaDb
+) -> None:
+    """The other branch of test_config_error_fails_the_task_without_retries: no AirflowFailException."""
+    s = dst_db.schema
+    with psycopg.connect(dst_db.conninfo) as holder:
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(s, "ev")))
+        run = run_dag("partition_lock_timeout", conf=events["conf"], conn_env=events["conns"])
+        holder.rollback()
+    outcome = task_outcomes(run)["ensure"]
+    assert (outcome.state, outcome.try_number) == (
+        "failed",
+        2,
+    )  # retries=1 used: a lock may be free next time
+    assert partitions(events["conn"], s, "ev") == ["ev_default"]
+
+
 def test_unknown_table_fails_the_task_without_retries(events: dict[str, Any], dst_db: SchemaDb) -> None:
     conf = {**events["conf"], "table": dst_db.table("no_such_table")}
     run = run_dag("partition_config_error", conf=conf, conn_env=events["conns"])

@@ -54,3 +54,13 @@ with _dag("partition_config_error"):
     EnsurePartitionsOperator(
         task_id="ensure", interval="month", retries=2, retry_delay=timedelta(seconds=0), **COMMON
     )
+
+# A lock the table's holder keeps: PartitionLockTimeout is transient, so the task uses its retry.
+with _dag("partition_lock_timeout"):
+    EnsurePartitionsOperator(
+        task_id="ensure",
+        interval="month",
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+        **{**COMMON, "lock_timeout": "100ms", "max_attempts": 1},
+    )
