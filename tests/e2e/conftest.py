@@ -4,8 +4,9 @@ The platform is started and stopped through scripts/platformctl.py's cmd_up / cm
 `make up` / `make down` run, so the suite tests those commands as well (their printed output: see
 test_platformctl_e2e.py) without paying for a second platform. Eleven recorded processes (PgBouncer, four
 Airflow services, six workers: one per queue and a second load worker for the mapped bulk load), beside
-dags/ a DAG bundle of the suite's own (tests/dags/e2e: the health gate the tests hold); `make test` (and
-so CI) runs them, `make e2e` runs only them, and `pytest -m "not e2e"` leaves them out.
+dags/ a DAG bundle of the suite's own (tests/dags/e2e: the health gate the tests hold, the Transfer view's
+copy); `make test` (and so CI) runs them, `make e2e` runs only them, and `pytest -m "not e2e"` leaves them
+out.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tests.e2e.helpers import (
 E2E_ROWS, E2E_DAYS = 1_200_000, 10
 # A second worker on the load queue: etl_orders_bulk's mapped ranges must spread over both.
 SECOND_LOAD_WORKER = WorkerSpec("load-2", ("load",), 2, max_memory_per_child_kib=1_048_576)
-# The suite's own DAGs (e2e_health_gate), a DAG bundle beside dags/.
+# The suite's own DAGs (e2e_health_gate, e2e_transfer_view), a DAG bundle beside dags/.
 E2E_DAGS = REPO_ROOT / "tests" / "dags" / "e2e"
 _printed: dict[str, str] = {}  # what `up` printed, for test_platformctl_e2e.py
 
