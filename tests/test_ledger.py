@@ -277,6 +277,25 @@ def test_ledger_row_records_where_an_attempt_resumed(pg_server: Any, ledger_db: 
     assert row == (2, "success", 5, "[1200, None]")
 
 
+def test_a_ledger_without_the_strategy_column_still_records_the_end(pg_server: Any, ledger_db: str) -> None:
+    """A ledger migrated before 004 (no task_runs.strategy): the attempt still ends 'success', not 'running'."""
+    conninfo = pg_server.conninfo(ledger_db)
+    with psycopg.connect(conninfo) as conn:
+        migrate(conn)
+        conn.execute("ALTER TABLE etl_audit.task_runs DROP COLUMN strategy")
+    started = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    writer = LedgerWriter(lambda: psycopg.connect(conninfo), logging.getLogger("test"))
+    attempt = TaskAttempt("p", "run-old", started, "load", -1, 1, started, "s.src", "d.dst")
+    writer.started(attempt)
+    writer.finished(attempt, {"rows": 7, "strategy": "append"}, None)
+    with psycopg.connect(conninfo) as conn:
+        task = conn.execute(
+            "SELECT status, rows FROM etl_audit.task_runs WHERE run_id = 'run-old'"
+        ).fetchone()
+        run = conn.execute("SELECT rows FROM etl_audit.pipeline_runs WHERE run_id = 'run-old'").fetchone()
+    assert (task, run) == (("success", 7), (7,))
+
+
 @pytest.mark.airflow
 def test_transfer_writes_a_ledger_row_per_attempt(
     pg_server: Any, ledger_db: str, src_db: Any, dst_db: Any, monkeypatch: pytest.MonkeyPatch

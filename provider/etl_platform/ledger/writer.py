@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from etl_platform.transfer.progress import LoggerLike
 
@@ -91,7 +92,15 @@ class LedgerWriter:
         }
         try:
             with self.connect() as conn:
-                conn.execute(_FINISH_TASK, params)
+                try:
+                    with conn.transaction():
+                        conn.execute(_FINISH_TASK, params)
+                except psycopg.errors.UndefinedColumn:
+                    # A ledger from before migration 004: record the end all the same, without strategy.
+                    self.log.warning(
+                        "ledger: no task_runs.strategy (apply the ledger migrations); not recorded"
+                    )
+                    conn.execute(_FINISH_TASK.replace("strategy = %(strategy)s, ", ""), params)
                 conn.execute(_ADD_TO_PIPELINE, params)
         except psycopg.Error as exc:
             self.log.warning("ledger: could not record the end of %s: %s", attempt.task_id, exc)
