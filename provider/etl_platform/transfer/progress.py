@@ -8,25 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from etl_platform.common.protocols import LoggerLike, MetricsSink
 
-class LoggerLike(Protocol):
-    """A stdlib logger or Airflow's structlog task logger."""
-
-    def info(self, event: Any, /, *args: Any) -> Any: ...
-
-    def warning(self, event: Any, /, *args: Any) -> Any: ...
-
-
-class MetricsSink(Protocol):
-    """What the engine needs from a StatsD client; the operator passes Airflow's Stats."""
-
-    def incr(
-        self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None
-    ) -> None: ...
-
-    def timing(self, stat: str, dt: float, *, tags: dict[str, str] | None = None) -> None: ...
+__all__ = ["ChunkEvent", "ChunkSink", "LoggerLike", "MetricsSink", "Progress", "recording_chunks"]
 
 
 @dataclass(frozen=True)
