@@ -942,7 +942,7 @@ def test_a_dashboard_without_configuration_answers_503(
 ) -> None:
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "")
     with (
-        caplog.at_level(logging.ERROR, logger="etl_platform.dashboard.app"),
+        caplog.at_level(logging.ERROR, logger="etl_platform.dashboard.runtime"),
         TestClient(create_app(), headers={"Authorization": f"Bearer {tokens.admin}"}) as client,
     ):
         for path in ("/api/stats", "/api/runs", "/api/series", "/api/stream"):
