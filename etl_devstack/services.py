@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from etl_devstack.platform import redact_url
+from etl_devstack.urls import redact_url
 
 REQUIRE_SERVICES_ENV = "ETL_TEST_REQUIRE_SERVICES"
 
