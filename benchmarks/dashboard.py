@@ -172,7 +172,7 @@ def servers(ledger_url: str, redis_url: str, count: int) -> Iterator[list[str]]:
 
 def bench_http(ledger_url: str, redis_url: str, token: str, rounds: int) -> dict[str, Any]:
     """Over real HTTP (keep-alive) against two server processes: A computes, B finds A's entry in Redis."""
-    from etl_platform.dashboard.events import publish_run_event, run_event
+    from etl_platform.events import publish_run_event, run_event
 
     publisher = redis.Redis.from_url(redis_url)
     out: dict[str, Any] = {}

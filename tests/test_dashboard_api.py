@@ -33,10 +33,11 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from etl_devstack.platform import free_port
+from etl_platform.common.backoff import Backoff
 from etl_platform.dashboard.app import create_app
 from etl_platform.dashboard.cache import TwoLevelCache
-from etl_platform.dashboard.events import VERSION_KEY, publish_run_event, run_event
 from etl_platform.dashboard.settings import DashboardSettings, derive_cursor_key
+from etl_platform.events import VERSION_KEY, publish_run_event, run_event
 from etl_platform.ledger.migrate import migrate
 from harness import PgServer, RedisDb
 
@@ -629,7 +630,7 @@ def test_a_finished_dag_run_invalidates_every_process_cache(
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__REDIS_CONN_ID", "etl_test_dash_redis")
     monkeypatch.setenv("AIRFLOW_CONN_ETL_TEST_DASH_REDIS", redis_db.url)
     monkeypatch.setattr(run_events, "_conn_urls", {})
-    monkeypatch.setattr(run_events, "_down_until", 0.0)
+    monkeypatch.setattr(run_events, "_backoff", Backoff(run_events.RETRY_AFTER_S))
     insert_runs(ledger, make_runs(["etl_orders"], 3, datetime.now(UTC) - timedelta(days=1)))
     settings = settings_for(ledger, redis_db.url, cache_ttl_s=600)
     with client_for(settings, tokens.admin) as one, client_for(settings, tokens.admin) as two:
@@ -695,7 +696,7 @@ def test_listener_never_raises_and_records_every_dag_run(
 ) -> None:
     from etl_platform.listeners import run_events
 
-    monkeypatch.setattr(run_events, "_down_until", 0.0)
+    monkeypatch.setattr(run_events, "_backoff", Backoff(run_events.RETRY_AFTER_S))
     monkeypatch.setattr(run_events, "_conn_urls", {})
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "etl_test_dash_ledger")
     monkeypatch.setenv("AIRFLOW_CONN_ETL_TEST_DASH_LEDGER", _uri(ledger))
@@ -718,7 +719,7 @@ def test_listener_never_raises_and_records_every_dag_run(
     monkeypatch.delenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID")
     monkeypatch.delenv("AIRFLOW__ETL_PLATFORM__REDIS_CONN_ID")
     monkeypatch.setenv("AIRFLOW__CELERY__BROKER_URL", "amqp://nowhere")
-    monkeypatch.setattr(run_events, "_down_until", 0.0)
+    monkeypatch.setattr(run_events, "_backoff", Backoff(run_events.RETRY_AFTER_S))
     assert run_events.publish(run_event("dag_run", "etl_any", "r", "running")) is False  # not configured
 
 
@@ -727,7 +728,7 @@ def test_ledger_listener_upserts_each_attempt_and_backs_off(
 ) -> None:
     from etl_platform.listeners import ledger as ledger_listener
 
-    monkeypatch.setattr(ledger_listener, "_down_until", 0.0)
+    monkeypatch.setattr(ledger_listener, "_backoff", Backoff(ledger_listener.RETRY_AFTER_S))
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "etl_test_dash_ledger")
     monkeypatch.setenv("AIRFLOW_CONN_ETL_TEST_DASH_LEDGER", _uri(ledger))
     first = datetime(2026, 5, 1, 10, tzinfo=UTC)

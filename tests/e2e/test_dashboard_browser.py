@@ -29,7 +29,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from benchmarks.datagen import create_empty_like_orders
 from etl_devstack.platform import Platform
-from etl_platform.dashboard.events import VERSION_KEY, publish_run_event, run_event
+from etl_platform.events import VERSION_KEY, publish_run_event, run_event
 from tests.e2e.browser import chromium, console_log
 from tests.e2e.helpers import AirflowApi, ensure_dag_ready, wait_run_finished, wait_until
 

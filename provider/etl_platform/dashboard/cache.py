@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import redis
 
-from etl_platform.dashboard.events import VERSION_KEY, Subscription, ends_a_run, subscribe
+from etl_platform.common.backoff import Backoff
+from etl_platform.events import VERSION_KEY, Subscription, ends_a_run, subscribe
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ class TwoLevelCache:
         self.redis = redis_client
         self.ttl_s = float(ttl_s)
         self.clock = clock
-        self.retry_redis_after_s = retry_redis_after_s
         self.on_redis_error = on_redis_error
         self.redis_errors = 0
         self.subscribed = threading.Event()  # set while the invalidation subscriber listens
@@ -59,7 +59,7 @@ class TwoLevelCache:
         self._memory: OrderedDict[str, tuple[int, float, Any]] = OrderedDict()
         self.max_entries = max_entries
         self._version: int | None = None
-        self._redis_down_until = 0.0
+        self._redis_backoff = Backoff(retry_redis_after_s, clock=clock)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ version
@@ -138,13 +138,13 @@ class TwoLevelCache:
 
     def _redis_call(self, call: Callable[[redis.Redis], Any]) -> Any:
         """Run one Redis call; on failure count it, skip Redis for a while, return _FAILED."""
-        if self.redis is None or self.clock() < self._redis_down_until:
+        if self.redis is None or not self._redis_backoff.ready():
             return _FAILED
         try:
             return call(self.redis)
         except (redis.RedisError, OSError) as exc:
             self.redis_errors += 1
-            self._redis_down_until = self.clock() + self.retry_redis_after_s
+            self._redis_backoff.failed()
             if self.on_redis_error is not None:
                 self.on_redis_error()
             log.warning(

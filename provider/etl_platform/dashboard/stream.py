@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from fastapi import HTTPException, status
 
-from etl_platform.dashboard import events
-from etl_platform.dashboard.events import Subscription
+from etl_platform import events
+from etl_platform.events import Subscription
 
 log = logging.getLogger(__name__)
 

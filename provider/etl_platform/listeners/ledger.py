@@ -10,10 +10,11 @@ Task attempts record themselves; only the DAG run knows whether the pipeline as 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import psycopg
+
+from etl_platform.common.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ SET status = EXCLUDED.status, finished_at = EXCLUDED.finished_at, updated_at = n
     error = coalesce(EXCLUDED.error, r.error)
 """
 RETRY_AFTER_S = 10.0  # after a failure the ledger is left alone this long: the scheduler must not wait on it
-_down_until = 0.0
+_backoff = Backoff(RETRY_AFTER_S)
 
 
 def ledger_conn_id() -> str | None:
@@ -62,12 +63,11 @@ def _params(dag_run: Any) -> dict[str, Any]:
 
 
 def _execute(statement: str, params: dict[str, Any], what: str, dag_run: Any) -> bool:
-    global _down_until
     run_id = getattr(dag_run, "run_id", "?")
     if params["started_at"] is None:
         log.warning("ledger: DAG run %s has no start_date; not recorded", run_id)
         return False
-    if time.monotonic() < _down_until:
+    if not _backoff.ready():
         log.warning("ledger: unavailable a moment ago; not waiting on it to %s pipeline run %s", what, run_id)
         return False
     try:
@@ -80,6 +80,6 @@ def _execute(statement: str, params: dict[str, Any], what: str, dag_run: Any) ->
             conn.execute(statement, params)
         return True
     except Exception as exc:  # bookkeeping must never disturb the scheduler
-        _down_until = time.monotonic() + RETRY_AFTER_S
+        _backoff.failed()
         log.warning("ledger: could not %s pipeline run %s: %s", what, run_id, exc)
         return False

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from airflow.listeners import hookimpl
 
-from etl_platform.dashboard.events import publish_run_event, run_event
+from etl_platform.common.backoff import Backoff
+from etl_platform.events import publish_run_event, run_event
 from etl_platform.listeners import ledger
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ RETRY_AFTER_S = 10.0
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}  # redis URL -> client, one per process
 _conn_urls: dict[str, str | None] = {}  # redis_conn_id -> URL: a connection look-up may be a round trip
-_down_until = 0.0
+_backoff = Backoff(RETRY_AFTER_S)  # after a failure Redis is left alone this long
 
 
 # ---------------------------------------------------------------------- DAG runs (scheduler)
@@ -95,8 +95,7 @@ def _publish_task(task_instance: Any, status: str) -> None:
 
 def publish(event: dict[str, Any]) -> bool:
     """Publish one event on the configured Redis; False (and a warning) when it could not."""
-    global _down_until
-    if time.monotonic() < _down_until:
+    if not _backoff.ready():
         return False
     try:
         client = _client()
@@ -105,7 +104,7 @@ def publish(event: dict[str, Any]) -> bool:
         publish_run_event(client, event)
         return True
     except Exception as exc:
-        _down_until = time.monotonic() + RETRY_AFTER_S
+        _backoff.failed()
         log.warning("run events: Redis unavailable, events dropped for %.0f s: %s", RETRY_AFTER_S, exc)
         return False
 
