@@ -13,9 +13,11 @@ import os
 
 from airflow.sdk import Asset
 
+# docker-compose's warehouse table through its PgBouncer; also where a platform whose warehouse has no
+# URI host (a socket directory) leaves the name pointing.
+COMPOSE_ORDERS_CLEAN_URI = "postgres://pgbouncer:6432/warehouse/warehouse/orders_clean"
+
 ORDERS_CLEAN = Asset(
     name="orders_clean",
-    uri=os.environ.get(
-        "ETL_ORDERS_CLEAN_ASSET_URI", "postgres://pgbouncer:6432/warehouse/warehouse/orders_clean"
-    ),
+    uri=os.environ.get("ETL_ORDERS_CLEAN_ASSET_URI", COMPOSE_ORDERS_CLEAN_URI),
 )

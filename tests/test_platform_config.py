@@ -1108,9 +1108,13 @@ def _provider_metric_calls() -> list[tuple[str, str]]:
     """(statsd type, name) of every etl.* metric the provider emits, read from its source."""
     calls = []
     pattern = re.compile(r"\.(incr|decr|gauge|timing|timer)\(\s*(f?)\"(etl\.[^\"]+)\"")
+    # A counter named once in a constant (lineage.py's ERROR_METRIC = "etl.lineage.errors").
+    constant = re.compile(r"^[A-Z_]*METRIC[A-Z_]* = \"(etl\.[^\"]+)\"", re.M)
     for path in (REPO_ROOT / "provider" / "etl_platform").rglob("*.py"):
-        for method, _, name in pattern.findall(path.read_text()):
+        text = path.read_text()
+        for method, _, name in pattern.findall(text):
             calls.append(({"incr": "c", "decr": "c", "gauge": "g"}.get(method, "ms"), name))
+        calls += [("c", name) for name in constant.findall(text)]
     return calls
 
 
