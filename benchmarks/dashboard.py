@@ -239,7 +239,7 @@ def bench_http(ledger_url: str, redis_url: str, token: str, rounds: int) -> dict
 
 def bench_queries(ledger_url: str, rounds: int) -> dict[str, Any]:
     """Query-function level: keyset page 1 vs keyset page 1,000 vs the same page by LIMIT/OFFSET."""
-    from etl_platform.dashboard import queries
+    from etl_platform.dashboard import aggregates, queries
 
     key = secrets.token_bytes(32)
     out: dict[str, Any] = {}
@@ -267,7 +267,7 @@ def bench_queries(ledger_url: str, rounds: int) -> dict[str, Any]:
                 "keyset_ratio": round(statistics.median(far) / statistics.median(first), 3),
                 "offset_ratio": round(statistics.median(offset) / statistics.median(first), 3),
             }
-        stats = [_ms(lambda: queries.fetch_stats(conn, None, None)) for _ in range(rounds)]
+        stats = [_ms(lambda: aggregates.fetch_stats(conn, None, None)) for _ in range(rounds)]
         out["fetch_stats_all_time"] = _summary(stats)
     return out
 

@@ -491,7 +491,7 @@ def test_openapi_schema_documents_every_constraint(tokens: Tokens, ledger: str, 
             "ParameterErrorBody"
         )
     from etl_platform.dashboard.params import RunStatus
-    from etl_platform.dashboard.queries import STATUSES
+    from etl_platform.dashboard.query_common import STATUSES
 
     assert typing.get_args(RunStatus) == STATUSES
 
@@ -581,7 +581,7 @@ def test_memory_cache_is_bounded(redis_db: RedisDb) -> None:
 
 
 def test_hour_ranges_align_without_emptying_short_ranges() -> None:
-    from etl_platform.dashboard.queries import align_range
+    from etl_platform.dashboard.aggregates import align_range
 
     t = datetime(2026, 5, 1, 10, 30, tzinfo=UTC)
     assert align_range(t, t + timedelta(minutes=15), "hour") == (

@@ -37,7 +37,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from etl_platform.dashboard.queries import MAX_HOUR_SERIES, MAX_PAGE_SIZE
+from etl_platform.dashboard.aggregates import MAX_HOUR_SERIES
+from etl_platform.dashboard.queries import MAX_PAGE_SIZE
 
 ID_MAX_LENGTH = 250  # Airflow's ID_LEN: dag ids (the ledger's pipelines)
 TIME_MAX_LENGTH = 64

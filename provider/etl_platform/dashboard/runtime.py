@@ -144,22 +144,22 @@ class DashboardRuntime:
 
     @staticmethod
     def stats_entry(since: datetime | None, until: datetime | None) -> tuple[str, LedgerQuery]:
-        from etl_platform.dashboard import queries
+        from etl_platform.dashboard import aggregates
 
-        since, until = queries.align_range(since, until, "day")  # the rollup is per day
-        return f"stats:{_iso(since)}:{_iso(until)}", lambda c: queries.fetch_stats(c, since, until)
+        since, until = aggregates.align_range(since, until, "day")  # the rollup is per day
+        return f"stats:{_iso(since)}:{_iso(until)}", lambda c: aggregates.fetch_stats(c, since, until)
 
     @staticmethod
     def series_entry(
         pipeline: str | None, since: datetime, until: datetime, bucket: str
     ) -> tuple[str, LedgerQuery]:
-        from etl_platform.dashboard import queries
+        from etl_platform.dashboard import aggregates
 
-        aligned = queries.align_range(since, until, bucket)
+        aligned = aggregates.align_range(since, until, bucket)
         start, end = aligned[0] or since, aligned[1] or until
         return (
             f"series:{bucket}:{_iso(start)}:{_iso(end)}:{pipeline or ''}",
-            lambda c: queries.fetch_series(c, pipeline, start, end, bucket),
+            lambda c: aggregates.fetch_series(c, pipeline, start, end, bucket),
         )
 
     def _scrape_stats(self) -> dict[str, Any] | None:
