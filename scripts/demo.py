@@ -18,27 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from benchmarks.datagen import create_orders
+from etl_devstack.datagen import create_orders
 from etl_devstack.postgres import PgServer, probe_postgres, start_embedded_postgres
+from etl_devstack.provisioning import create_databases, table_exists
+from etl_devstack.urls import redact_url
 from etl_devstack.warehouse import create_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO / ".run" / "demo"
 SOURCE_DB, WAREHOUSE_DB = "etl_demo_source", "etl_demo_warehouse"
 DAG_ID, TASK_ID = "demo_orders_transfer", "load_orders"
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password: it goes to the terminal."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def main() -> int:
@@ -48,7 +38,7 @@ def main() -> int:
         found = probe_postgres(url)
         if found is None:
             print(
-                f"[demo] ETL_DEMO_POSTGRES_URL={_redacted(url)} does not answer; unset it for an embedded server"
+                f"[demo] ETL_DEMO_POSTGRES_URL={redact_url(url)} does not answer; unset it for an embedded server"
             )
             return 2
         server = found
@@ -72,13 +62,10 @@ def main() -> int:
 
 def _prepare_databases(server: PgServer, rows: int) -> None:
     with server.connect() as admin:
-        existing = {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
-        for name in (SOURCE_DB, WAREHOUSE_DB):
-            if name not in existing:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        create_databases(admin, (SOURCE_DB, WAREHOUSE_DB))
     with server.connect(SOURCE_DB) as src:
-        have = src.execute("SELECT to_regclass('public.orders') IS NOT NULL").fetchone()
-        count = src.execute("SELECT count(*) FROM public.orders").fetchone()[0] if have and have[0] else -1  # type: ignore[index]
+        have = table_exists(src, "public.orders")
+        count = src.execute("SELECT count(*) FROM public.orders").fetchone()[0] if have else -1  # type: ignore[index]
         if count != rows:
             print(f"[demo] generating {rows:,} orders over six months ...", flush=True)
             started = time.perf_counter()

@@ -25,15 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from etl_devstack.platform import (
-    DEFAULT_RUN_DIR,
-    REPO_ROOT,
-    Platform,
-    PlatformError,
-    PlatformSettings,
-    airflow_bin,
-    redact_url,
-)
+from etl_devstack.airflow_env import airflow_bin
+from etl_devstack.platform import Platform
+from etl_devstack.settings import DEFAULT_RUN_DIR, REPO_ROOT, PlatformError, PlatformSettings
+from etl_devstack.urls import redact_url
 
 
 def _relative(path: Path) -> str:

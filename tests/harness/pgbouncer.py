@@ -17,7 +17,10 @@ from typing import Any
 
 import psycopg
 
+from etl_devstack.pgbouncer import pgbouncer_binary, pgbouncer_ini
 from etl_devstack.postgres import PgServer
+
+__all__ = ["PgBouncer", "pgbouncer_binary", "running_pgbouncer"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,6 @@ class PgBouncer:
 
     def conninfo(self, dbname: str = "postgres", user: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} connect_timeout=5"
-
-
-def pgbouncer_binary() -> str | None:
-    return shutil.which("pgbouncer") or (
-        "/usr/sbin/pgbouncer" if os.access("/usr/sbin/pgbouncer", os.X_OK) else None
-    )
 
 
 @contextmanager
@@ -47,16 +44,16 @@ def running_pgbouncer(pg: PgServer, pool_size: int = 1) -> Iterator[PgBouncer]:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     (workdir / "userlist.txt").write_text(f'"{pg.user}" ""\n')
-    (workdir / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"postgres = host={pg.host} port={pg.port} dbname=postgres user={pg.user}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {workdir / 'userlist.txt'}\n"
-        f"admin_users = {pg.user}\nstats_users = {pg.user}\n"
-        f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 100\n"
-        + (f"user = {_unprivileged_user(pg)}\n" if os.geteuid() == 0 else "")
+    ini = pgbouncer_ini(
+        {"postgres": f"host={pg.host} port={pg.port} dbname=postgres user={pg.user}"},
+        port=port,
+        auth_file=workdir / "userlist.txt",
+        admin_user=pg.user,
+        pool_size=pool_size,
+        max_client_conn=100,
+        run_as=_unprivileged_user(pg) if os.geteuid() == 0 else None,
     )
+    (workdir / "pgbouncer.ini").write_text(ini)
     for path in workdir.iterdir():
         path.chmod(0o644)
     process = subprocess.Popen([binary, str(workdir / "pgbouncer.ini")], stderr=subprocess.PIPE)
