@@ -282,3 +282,77 @@ def test_bad_settings_are_refused_at_parse_time(kwargs: dict[str, Any], message:
             "destination_table": "warehouse.orders", **kwargs}  # fmt: skip
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         StreamingTransferOperator(task_id="t", **args)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("write_mode", "truncate"),
+        ("conflict_columns", ["id"]),
+        ("incremental_column", "updated_at"),
+        ("transform", lambda df: df),
+        ("transform_format", "arrow"),
+        ("parallelism", 4),
+        ("key_min", "100"),
+        ("key_max", "200"),
+        ("checkpoint_schema", "elsewhere"),
+        ("strategy", "staged"),
+        ("lock_timeout", "1s"),
+        ("reset_checkpoint", True),
+        ("csv_options", {"delimiter": ";"}),
+        ("reject_path", "/tmp/rejects.csv"),
+        ("max_rejects", 10),
+        ("allow_empty", False),
+        ("zero_dates", "null"),
+    ],
+)
+def test_an_export_refuses_table_only_settings_at_parse_time_naming_them(setting: str, value: Any) -> None:
+    """An export reads none of these: a non-default value would be ignored in silence, so it is refused."""
+    from etl_platform.operators.transfer import StreamingTransferOperator
+
+    args = {"source_conn_id": "src", "source_table": "shop.orders", "destination_path": "/tmp/out/"}
+    StreamingTransferOperator(task_id="t", **args)  # the defaults are accepted
+    with pytest.raises(
+        ValueError, match=rf"t: {setting}=.* does not apply to an export \(destination_path\)"
+    ):
+        StreamingTransferOperator(task_id="t", **args, **{setting: value})
+
+
+def test_an_export_checks_a_templated_table_only_setting_once_rendered() -> None:
+    from etl_platform.operators.transfer import StreamingTransferOperator
+    from etl_platform.operators.transfer_settings import check_export_settings
+    from etl_platform.transfer import TransferConfigError
+
+    op = StreamingTransferOperator(
+        task_id="t",
+        source_conn_id="src",
+        source_table="shop.orders",
+        destination_path="/tmp/out/",
+        key_min="{{ params.key_min }}",
+    )
+    op.key_min = ""  # rendered to nothing: the default, accepted
+    check_export_settings(op, rendered=True)
+    op.key_min = "None"
+    check_export_settings(op, rendered=True)
+    op.key_min = "42"
+    with pytest.raises(TransferConfigError, match=r"key_min='42' does not apply to an export"):
+        check_export_settings(op, rendered=True)
+
+
+def test_an_export_refuses_a_rendered_window_in_execute_once_before_writing(
+    src_db: Any, tmp_path: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with src_db.connect() as conn:
+        create_orders(conn, schema=src_db.schema, rows=100, days=2)
+    out = tmp_path / "export"
+    conf = {
+        "source_table": src_db.table("orders"),
+        "destination_path": str(out),
+        "incremental_column": "order_ts",
+    }
+    capfd.readouterr()
+    run = run_dag("postgres_export_templated_window", conf=conf, conn_env={"etl_test_src": src_db.uri()})
+    outcome = task_outcomes(run)["export"]
+    assert (outcome.state, outcome.try_number) == ("failed", 1)  # terminal: the DAG's retries unused
+    assert "incremental_column='order_ts' does not apply to an export" in "".join(capfd.readouterr())
+    assert not out.exists() or not any(out.iterdir())  # nothing written

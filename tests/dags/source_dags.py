@@ -76,3 +76,22 @@ with _dag("postgres_to_s3_parquet"):
         rows_per_file=1_500,
         chunk_rows=1_000,
     )
+
+# An export given a templated table-only setting: refused in execute, once it renders to something an
+# export would ignore (retries=2 shows the refusal is not retried).
+with DAG(
+    dag_id="postgres_export_templated_window",
+    start_date=datetime(2026, 1, 1),
+    schedule=None,
+    catchup=False,
+    params={**PARAMS, "incremental_column": ""},
+):
+    StreamingTransferOperator(
+        task_id="export",
+        retries=2,
+        retry_delay=timedelta(seconds=0),
+        source_conn_id="etl_test_src",
+        source_table="{{ params.source_table }}",
+        destination_path="{{ params.destination_path }}",
+        incremental_column="{{ params.incremental_column }}",
+    )
