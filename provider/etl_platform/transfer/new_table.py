@@ -17,6 +17,13 @@ import psycopg
 from psycopg import sql
 
 from etl_platform.transfer import swap_catalog
+from etl_platform.transfer.carry_over import (
+    SequenceMoves,
+    carry_over,
+    continue_sequence,
+    identity_sequences,
+    options,
+)
 from etl_platform.transfer.swap_catalog import IndexCopy
 
 _INDEX_BUILD_MEMORY = "256MB"  # maintenance_work_mem for the index builds: sorts in memory, not on disk
@@ -64,7 +71,7 @@ class NewTable:
         create_like(conn, self.original, self.original_ident, self.ident)
         oid = self.oid(conn)
         assert oid is not None
-        for _, new_sequence, old_sequence in _identity_sequences(conn, self.original, oid):
+        for _, new_sequence, old_sequence in identity_sequences(conn, self.original, oid):
             # rows the load numbers continue the original's sequence, as the staged INSERT's would
             continue_sequence(conn, new_sequence, old_sequence)
         copies = swap_catalog.index_copies(conn, self.original, oid)
@@ -148,7 +155,14 @@ class NewTable:
         index_comments, constraint_comments = _comments(conn, self.original)
         statistics = _statistics_pairs(conn, self.original, oid)
         remove_original()
-        schema, target = self.original_schema, self.original_ident
+        self._move_in(conn)
+        self._restore_indexes(conn, copies, index_comments, constraint_comments)
+        _restore_statistics(conn, statistics)
+        self._attach_sequences(conn, sequences)
+
+    def _move_in(self, conn: psycopg.Connection[Any]) -> None:
+        """Into the original's schema, under its name (the original is gone)."""
+        schema = self.original_schema
         if self.schema != schema:
             conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(self.ident, sql.Identifier(schema)))
         conn.execute(
@@ -156,6 +170,16 @@ class NewTable:
                 sql.Identifier(schema, self.name), sql.Identifier(self.original_name)
             )
         )
+
+    def _restore_indexes(
+        self,
+        conn: psycopg.Connection[Any],
+        copies: list[IndexCopy],
+        index_comments: list[tuple[str, str]],
+        constraint_comments: list[tuple[str, str]],
+    ) -> None:
+        """The indexes under their final names, the replica identity index, the comments rebuilds lost."""
+        schema, target = self.original_schema, self.original_ident
         for copy in copies:
             if copy.name != copy.final_name:
                 conn.execute(
@@ -181,27 +205,10 @@ class NewTable:
                     sql.Identifier(constraint), target, sql.Literal(comment)
                 )
             )
-        for (new_schema, new_name), (stat_schema, name, stat_target, stat_comment) in statistics:
-            if new_schema != stat_schema:
-                conn.execute(
-                    sql.SQL("ALTER STATISTICS {} SET SCHEMA {}").format(
-                        sql.Identifier(new_schema, new_name), sql.Identifier(stat_schema)
-                    )
-                )
-            conn.execute(
-                sql.SQL("ALTER STATISTICS {} RENAME TO {}").format(
-                    sql.Identifier(stat_schema, new_name), sql.Identifier(name)
-                )
-            )
-            final = sql.Identifier(stat_schema, name)
-            if stat_target >= 0:
-                conn.execute(
-                    sql.SQL("ALTER STATISTICS {} SET STATISTICS {}").format(final, sql.Literal(stat_target))
-                )
-            if stat_comment is not None:
-                conn.execute(
-                    sql.SQL("COMMENT ON STATISTICS {} IS {}").format(final, sql.Literal(stat_comment))
-                )
+
+    def _attach_sequences(self, conn: psycopg.Connection[Any], sequences: SequenceMoves) -> None:
+        """Identity sequences take the original's names; serial sequences belong to the new table."""
+        schema, target = self.original_schema, self.original_ident
         for new_seq, old_name in sequences.identity_renames:
             conn.execute(
                 sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
@@ -223,13 +230,39 @@ class NewTable:
         return [IndexCopy(**item) for item in json.loads(text)]
 
 
+StatisticsPairs = list[tuple[tuple[str, str], tuple[str, str, int, str | None]]]
+
+
+def _restore_statistics(conn: psycopg.Connection[Any], statistics: StatisticsPairs) -> None:
+    """The new table's extended statistics under the originals' schemas, names, targets and comments."""
+    for (new_schema, new_name), (stat_schema, name, stat_target, stat_comment) in statistics:
+        if new_schema != stat_schema:
+            conn.execute(
+                sql.SQL("ALTER STATISTICS {} SET SCHEMA {}").format(
+                    sql.Identifier(new_schema, new_name), sql.Identifier(stat_schema)
+                )
+            )
+        conn.execute(
+            sql.SQL("ALTER STATISTICS {} RENAME TO {}").format(
+                sql.Identifier(stat_schema, new_name), sql.Identifier(name)
+            )
+        )
+        final = sql.Identifier(stat_schema, name)
+        if stat_target >= 0:
+            conn.execute(
+                sql.SQL("ALTER STATISTICS {} SET STATISTICS {}").format(final, sql.Literal(stat_target))
+            )
+        if stat_comment is not None:
+            conn.execute(sql.SQL("COMMENT ON STATISTICS {} IS {}").format(final, sql.Literal(stat_comment)))
+
+
 def create_like(
     conn: psycopg.Connection[Any], original: int, original_ident: sql.Identifier, table: sql.Identifier
 ) -> None:
     """A table built like `original`: columns, defaults, CHECK and NOT NULL constraints, identity,
     generated columns, storage, compression, comments, extended statistics, storage parameters and
     persistence. Indexes come with it; the caller decides when they are built."""
-    persistence, options = conn.execute(
+    persistence, reloptions = conn.execute(
         "SELECT relpersistence, coalesce(reloptions, '{}') FROM pg_class WHERE oid = %s", (original,)
     ).fetchone() or ("p", [])
     conn.execute(
@@ -237,136 +270,14 @@ def create_like(
             sql.SQL("UNLOGGED " if persistence == "u" else ""), table, original_ident
         )
     )
-    if options:
-        conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(table, _options(options)))
-
-
-def carry_over(conn: psycopg.Connection[Any], dest_oid: int, new: sql.Identifier) -> SequenceMoves:
-    """Owner, grants, comments, row security, column settings and sequences, from the destination
-    onto the new table; returns what the sequences need once the old table is gone."""
-    owner, comment, rls, force_rls, replident, _ = conn.execute(
-        swap_catalog.TABLE_META, {"oid": dest_oid}
-    ).fetchone() or ("", None, False, False, "d", [])
-    conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(new, sql.Identifier(owner)))
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(comment)))
-    for column, grantee, privilege, grantable in conn.execute(
-        swap_catalog.GRANTS, {"oid": dest_oid}
-    ).fetchall():
-        conn.execute(
-            sql.SQL("GRANT {}{} ON {} TO {}{}").format(
-                sql.SQL(privilege),  # type: ignore[arg-type]  # one of PostgreSQL's privilege keywords
-                sql.SQL(" ({})").format(sql.Identifier(column)) if column else sql.SQL(""),
-                new,
-                sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
-            )
-        )
-    if rls:
-        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new))
-    if force_rls:
-        conn.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new))
-    for name, permissive, cmd, roles, qual, check in conn.execute(
-        swap_catalog.POLICIES, {"oid": dest_oid}
-    ).fetchall():
-        conn.execute(
-            sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}{}{}").format(
-                sql.Identifier(name),
-                new,
-                sql.SQL("PERMISSIVE" if permissive else "RESTRICTIVE"),
-                sql.SQL(_POLICY_COMMANDS[cmd]),
-                sql.SQL(", ").join(sql.Identifier(r) if r else sql.SQL("PUBLIC") for r in roles),
-                sql.SQL(" USING ({})").format(sql.SQL(qual)) if qual else sql.SQL(""),
-                sql.SQL(" WITH CHECK ({})").format(sql.SQL(check)) if check else sql.SQL(""),
-            )
-        )
-    moves = SequenceMoves([], [])
-    new_columns = {
-        r[0]: r for r in conn.execute(swap_catalog.COLUMN_META, {"oid": _oid(conn, new)}).fetchall()
-    }
-    for name, col_comment, stattarget, attoptions, sequence, identity, sequence_name in conn.execute(
-        swap_catalog.COLUMN_META, {"oid": dest_oid}
-    ).fetchall():
-        column = sql.Identifier(name)
-        conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(new, column, sql.Literal(col_comment)))
-        if stattarget >= 0:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
-                    new, column, sql.Literal(stattarget)
-                )
-            )
-        attoptions = [o for o in attoptions if o.split("=", 1)[0] in _COLUMN_OPTIONS]
-        if attoptions:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(new, column, _options(attoptions))
-            )
-        if sequence and not identity:
-            # serial: the sequence (its value, grants, name) stays; loose while the old table is
-            # dropped, owned by the new one once it stands in the same schema
-            conn.execute(sql.SQL("ALTER SEQUENCE {} OWNED BY NONE").format(sql.SQL(sequence)))
-            moves.serial_owners.append((sequence, name))
-        elif sequence:  # identity: the new table's own sequence, already past every loaded row
-            new_sequence = new_columns[name][4]
-            continue_sequence(conn, new_sequence, sequence)
-            moves.identity_renames.append((new_columns[name][6], sequence_name))
-    if replident in ("f", "n"):
-        conn.execute(
-            sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(
-                new, sql.SQL("FULL" if replident == "f" else "NOTHING")
-            )
-        )
-    return moves
-
-
-@dataclass
-class SequenceMoves:
-    """What happens to sequences once the old table is gone."""
-
-    identity_renames: list[tuple[str, str]]  # (the new table's identity sequence, the old one's name)
-    serial_owners: list[tuple[str, str]]  # (serial sequence, column) to attach to the new table
-
-
-def continue_sequence(conn: psycopg.Connection[Any], sequence: str, after: str) -> None:
-    """Moves `sequence` forward to where `after` stands, never back (both as regclass text)."""
-    conn.execute(
-        sql.SQL(
-            "SELECT setval({new}, greatest(n.last_value, o.last_value), "
-            "CASE WHEN o.last_value > n.last_value THEN o.is_called ELSE n.is_called END) "
-            "FROM {new_seq} n, {old_seq} o"
-        ).format(new=sql.Literal(sequence), new_seq=sql.SQL(sequence), old_seq=sql.SQL(after))  # type: ignore[arg-type]
-    )
-
-
-def _identity_sequences(
-    conn: psycopg.Connection[Any], dest_oid: int, new_oid: int
-) -> list[tuple[str, str, str]]:
-    old = {r[0]: r for r in conn.execute(swap_catalog.COLUMN_META, {"oid": dest_oid}).fetchall()}
-    return [
-        (name, r[4], old[name][4])
-        for name, r in (
-            (r[0], r) for r in conn.execute(swap_catalog.COLUMN_META, {"oid": new_oid}).fetchall()
-        )
-        if r[5] and r[4] and name in old and old[name][4]
-    ]
-
-
-# The per-column options ALTER TABLE ... ALTER COLUMN SET accepts (the server may keep others of its own).
-_COLUMN_OPTIONS = {"n_distinct", "n_distinct_inherited"}
-_POLICY_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
+    if reloptions:
+        conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(table, options(reloptions)))
 
 
 def _deferral(copy: IndexCopy) -> str:
     if not copy.deferrable:
         return ""
     return " DEFERRABLE INITIALLY DEFERRED" if copy.deferred else " DEFERRABLE"
-
-
-def _options(options: list[str]) -> sql.Composable:
-    """Storage parameters as PostgreSQL lists them (`fillfactor=70`), back into `fillfactor = '70'`."""
-    pairs = [o.split("=", 1) for o in options]
-    return sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(sql.SQL(key), sql.Literal(value))  # type: ignore[arg-type]
-        for key, value in pairs
-    )
 
 
 def _acl(conn: psycopg.Connection[Any], oid: int) -> list[str]:
@@ -422,9 +333,3 @@ def _index_names(conn: psycopg.Connection[Any], oid: int) -> set[str]:
         (oid,),
     ).fetchall()
     return {r[0] for r in rows}
-
-
-def _oid(conn: psycopg.Connection[Any], table: sql.Identifier) -> int:
-    row = conn.execute("SELECT %s::regclass::oid", (table.as_string(conn),)).fetchone()
-    assert row is not None
-    return int(row[0])
