@@ -7,20 +7,18 @@ chunks are forwarded as they come, never decoded here.
 from __future__ import annotations
 
 import logging
-import resource
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
 
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
-from etl_platform.transfer.errors import ChunkLoadError, StagingLostError, TransferError
+from etl_platform.transfer.errors import StagingLostError, TransferError, chunk_rejected
 from etl_platform.transfer.plan import TransferPlan, check_output_columns
 from etl_platform.transfer.prefetch import prefetch
 from etl_platform.transfer.progress import LoggerLike, MetricsSink, Progress
@@ -29,6 +27,7 @@ from etl_platform.transfer.sources.base import BLOCK_SIZE, ChunkEnd, ChunkReader
 from etl_platform.transfer.sources.postgres import PostgresSource
 from etl_platform.transfer.spec import TransferSpec
 from etl_platform.transfer.strategies import writer_for
+from etl_platform.transfer.summary import ChunkResult, TransferSummary, peak_rss_mb, resume_point
 from etl_platform.transfer.writers import ChunkWriter
 
 T = TypeVar("T")
@@ -37,46 +36,8 @@ CHECKPOINT_RETENTION_DAYS = 30
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TransferSummary:
-    rows: int
-    rows_read: int
-    rows_before_resume: int
-    bytes: int
-    chunks: int
-    seconds: float
-    rows_per_second: float
-    peak_rss_mb: float
-    resumed_from: Any
-    copy_format: str
-    write_mode: str
-    strategy: str  # how the rows reached the destination: append, upsert, swap, staged
-    strategy_note: str | None  # why (a fallback names what forced it)
-    parallelism: int
-    source: str
-    destination: str
-    consistency: str  # what the source's readers guaranteed (one snapshot, per-stream snapshots, ...)
-    files: list[str]  # the files a file source read (empty for databases)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _ChunkResult:
-    rows_read: int
-    rows_written: int
-    bytes: int
-    last_key: str | None
-    exhausted: bool
-
-
 class _Stop(Exception):
     """Another stream failed; this one stops after its current chunk."""
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class TransferEngine:
@@ -111,28 +72,11 @@ class TransferEngine:
         with self.source as source, self._connect(self.destination) as dst:
             plan = source.plan(self.spec, dst)
             dst.commit()
-            store = CheckpointStore(self.spec.checkpoint_schema, self.transfer_id)
-            store.ensure(dst)
-            store.purge_finished(dst, CHECKPOINT_RETENTION_DAYS)
-            if self.reset_checkpoint:
-                store.delete(dst)
-                dst.commit()
+            store = self._checkpoints(dst)
             writer = writer_for(plan, self.spec.checkpoint_schema, self.transfer_id, dst, self.log)
-            fingerprint = plan.fingerprint()
             if writer.note:
                 self.log.info("%s: %s", self._label(plan), writer.note)
-            parts = store.load(dst, fingerprint)
-            resumed_from = None
-            if parts is None:
-                parts = source.parts(plan, self.spec.parallelism)
-                # A fresh checkpoint starts from the first key: rows an earlier attempt staged under
-                # this transfer id would be published twice. Dropped in the checkpoint's transaction.
-                writer.discard(dst)
-                store.create(dst, fingerprint, parts)
-            else:
-                resumed_from = _resume_point(parts)
-                if resumed_from is not None:
-                    self.log.info("%s: resuming after %s", self._label(plan), resumed_from)
+            parts, resumed_from = self._parts(plan, store, writer, dst)
             if self.spec.transform is None:
                 self._out_columns = tuple(c.name for c in plan.dest_columns)
                 writer.prepare(dst, self._out_columns)
@@ -151,27 +95,76 @@ class TransferEngine:
                     part.done = False
             pending = [p for p in parts if not p.done]
             self._run_parts(plan, writer, store, progress, pending, len(parts), dst)
+            self._finalize(writer, store, parts, dst)
+        return self._summary(
+            plan, writer, progress, time.perf_counter() - started, resumed_from, bool(pending)
+        )
 
-            writer.before_finalize(dst, sum(p.written for p in parts))
-            try:
-                with dst.transaction():
-                    dst.execute("SET LOCAL synchronous_commit = on")
-                    writer.finalize(dst, sum(p.written for p in parts))
-                    if not writer.keeps_checkpoint or self.spec.checkpoint_id is None:
-                        store.delete(dst)
-                    else:
-                        store.mark_finished(dst)
-            except StagingLostError:
-                # Nothing was published (the swap rolled back); start the next attempt from scratch.
-                writer.discard(dst)
-                store.delete(dst)
-                dst.commit()
-                raise
-        seconds = time.perf_counter() - started
+    def _checkpoints(self, dst: psycopg.Connection[Any]) -> CheckpointStore:
+        """This transfer's checkpoint store, old finished checkpoints purged (forgotten on reset)."""
+        store = CheckpointStore(self.spec.checkpoint_schema, self.transfer_id)
+        store.ensure(dst)
+        store.purge_finished(dst, CHECKPOINT_RETENTION_DAYS)
+        if self.reset_checkpoint:
+            store.delete(dst)
+            dst.commit()
+        return store
+
+    def _parts(
+        self, plan: TransferPlan, store: CheckpointStore, writer: ChunkWriter, dst: psycopg.Connection[Any]
+    ) -> tuple[list[PartState], Any]:
+        """The checkpoint's parts and where they resume, or new parts from the first key."""
+        fingerprint = plan.fingerprint()
+        parts = store.load(dst, fingerprint)
+        if parts is None:
+            parts = self.source.parts(plan, self.spec.parallelism)
+            # A fresh checkpoint starts from the first key: rows an earlier attempt staged under
+            # this transfer id would be published twice. Dropped in the checkpoint's transaction.
+            writer.discard(dst)
+            store.create(dst, fingerprint, parts)
+            return parts, None
+        resumed_from = resume_point(parts)
+        if resumed_from is not None:
+            self.log.info("%s: resuming after %s", self._label(plan), resumed_from)
+        return parts, resumed_from
+
+    def _finalize(
+        self,
+        writer: ChunkWriter,
+        store: CheckpointStore,
+        parts: list[PartState],
+        dst: psycopg.Connection[Any],
+    ) -> None:
+        """Publish (swap, merge, ...) with the checkpoint's end in one synchronous commit."""
+        writer.before_finalize(dst, sum(p.written for p in parts))
+        try:
+            with dst.transaction():
+                dst.execute("SET LOCAL synchronous_commit = on")
+                writer.finalize(dst, sum(p.written for p in parts))
+                if not writer.keeps_checkpoint or self.spec.checkpoint_id is None:
+                    store.delete(dst)
+                else:
+                    store.mark_finished(dst)
+        except StagingLostError:
+            # Nothing was published (the swap rolled back); start the next attempt from scratch.
+            writer.discard(dst)
+            store.delete(dst)
+            dst.commit()
+            raise
+
+    def _summary(
+        self,
+        plan: TransferPlan,
+        writer: ChunkWriter,
+        progress: Progress,
+        seconds: float,
+        resumed_from: Any,
+        read_any: bool,
+    ) -> TransferSummary:
         return TransferSummary(
             rows=progress.rows_written,
             rows_read=progress.rows,
-            rows_before_resume=rows_before,
+            rows_before_resume=progress.rows_before,
             bytes=progress.bytes,
             chunks=progress.chunks,
             seconds=round(seconds, 3),
@@ -183,10 +176,10 @@ class TransferEngine:
             strategy=writer.strategy,
             strategy_note=writer.note,
             parallelism=self.spec.parallelism,
-            source=source.label,
+            source=self.source.label,
             destination=plan.destination.label,
-            consistency=source.consistency if pending else "nothing left to read",
-            files=list(getattr(source, "files", ())),
+            consistency=self.source.consistency if read_any else "nothing left to read",
+            files=list(getattr(self.source, "files", ())),
         )
 
     def _run_parts(
@@ -240,7 +233,7 @@ class TransferEngine:
     ) -> None:
         """Moves one part chunk by chunk; each chunk commits with its checkpoint."""
         if self.spec.transform is None:
-            chunks: Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]] = self._piped_chunks(
+            chunks: Iterator[Callable[[psycopg.Cursor[Any]], ChunkResult]] = self._piped_chunks(
                 plan, writer, reader, state
             )
         else:
@@ -279,7 +272,7 @@ class TransferEngine:
 
     def _piped_chunks(
         self, plan: TransferPlan, writer: ChunkWriter, reader: ChunkReader, state: PartState
-    ) -> Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]]:
+    ) -> Iterator[Callable[[psycopg.Cursor[Any]], ChunkResult]]:
         """One loader per chunk; each reads the source while it writes the destination."""
         while True:
             lo = state.resume_key
@@ -293,7 +286,7 @@ class TransferEngine:
         reader: ChunkReader,
         dst: psycopg.Connection[Any],
         state: PartState,
-    ) -> Iterator[Callable[[psycopg.Cursor[Any]], _ChunkResult]]:
+    ) -> Iterator[Callable[[psycopg.Cursor[Any]], ChunkResult]]:
         """Reads chunks ahead (keyset: the next range starts after this chunk's last key)."""
         lo = state.resume_key
         while True:
@@ -317,7 +310,7 @@ class TransferEngine:
         *,
         chunk: SourceChunk,
         lo: str | None,
-    ) -> _ChunkResult:
+    ) -> ChunkResult:
         """Forwards raw COPY blocks from source to destination: no decoding, bounded memory."""
         columns = self._out_columns or ()
         nbytes = 0
@@ -329,9 +322,11 @@ class TransferEngine:
                     nbytes += len(block)
             writer.after_copy(dcur, columns)
         except psycopg.Error as exc:
-            raise self._chunk_error(plan, exc, chunk.where(lo)) from None
+            raise chunk_rejected(
+                plan.destination.label, plan.spec.source_label, exc, chunk.where(lo)
+            ) from None
         end = chunk.end()
-        return _ChunkResult(end.rows, end.rows, nbytes, end.last_key, end.exhausted)
+        return ChunkResult(end.rows, end.rows, nbytes, end.last_key, end.exhausted)
 
     def _transform_chunk(
         self,
@@ -344,23 +339,12 @@ class TransferEngine:
         chunk: SourceChunk,
         end: ChunkEnd,
         lo: str | None,
-    ) -> _ChunkResult:
-        assert self.spec.transform is not None
+    ) -> ChunkResult:
         from etl_platform.transfer import transform_io  # pyarrow/pandas: only transforms pay for them
 
         if not end.rows:
-            return _ChunkResult(0, 0, 0, None, end.exhausted)
-        table = transform_io.csv_to_arrow(raw, plan.source_columns)
-        try:
-            result = transform_io.apply_transform(table, self.spec.transform, plan.spec.transform_format)  # type: ignore[arg-type]
-        except TransferError:
-            raise
-        except Exception as exc:
-            raise TransferError(
-                f"transform failed on the chunk of {plan.spec.source_label} with "
-                f"{chunk.where(lo)}: {type(exc).__name__}: {exc}"
-            ) from exc
-        del table
+            return ChunkResult(0, 0, 0, None, end.exhausted)
+        result = transform_io.transform_chunk(raw, plan, chunk.where(lo))
         columns = self._output_columns(plan, writer, dst, result.column_names)
         payload = transform_io.arrow_to_csv(result)
         try:
@@ -371,8 +355,10 @@ class TransferEngine:
                     inp.write(view[start : start + BLOCK_SIZE])
             writer.after_copy(dcur, columns)
         except psycopg.Error as exc:
-            raise self._chunk_error(plan, exc, chunk.where(lo)) from None
-        return _ChunkResult(end.rows, result.num_rows, len(payload), end.last_key, end.exhausted)
+            raise chunk_rejected(
+                plan.destination.label, plan.spec.source_label, exc, chunk.where(lo)
+            ) from None
+        return ChunkResult(end.rows, result.num_rows, len(payload), end.last_key, end.exhausted)
 
     def _output_columns(
         self, plan: TransferPlan, writer: ChunkWriter, dst: psycopg.Connection[Any], names: list[str]
@@ -391,18 +377,6 @@ class TransferEngine:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _chunk_error(self, plan: TransferPlan, exc: psycopg.Error, where: str) -> TransferError:
-        diag = exc.diag
-        detail = "; ".join(
-            part for part in (diag.message_primary or str(exc), diag.message_detail, diag.context) if part
-        )
-        return ChunkLoadError(
-            f"{plan.destination.label} rejected the chunk from {plan.spec.source_label} with "
-            f"{where}: {detail}. Committed chunks are "
-            "kept and checkpointed; fix the data or the table and rerun to continue from this chunk.",
-            sqlstate=exc.sqlstate,
-        )
-
     def _connect(self, factory: ConnectionFactory) -> psycopg.Connection[Any]:
         """A destination connection, pinned like the source's."""
         # synchronous_commit off is safe: each chunk and its checkpoint commit together, and the
@@ -411,15 +385,6 @@ class TransferEngine:
 
     def _label(self, plan: TransferPlan) -> str:
         return f"transfer {self.spec.source_label} -> {plan.destination.label}"
-
-
-def _resume_point(parts: list[PartState]) -> Any:
-    started = [p for p in parts if p.last_key is not None or p.done]
-    if not started:
-        return None
-    if len(parts) == 1:
-        return parts[0].last_key
-    return [p.last_key for p in parts]
 
 
 def run_transfer(spec: TransferSpec, source_dsn: str, destination_dsn: str, **kwargs: Any) -> TransferSummary:

@@ -6,6 +6,8 @@ retry can help; `retryable` says it for the one instance where that depends on t
 
 from __future__ import annotations
 
+import psycopg
+
 from etl_platform.common.errors import (
     ConfigError,
     EtlError,
@@ -49,3 +51,16 @@ class SourceUnavailableError(TransferError, TransientError):
     def __init__(self, message: str, *, retryable: bool):
         super().__init__(message)
         self.retryable = retryable
+
+
+def chunk_rejected(destination: str, source: str, exc: psycopg.Error, where: str) -> ChunkLoadError:
+    """The destination's refusal of one chunk, with the server's detail and SQLSTATE."""
+    diag = exc.diag
+    detail = "; ".join(
+        part for part in (diag.message_primary or str(exc), diag.message_detail, diag.context) if part
+    )
+    return ChunkLoadError(
+        f"{destination} rejected the chunk from {source} with {where}: {detail}. Committed chunks are "
+        "kept and checkpointed; fix the data or the table and rerun to continue from this chunk.",
+        sqlstate=exc.sqlstate,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -17,6 +17,9 @@ import pyarrow.csv as pacsv
 from etl_platform.transfer.catalog import Column
 from etl_platform.transfer.errors import TransferError
 from etl_platform.transfer.spec import TransformFormat
+
+if TYPE_CHECKING:
+    from etl_platform.transfer.plan import TransferPlan
 
 # pg_type OIDs -> Arrow types that round-trip exactly through PostgreSQL's CSV text.
 _ARROW_TYPES: dict[int, pa.DataType] = {
@@ -60,6 +63,21 @@ def read_pg_csv(data: bytes | bytearray, types: dict[str, pa.DataType], *, block
             false_values=["f"],
         ),
     )
+
+
+def transform_chunk(raw: bytes | bytearray, plan: TransferPlan, where: str) -> pa.Table:
+    """One chunk's rows through the spec's transform; a failure of the callable names the chunk."""
+    assert plan.spec.transform is not None
+    table = csv_to_arrow(raw, plan.source_columns)
+    try:
+        return apply_transform(table, plan.spec.transform, plan.spec.transform_format)  # type: ignore[arg-type]
+    except TransferError:
+        raise
+    except Exception as exc:
+        raise TransferError(
+            f"transform failed on the chunk of {plan.spec.source_label} with "
+            f"{where}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def apply_transform(table: pa.Table, transform: Callable[[Any], Any], fmt: TransformFormat) -> pa.Table:
