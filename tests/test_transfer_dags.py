@@ -308,6 +308,28 @@ def test_nonsense_settings_are_refused_at_parse_time() -> None:
         )
 
 
+def test_the_error_branch_decides_retries_and_a_rejected_chunk_keeps_its_retries() -> None:
+    """Terminal errors fail the task at once; a rejected chunk is retried as before the branches, even
+    when its SQLSTATE is not a momentary one (the injected-fault retry above depends on it)."""
+    from etl_platform.operators.transfer import retry_cannot_help
+    from etl_platform.transfer.errors import (
+        ChunkLoadError,
+        SourceUnavailableError,
+        StagingLostError,
+        TransferConfigError,
+        TransferError,
+    )
+
+    assert retry_cannot_help(TransferConfigError("bad setting"))
+    assert retry_cannot_help(SourceUnavailableError("wrong password", retryable=False))
+    assert not retry_cannot_help(SourceUnavailableError("refused", retryable=True))
+    assert not retry_cannot_help(StagingLostError("staging emptied"))
+    assert not retry_cannot_help(TransferError("neither branch"))
+    assert not retry_cannot_help(RuntimeError("anything else"))
+    for sqlstate in ("P0001", "23505", "40P01", None):
+        assert not retry_cannot_help(ChunkLoadError("rejected", sqlstate=sqlstate))
+
+
 def test_a_run_without_a_data_interval_renders_when_no_window_is_asked_for() -> None:
     """Airflow 3's manual runs have no data interval: only an incremental transfer may need one."""
     from airflow.sdk import DAG
