@@ -115,31 +115,9 @@ def build_plan(
     dest = resolve_destination(spec, destination)
 
     if spec.source_table:
-        src_rel = catalog.resolve_table(source, spec.source_table, "source_table")
-        source_from: sql.Composable = src_rel.ident
-        source_relation: Relation | None = src_rel
-        src_cols = tuple(c for c in src_rel.columns)
-        key_name = spec.key_column or _default_key(src_rel)
-        key = src_rel.require_column(key_name, "key_column")
-        if src_rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(source, src_rel, key_name):
-            raise TransferConfigError(
-                f"key_column {key_name!r} of {src_rel.label} has no unique index: chunks need an ordered "
-                "unique key (give the primary key or a uniquely indexed column)."
-            )
+        source_from, source_relation, src_cols, key = _table_source(spec, source)
     else:
-        assert spec.source_sql is not None and spec.key_column
-        src_cols = catalog.describe_query(source, spec.source_sql)
-        source_relation = None
-        # Sent verbatim: every statement built around it (COPY, EXPLAIN, the split-point query) is
-        # executed without bind parameters, so a '%' (modulo, LIKE '50%') must reach the server as is.
-        source_from = sql.SQL("({}) AS src").format(sql.SQL(spec.source_sql))  # type: ignore[arg-type]
-        found = next((c for c in src_cols if c.name == spec.key_column), None)
-        if found is None:
-            raise TransferConfigError(
-                f"key_column {spec.key_column!r} is not an output column of source_sql "
-                f"(columns: {', '.join(c.name for c in src_cols)})."
-            )
-        key = found
+        source_from, source_relation, src_cols, key = _query_source(spec, source)
 
     if spec.incremental_column and all(c.name != spec.incremental_column for c in src_cols):
         raise TransferConfigError(
@@ -175,6 +153,39 @@ def build_plan(
         copy_format=copy_format,
         conflict_columns=conflict,
     )
+
+
+_Source = tuple[sql.Composable, Relation | None, tuple[Column, ...], Column]
+
+
+def _table_source(spec: TransferSpec, source: psycopg.Connection[Any]) -> _Source:
+    """source_table: the relation, its columns, and a key a unique index backs (tables only)."""
+    assert spec.source_table is not None
+    src_rel = catalog.resolve_table(source, spec.source_table, "source_table")
+    key_name = spec.key_column or _default_key(src_rel)
+    key = src_rel.require_column(key_name, "key_column")
+    if src_rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(source, src_rel, key_name):
+        raise TransferConfigError(
+            f"key_column {key_name!r} of {src_rel.label} has no unique index: chunks need an ordered "
+            "unique key (give the primary key or a uniquely indexed column)."
+        )
+    return src_rel.ident, src_rel, tuple(c for c in src_rel.columns), key
+
+
+def _query_source(spec: TransferSpec, source: psycopg.Connection[Any]) -> _Source:
+    """source_sql: its output columns and key_column among them (taken on trust as unique)."""
+    assert spec.source_sql is not None and spec.key_column
+    src_cols = catalog.describe_query(source, spec.source_sql)
+    # Sent verbatim: every statement built around it (COPY, EXPLAIN, the split-point query) is
+    # executed without bind parameters, so a '%' (modulo, LIKE '50%') must reach the server as is.
+    source_from = sql.SQL("({}) AS src").format(sql.SQL(spec.source_sql))  # type: ignore[arg-type]
+    found = next((c for c in src_cols if c.name == spec.key_column), None)
+    if found is None:
+        raise TransferConfigError(
+            f"key_column {spec.key_column!r} is not an output column of source_sql "
+            f"(columns: {', '.join(c.name for c in src_cols)})."
+        )
+    return source_from, None, src_cols, found
 
 
 def check_write_mode(

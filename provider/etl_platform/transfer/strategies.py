@@ -54,20 +54,7 @@ def writer_for(
         staged.note = "strategy='staged' was asked for"
         return staged
     lock_timeout = str(plan.spec.lock_timeout)
-    parts: list[partition_swap.Leaf] = []
-    # An earlier attempt's load continues the way it began (the swap re-checks at its last step).
-    resumed_swap = exists(conn, work_table(checkpoint_schema, transfer_id, "swap"))
-    if exists(conn, work_table(checkpoint_schema, transfer_id, "stage")):
-        reasons = ["an earlier attempt of this transfer staged its rows"]
-    elif mode is WriteMode.DELETE_INSERT:
-        parts, why = partition_swap.window_partitions(conn, plan)
-        reasons = [why] if why else []
-    elif partitioned:
-        parts, reasons = partition_swap.leaves(conn, plan.destination.oid)
-    else:
-        reasons = [] if resumed_swap else swap_catalog.blockers(conn, plan.destination.oid)
-    if partitioned and not reasons and not resumed_swap:
-        reasons = partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
+    parts, reasons = _swap_blockers(plan, checkpoint_schema, transfer_id, conn)
     conn.commit()
     if not reasons and partitioned:
         strategy = "partition_swap" if mode is WriteMode.TRUNCATE else "partition_exchange"
@@ -87,6 +74,29 @@ def writer_for(
     staged.note = f"staged instead of {what}, because of {plan.destination.label}: {'; '.join(reasons)}"
     logger.warning("%s", staged.note)
     return staged
+
+
+def _swap_blockers(
+    plan: TransferPlan, checkpoint_schema: str, transfer_id: str, conn: psycopg.Connection[Any]
+) -> tuple[list[partition_swap.Leaf], list[str]]:
+    """The partitions a swap would exchange, and what keeps it from swapping (empty: nothing)."""
+    mode = plan.spec.write_mode
+    partitioned = plan.destination.kind == "p"
+    parts: list[partition_swap.Leaf] = []
+    # An earlier attempt's load continues the way it began (the swap re-checks at its last step).
+    resumed_swap = exists(conn, work_table(checkpoint_schema, transfer_id, "swap"))
+    if exists(conn, work_table(checkpoint_schema, transfer_id, "stage")):
+        reasons = ["an earlier attempt of this transfer staged its rows"]
+    elif mode is WriteMode.DELETE_INSERT:
+        parts, why = partition_swap.window_partitions(conn, plan)
+        reasons = [why] if why else []
+    elif partitioned:
+        parts, reasons = partition_swap.leaves(conn, plan.destination.oid)
+    else:
+        reasons = [] if resumed_swap else swap_catalog.blockers(conn, plan.destination.oid)
+    if partitioned and not reasons and not resumed_swap:
+        reasons = partition_swap.exchange_blockers(conn, plan.destination.oid, parts)
+    return parts, reasons
 
 
 def _check_referencing_tables(plan: TransferPlan, conn: psycopg.Connection[Any]) -> None:

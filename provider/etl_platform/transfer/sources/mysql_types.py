@@ -209,27 +209,9 @@ def _value_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dat
         _check_decimal(col, dest, oid, is_string)
         return ident
     if base in ("float", "double", "real"):
-        single = base == "float" and not (col.args and col.args[0] > 24)
-        if oid == _PG["float4"] and not single:
-            raise NoMapping("a DOUBLE does not fit real without rounding; use double precision")
-        if oid == _PG["numeric"] and _numeric_typmod(dest.type_name) is not None:
-            raise NoMapping(
-                f"a floating-point value is rounded by {dest.type_name}; use unconstrained numeric"
-            )
-        if oid not in (_PG["float4"], _PG["float8"], _PG["numeric"]) and not is_string:
-            raise NoMapping(f"a floating-point value is not a {dest.type_name}")
-        return f"CAST({ident} AS DOUBLE)" if single else ident
+        return _float_sql(col, dest, ident, is_string)
     if base == "bit":
-        width = col.args[0] if col.args else 1
-        if oid in (_PG["bit"], _PG["varbit"]) or is_string:
-            if oid == _PG["bit"] and not dest.type_name.endswith(f"({width})"):
-                raise NoMapping(f"BIT({width}) needs bit({width}) or bit varying exactly")
-            return f"LPAD(BIN({ident}), {width}, '0')"
-        if (oid in _PG_INT_BITS and width < _PG_INT_BITS[oid]) or (
-            oid == _PG["numeric"] and _numeric_holds_integers(dest.type_name)
-        ):
-            return f"({ident} + 0)"
-        raise NoMapping(f"BIT({width}) is not a {dest.type_name}")
+        return _bit_sql(col, dest, ident, is_string)
     if base == "year":
         if (
             oid in _PG_INT_BITS
@@ -239,26 +221,57 @@ def _value_sql(col: MyColumn, dest: Column, dest_type: TypeInfo | None, zero_dat
             return f"({ident} + 0)"
         raise NoMapping(f"a YEAR is not a {dest.type_name}")
     if base in _DATES:
-        allowed = {"date": (_PG["date"], _PG["timestamp"], _PG["timestamptz"])}.get(
-            base, (_PG["timestamp"], _PG["timestamptz"])
-        )
-        if oid not in allowed and not is_string:
-            raise NoMapping(f"a {base.upper()} is not a {dest.type_name} without losing part of it")
-        _check_fraction(col, dest, is_string)
-        value = ident
-        if zero_dates is ZeroDates.NULL:
-            value = f"IF(YEAR({ident}) = 0 OR MONTH({ident}) = 0 OR DAYOFMONTH({ident}) = 0, NULL, {ident})"
-        if oid == _PG["timestamptz"]:
-            # The zone travels with the value: no session TimeZone can shift it, and a transform's
-            # CSV reader needs it for a zoned timestamp. (A key's "+00" is dropped again for `key > lo`.)
-            value = f"CONCAT({value}, '{' 00:00:00' if base == 'date' else ''}{UTC_SUFFIX}')"
-        return value
+        return _date_sql(col, dest, ident, is_string, zero_dates)
     if base == "time":
         if oid in (_PG["interval"], _PG["time"]) or is_string:
             _check_fraction(col, dest, is_string)
             return ident
         raise NoMapping(f"a TIME (up to +-838:59:59) is not a {dest.type_name}; use interval")
     raise NoMapping(f"MariaDB type {col.type} has no PostgreSQL mapping")
+
+
+def _float_sql(col: MyColumn, dest: Column, ident: str, is_string: bool) -> str:
+    base, oid = col.base, dest.type_oid
+    single = base == "float" and not (col.args and col.args[0] > 24)
+    if oid == _PG["float4"] and not single:
+        raise NoMapping("a DOUBLE does not fit real without rounding; use double precision")
+    if oid == _PG["numeric"] and _numeric_typmod(dest.type_name) is not None:
+        raise NoMapping(f"a floating-point value is rounded by {dest.type_name}; use unconstrained numeric")
+    if oid not in (_PG["float4"], _PG["float8"], _PG["numeric"]) and not is_string:
+        raise NoMapping(f"a floating-point value is not a {dest.type_name}")
+    return f"CAST({ident} AS DOUBLE)" if single else ident
+
+
+def _bit_sql(col: MyColumn, dest: Column, ident: str, is_string: bool) -> str:
+    oid = dest.type_oid
+    width = col.args[0] if col.args else 1
+    if oid in (_PG["bit"], _PG["varbit"]) or is_string:
+        if oid == _PG["bit"] and not dest.type_name.endswith(f"({width})"):
+            raise NoMapping(f"BIT({width}) needs bit({width}) or bit varying exactly")
+        return f"LPAD(BIN({ident}), {width}, '0')"
+    if (oid in _PG_INT_BITS and width < _PG_INT_BITS[oid]) or (
+        oid == _PG["numeric"] and _numeric_holds_integers(dest.type_name)
+    ):
+        return f"({ident} + 0)"
+    raise NoMapping(f"BIT({width}) is not a {dest.type_name}")
+
+
+def _date_sql(col: MyColumn, dest: Column, ident: str, is_string: bool, zero_dates: ZeroDates) -> str:
+    base, oid = col.base, dest.type_oid
+    allowed = {"date": (_PG["date"], _PG["timestamp"], _PG["timestamptz"])}.get(
+        base, (_PG["timestamp"], _PG["timestamptz"])
+    )
+    if oid not in allowed and not is_string:
+        raise NoMapping(f"a {base.upper()} is not a {dest.type_name} without losing part of it")
+    _check_fraction(col, dest, is_string)
+    value = ident
+    if zero_dates is ZeroDates.NULL:
+        value = f"IF(YEAR({ident}) = 0 OR MONTH({ident}) = 0 OR DAYOFMONTH({ident}) = 0, NULL, {ident})"
+    if oid == _PG["timestamptz"]:
+        # The zone travels with the value: no session TimeZone can shift it, and a transform's
+        # CSV reader needs it for a zoned timestamp. (A key's "+00" is dropped again for `key > lo`.)
+        value = f"CONCAT({value}, '{' 00:00:00' if base == 'date' else ''}{UTC_SUFFIX}')"
+    return value
 
 
 def _quoted(expr: str) -> str:
