@@ -64,8 +64,8 @@ def dataset_id(uri: str) -> DatasetId:
 class TransferRecord:
     """What a transfer run recorded, in plain values: names, types, the column mapping, counts."""
 
-    destination_uri: str
-    source_uri: str | None = None  # a table or a single file; None for a query or many files
+    destination_uri: str | None  # None: the destination has no URI (a socket-directory host)
+    source_uri: str | None = None  # a table or a single file; None for a query, many files, no URI
     source_sql: str | None = None
     # for source_sql: the asset URI of any table on the source's database (names its namespace and
     # the database a query's unqualified tables are in)
@@ -81,8 +81,8 @@ class TransferRecord:
 
 
 def transfer_lineage(record: TransferRecord) -> OperatorLineage:
-    """Inputs, the output (schema, column lineage, statistics) and the SQL job facet of a transfer."""
-    output_id = dataset_id(record.destination_uri)
+    """Inputs, the output (schema, column lineage, statistics) and the SQL job facet of a transfer.
+    A side with no URI (its connection's host is a socket directory) is left out, like its asset."""
     inputs: list[Dataset] = []
     sources: dict[str, list[InputField]] = {}
     if record.source_uri is not None:
@@ -104,11 +104,16 @@ def transfer_lineage(record: TransferRecord) -> OperatorLineage:
         output_facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
             rowCount=record.rows, size=record.bytes, fileCount=record.file_count
         )
-    output = OutputDataset(output_id.namespace, output_id.name, facets=facets, outputFacets=output_facets)
+    outputs: list[Dataset] = []
+    if record.destination_uri is not None:
+        output_id = dataset_id(record.destination_uri)
+        outputs.append(
+            OutputDataset(output_id.namespace, output_id.name, facets=facets, outputFacets=output_facets)
+        )
     job_facets: dict[str, Any] = {}
     if record.source_sql:
         job_facets["sql"] = SQLJobFacet(query=record.source_sql, dialect=record.dialect)
-    return OperatorLineage(inputs=inputs, outputs=[output], job_facets=job_facets)
+    return OperatorLineage(inputs=inputs, outputs=outputs, job_facets=job_facets)
 
 
 def _table_lineage(source: DatasetId, record: TransferRecord) -> dict[str, list[InputField]]:
@@ -129,8 +134,8 @@ def _query_lineage(record: TransferRecord) -> tuple[list[Dataset], dict[str, lis
     from openlineage.common.sql import parse
 
     assert record.source_sql is not None
-    if record.source_database_uri is None:
-        raise ValueError("a source_sql transfer needs the source database's location")
+    if record.source_database_uri is None:  # the source has no URI: its tables cannot be named
+        return [], {}
     where = dataset_id(record.source_database_uri)
     database = where.name.split(".", 1)[0]
     # MySQL's "schema" is the database: unqualified tables are in the connection's one.

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
 
-from etl_platform.assets import connection_table_uri
+from etl_platform.assets import AssetUriError, connection_table_uri
 from etl_platform.hooks.kinds import MYSQL_TYPES, kind_of
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.ledger.chunks import ChunkRecorder
@@ -109,18 +109,20 @@ def lineage_record(op: StreamingTransferOperator, failed: bool) -> TransferRecor
     """The run as lineage.transfer_lineage reads it (no output statistics for a failed run)."""
     from etl_platform.lineage import TransferRecord
 
-    destination = destination_uri(op)
-    if destination is None:
+    if not op.destination_path and op._connections.get("destination_conn_id") is None:
         raise ValueError("the destination was never resolved (the run failed before connecting)")
     connection = op._connections.get("source_conn_id")
     summary = None if failed else op._lineage_summary
     record: dict[str, Any] = {
-        "destination_uri": destination,
-        "source_uri": source_uri(op),
+        # A side whose connection's host is a socket directory has no URI: no dataset, no error.
+        "destination_uri": _or_none(lambda: destination_uri(op)),
+        "source_uri": _or_none(lambda: source_uri(op)),
         "source_sql": op.source_sql or None,
         # any table's URI on the source names its namespace and database (assets' normalization)
         "source_database_uri": (
-            connection_table_uri(connection, "_") if op.source_sql and connection is not None else None
+            _or_none(lambda: connection_table_uri(connection, "_"))
+            if op.source_sql and connection is not None
+            else None
         ),
         "dialect": "mysql" if connection is not None and kind_of(connection) in MYSQL_TYPES else "postgres",
         "rows": None if summary is None else int(summary.get("rows") or 0),
@@ -147,3 +149,10 @@ def _column_lineage(op: StreamingTransferOperator, run: LineageRun) -> dict[str,
         # The transform's output columns, known to the engine after its first chunk.
         record["transformed"] = tuple(run.engine._out_columns or ())
     return record
+
+
+def _or_none(build: Callable[[], str | None]) -> str | None:
+    try:
+        return build()
+    except AssetUriError:
+        return None
