@@ -1,6 +1,9 @@
 // The per-run Transfer view: a DAG run's transfer attempts from GET api/transfer, each with SVG charts of
 // its chunks. Every ledger value is set as text (textContent / attributes), never parsed as HTML.
-const SVG_NS = "http://www.w3.org/2000/svg";
+import { el, svgEl as svg } from "./js/dom.js";
+import { fmtInt, isNum } from "./js/format.js";
+import { navigateTop } from "./js/links.js";
+
 const params = new URLSearchParams(location.search);
 const query = {
   dag_id: params.get("dag_id") || "",
@@ -15,31 +18,7 @@ function mapIndex(value) {
   return /^\s*-?\d+\s*$/.test(value) ? Number.parseInt(value, 10) : -1;
 }
 
-function el(tag, attrs, ...children) {
-  return build(document.createElement(tag), attrs, children);
-}
-
-function svg(tag, attrs, ...children) {
-  return build(document.createElementNS(SVG_NS, tag), attrs, children);
-}
-
-function build(node, attrs, children) {
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, String(v));
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    node.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
-  }
-  return node;
-}
-
-const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-const fmtInt = (v) => (isNum(v) ? Math.round(v).toLocaleString("en-US") : "–");
-
+// The Transfer view's own formats (binary byte units, durations in min and s); js/format.js has the rest.
 function fmtCompact(v) {
   if (!isNum(v)) return "–";
   const units = [[1e9, "G"], [1e6, "M"], [1e3, "k"]];
@@ -80,23 +59,6 @@ function airflowUrl(dagId, runId, taskId, index) {
     if (isNum(index) && index >= 0) url += `/mapped/${index}`;
   }
   return url;
-}
-
-/**
- * Airflow's UI shows this page in an iframe sandboxed without allow-top-navigation, so a target="_top"
- * link cannot leave it; the UI is same-origin, so its router is told instead (history + popstate).
- * Opened on its own, the link works as a link.
- */
-function navigateTop(ev) {
-  if (window.top === window) return;
-  try {
-    const href = ev.currentTarget.href;
-    window.top.history.pushState({}, "", href);
-    window.top.dispatchEvent(new PopStateEvent("popstate", { state: {} }));
-    ev.preventDefault();
-  } catch (e) {
-    /* a cross-origin parent: the link's own behaviour */
-  }
 }
 
 // ------------------------------------------------------------------------------------------ data

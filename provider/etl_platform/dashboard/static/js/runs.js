@@ -3,6 +3,7 @@ import { api } from "./api.js";
 import { $, el } from "./dom.js";
 import { fmtBytes, fmtCompact, fmtDuration, fmtInt, fmtTime, isNum, localToIso } from "./format.js";
 import { setError } from "./errors.js";
+import { navigateTop } from "./links.js";
 import { actions, runKey, seq, state } from "./state.js";
 
 function runParams() {
@@ -103,19 +104,6 @@ function runLinks(r) {
 function airflowRunUrl(pipeline, runId) {
   const root = location.pathname.replace(/etl\/?$/, "");
   return root + "dags/" + encodeURIComponent(pipeline) + "/runs/" + encodeURIComponent(runId);
-}
-
-/** Inside Airflow's UI the page is an iframe sandboxed without allow-top-navigation: a target="_top"
- * link cannot leave it, so the (same-origin) UI's router is told instead (history + popstate). */
-function navigateTop(ev) {
-  if (window.top === window) return;
-  try {
-    window.top.history.pushState({}, "", ev.currentTarget.href);
-    window.top.dispatchEvent(new PopStateEvent("popstate", { state: {} }));
-    ev.preventDefault();
-  } catch (e) {
-    /* a cross-origin parent: the link's own behaviour */
-  }
 }
 
 export function renderRuns() {
