@@ -360,12 +360,15 @@ def test_chunk_rows_are_written_in_batches_while_the_transfer_runs(pg_server: An
         return int(row[0]) if row else 0
 
     with recorder:
-        for seq in (1, 2, 3):
+        for seq in (1, 2):
             recorder.chunk_committed(ChunkEvent(seq, seq % 2, 100, 100, 4096, 0.01, time.time()))
         deadline = time.monotonic() + 10
         while recorded() < 2 and time.monotonic() < deadline:  # a full batch goes before the interval
             time.sleep(0.05)
         assert recorded() == 2
+        recorder.chunk_committed(ChunkEvent(3, 1, 100, 100, 4096, 0.01, time.time()))
+        time.sleep(0.5)
+        assert recorded() == 2  # half a batch waits for the interval (60 s) or the end
     assert recorded() == 3 and recorder.written == 3 and recorder.dropped == 0  # the rest when it closes
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
