@@ -156,27 +156,35 @@ _PARSE_PROBE = """
 import json, sys, time
 import airflow.sdk  # what a dag-processor has imported before it parses a file
 from airflow.dag_processing.dagbag import DagBag
+before = {name.split(".")[0] for name in sys.modules}
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "dags": sorted(bag.dag_ids), "errors": {k: str(v) for k, v in bag.import_errors.items()}}))
+imported = sorted({name.split(".")[0] for name in sys.modules} - before)
+print(json.dumps({"seconds": seconds, "imported": imported, "dags": sorted(bag.dag_ids),
+                  "errors": {k: str(v) for k, v in bag.import_errors.items()}}))
 """
-PARSE_BUDGET_S = 2.0
+# What a DAG file must not pull in at parse time: each costs a second or more in a fresh process and
+# belongs to the task that uses it (pandas: transforms; FastAPI: the dashboard; drivers and object
+# stores: the task's connection). pyarrow is not listed: an export's spec, checked at parse time,
+# still lives beside the export engine that needs it (issue 14 left it).
+HEAVY_AT_PARSE = frozenset({"pandas", "fastapi", "starlette", "MySQLdb", "s3fs", "polars", "matplotlib"})
 
 
-def test_each_dag_file_parses_within_budget(airflow_home: Path) -> None:
-    """Each file parses in under PARSE_BUDGET_S, measured in a fresh interpreter per file.
+def test_each_dag_file_parses_cheaply(airflow_home: Path) -> None:
+    """Each file, parsed in a fresh interpreter, imports none of HEAVY_AT_PARSE; the seconds are
+    printed (timings are measured in benchmarks/, never asserted in tests).
 
     A fresh process, as the dag-processor parses each file in a child of its own: modules an earlier
     file imported (the provider's operators, pandas...) would otherwise hide what this file costs.
-    Airflow itself is imported before the clock starts, as the dag-processor has it loaded already.
+    Airflow itself is imported before, as the dag-processor has it loaded already.
     """
     files = sorted(path for path in DAGS_FOLDER.glob("*.py") if path.name not in _shared_modules())
     # dags/ on the path too, as the dags-folder bundle puts it there for the dag-processor.
     path = [str(REPO_ROOT), str(DAGS_FOLDER), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     results = {}
-    for path in files:  # one at a time: parallel runs on two cores would measure each other
+    for path in files:
         run = subprocess.run(
             [sys.executable, "-c", _PARSE_PROBE, str(path)],
             env=env,
@@ -188,9 +196,13 @@ def test_each_dag_file_parses_within_budget(airflow_home: Path) -> None:
         assert run.returncode == 0, run.stderr[-3000:]
         results[path.name] = json.loads(run.stdout.strip().splitlines()[-1])
     print({name: round(r["seconds"], 3) for name, r in results.items()})
+    assert results
     for name, result in results.items():
         assert not result["errors"] and result["dags"], (name, result)
-        assert result["seconds"] < PARSE_BUDGET_S, f"{name} took {result['seconds']:.2f} s to parse"
+        assert HEAVY_AT_PARSE.isdisjoint(result["imported"]), (
+            name,
+            sorted(HEAVY_AT_PARSE & set(result["imported"])),
+        )
 
 
 # ----------------------------------------------------------------------------------------- routing
