@@ -8,10 +8,10 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl_platform.common.errors import EtlError, is_terminal
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.catalog import resolve_table
-from etl_platform.transfer.errors import TransferConfigError
 
 
 class AnalyzeTableOperator(ProfiledExecute, BaseOperator):
@@ -30,8 +30,10 @@ class AnalyzeTableOperator(ProfiledExecute, BaseOperator):
         with EtlPostgresHook(self.postgres_conn_id).get_conn() as conn:
             try:
                 rel = resolve_table(conn, self.table, "table")
-            except TransferConfigError as exc:  # a missing table: no retry will create it
-                raise AirflowFailException(str(exc)) from None
+            except EtlError as exc:
+                if is_terminal(exc):  # a missing table: no retry will create it
+                    raise AirflowFailException(str(exc)) from None
+                raise
             conn.execute(sql.SQL("ANALYZE {}").format(rel.ident))
             conn.commit()
         self.log.info("analyzed %s", rel.label)

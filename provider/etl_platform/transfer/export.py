@@ -41,7 +41,7 @@ from etl_platform.transfer.files.export_writers import (
     PartitionedFiles,
 )
 from etl_platform.transfer.files.publish import ExportDirectory
-from etl_platform.transfer.plan import CSV, TransferPlan, _default_key
+from etl_platform.transfer.plan import CSV, TransferPlan, _default_key, query_source
 from etl_platform.transfer.prefetch import prefetch
 from etl_platform.transfer.progress import LoggerLike
 from etl_platform.transfer.session import ConnectionFactory
@@ -332,15 +332,7 @@ def build_export_plan(
         source_relation = rel
     else:
         assert spec.source_sql is not None and spec.key_column
-        columns = catalog.describe_query(conn, spec.source_sql)
-        source_from = sql.SQL("({}) AS src").format(sql.SQL(spec.source_sql))  # type: ignore[arg-type]
-        found = next((c for c in columns if c.name == spec.key_column), None)
-        if found is None:
-            raise TransferConfigError(
-                f"key_column {spec.key_column!r} is not an output column of source_sql "
-                f"(columns: {', '.join(c.name for c in columns)})."
-            )
-        key = found
+        source_from, columns, key = query_source(conn, spec.source_sql, spec.key_column)
     if spec.partition_by and all(c.name != spec.partition_by for c in columns):
         raise TransferConfigError(
             f"partition_by {spec.partition_by!r} is not a column of {spec.source_label} "

@@ -175,17 +175,25 @@ def _table_source(spec: TransferSpec, source: psycopg.Connection[Any]) -> _Sourc
 def _query_source(spec: TransferSpec, source: psycopg.Connection[Any]) -> _Source:
     """source_sql: its output columns and key_column among them (taken on trust as unique)."""
     assert spec.source_sql is not None and spec.key_column
-    src_cols = catalog.describe_query(source, spec.source_sql)
+    source_from, src_cols, found = query_source(source, spec.source_sql, spec.key_column)
+    return source_from, None, src_cols, found
+
+
+def query_source(
+    conn: psycopg.Connection[Any], source_sql: str, key_column: str
+) -> tuple[sql.Composable, tuple[Column, ...], Column]:
+    """A query as a keyset source (the transfer's and the export's): FROM clause, columns, key."""
+    columns = catalog.describe_query(conn, source_sql)
     # Sent verbatim: every statement built around it (COPY, EXPLAIN, the split-point query) is
     # executed without bind parameters, so a '%' (modulo, LIKE '50%') must reach the server as is.
-    source_from = sql.SQL("({}) AS src").format(sql.SQL(spec.source_sql))  # type: ignore[arg-type]
-    found = next((c for c in src_cols if c.name == spec.key_column), None)
+    source_from = sql.SQL("({}) AS src").format(sql.SQL(source_sql))  # type: ignore[arg-type]
+    found = next((c for c in columns if c.name == key_column), None)
     if found is None:
         raise TransferConfigError(
-            f"key_column {spec.key_column!r} is not an output column of source_sql "
-            f"(columns: {', '.join(c.name for c in src_cols)})."
+            f"key_column {key_column!r} is not an output column of source_sql "
+            f"(columns: {', '.join(c.name for c in columns)})."
         )
-    return source_from, None, src_cols, found
+    return source_from, columns, found
 
 
 def check_write_mode(
