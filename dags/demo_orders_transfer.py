@@ -14,7 +14,7 @@ from airflow.sdk import DAG, chain
 from etl_platform.operators.ledger import EnsureLedgerSchemaOperator
 from etl_platform.operators.partitions import EnsurePartitionsOperator
 from etl_platform.operators.transfer import StreamingTransferOperator
-from etl_platform.transforms import clean_orders
+from order_transforms import clean_orders
 
 SOURCE, WAREHOUSE = "etl_demo_source", "etl_demo_warehouse"
 

@@ -24,7 +24,7 @@ from etl_platform.operators.notify import RunSummaryOperator
 from etl_platform.operators.partitions import EnsurePartitionsOperator
 from etl_platform.operators.transfer import StreamingTransferOperator
 from etl_platform.sensors.performance import PerformanceCheckSensor
-from etl_platform.transforms import clean_orders
+from order_transforms import clean_orders
 from warehouse_assets import ORDERS_CLEAN
 
 SOURCE, WAREHOUSE, PGBOUNCER = "etl_source", "etl_warehouse", "etl_pgbouncer"

@@ -15,7 +15,7 @@ from etl_platform.operators.analyze import AnalyzeTableOperator
 from etl_platform.operators.key_ranges import KeyRangePlanOperator
 from etl_platform.operators.notify import RunSummaryOperator
 from etl_platform.operators.transfer import StreamingTransferOperator
-from etl_platform.transforms import clean_orders
+from order_transforms import clean_orders
 from warehouse_assets import ORDERS_CLEAN
 
 SOURCE, WAREHOUSE = "etl_source", "etl_warehouse"

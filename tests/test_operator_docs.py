@@ -187,7 +187,7 @@ def test_examples_build_their_operators(page: Path) -> None:
     from airflow.sdk import DAG, Asset
 
     from etl_platform.notifications.performance import PerformanceAlertNotifier
-    from etl_platform.transforms import clean_orders
+    from order_transforms import clean_orders
 
     for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S)):
         namespace: dict[str, Any] = {c.__name__: c for c in CLASSES}

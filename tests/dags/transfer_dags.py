@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from etl_platform.operators.transfer import StreamingTransferOperator
-from etl_platform.transforms import clean_orders
+from order_transforms import clean_orders
 
 COMMON = {
     "source_conn_id": "etl_test_src",

@@ -1,4 +1,8 @@
-"""Ready-made chunk transforms for StreamingTransferOperator(transform=...)."""
+"""The orders pipeline's chunk transform for StreamingTransferOperator(transform=...).
+
+Business logic, so it lives with the DAGs, not in the provider. Not a DAG file (dags/.airflowignore);
+DAG files import it by module name, as Airflow puts the dags folder on sys.path.
+"""
 
 from __future__ import annotations
 
