@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from psycopg import sql
 
@@ -59,7 +59,7 @@ def _first_and_current(
 ) -> tuple[Bound, Bound]:
     """The first interval to make and the current one: today's, or the highest key's (integer keys)."""
     if iv.temporal:
-        current = iv.floor(today or datetime.utcnow().date())
+        current = iv.floor(today or datetime.now(UTC).date())
     else:
         top = runner.query(
             f"read the highest key of {tbl.label}",
