@@ -24,7 +24,15 @@ from etl_platform.partitions import maintenance
 from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.maintenance import MaintenanceReport
-from etl_platform.partitions.spec import DrainSpec, EnsureSpec, IndexSpec, RetentionSpec, RunnerSpec
+from etl_platform.partitions.spec import (
+    DrainSpec,
+    EnsureSpec,
+    IndexMethod,
+    IndexSpec,
+    RetentionMode,
+    RetentionSpec,
+    RunnerSpec,
+)
 from etl_platform.profiling import ProfiledExecute
 
 if TYPE_CHECKING:
@@ -230,7 +238,7 @@ class PartitionRetentionOperator(_PartitionOperator):
         self,
         *,
         retention: str | int,
-        mode: str = "keep",
+        mode: RetentionMode = "keep",
         archive_schema: str = "archive",
         concurrently: bool = True,
         **kwargs: Any,
@@ -296,7 +304,7 @@ class CreatePartitionedIndexOperator(_PartitionOperator):
         index_name: str,
         columns: Sequence[str],
         unique: bool = False,
-        method: str = "btree",
+        method: IndexMethod = "btree",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)

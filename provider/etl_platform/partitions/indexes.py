@@ -15,7 +15,7 @@ from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError, PartitionError
 from etl_platform.partitions.intervals import fit_name
 from etl_platform.partitions.report import MaintenanceReport
-from etl_platform.partitions.spec import IndexSpec
+from etl_platform.partitions.spec import IndexMethod, IndexSpec
 
 
 def create_partitioned_index(
@@ -25,7 +25,7 @@ def create_partitioned_index(
     columns: list[str],
     *,
     unique: bool = False,
-    method: str = "btree",
+    method: IndexMethod = "btree",
 ) -> MaintenanceReport:
     """ON ONLY parent (invalid at first), CONCURRENTLY per partition, ATTACH each: writers never block."""
     return run_index(runner, IndexSpec(table, index_name, tuple(columns), unique=unique, method=method))

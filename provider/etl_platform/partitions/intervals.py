@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Literal
 
 from etl_platform.partitions.errors import PartitionConfigError
 
-TEMPORAL_UNITS = ("day", "week", "month", "year")
+IntervalUnit = Literal["day", "week", "month", "year", "int"]
+TEMPORAL_UNITS: tuple[IntervalUnit, ...] = ("day", "week", "month", "year")
 Bound = date | int
 
 
 @dataclass(frozen=True)
 class Interval:
-    unit: str  # day | week | month | year | int
+    unit: IntervalUnit  # "int": integer ranges of `step` keys
     step: int = 1  # for int ranges: the width of one partition
 
     @classmethod
@@ -27,8 +29,9 @@ class Interval:
                 raise PartitionConfigError(f"interval {value!r}: an integer interval must be positive.")
             return cls("int", value)
         text = str(value).strip().lower()
-        if text in TEMPORAL_UNITS:
-            return cls(text)
+        for unit in TEMPORAL_UNITS:
+            if text == unit:
+                return cls(unit)
         if text.isdigit() and int(text) > 0:
             return cls("int", int(text))
         raise PartitionConfigError(

@@ -18,7 +18,7 @@ from etl_platform.partitions.errors import PartitionConfigError, PartitionError
 from etl_platform.partitions.intervals import Bound
 from etl_platform.partitions.report import MaintenanceReport
 from etl_platform.partitions.retention_state import Pending, forget, record, unfinished
-from etl_platform.partitions.spec import RetentionSpec
+from etl_platform.partitions.spec import RetentionMode, RetentionSpec
 
 
 def apply_retention(
@@ -26,7 +26,7 @@ def apply_retention(
     table: str,
     retention: str | int,
     *,
-    mode: str = "keep",
+    mode: RetentionMode = "keep",
     archive_schema: str = "archive",
     concurrently: bool = True,
     now: datetime | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal, get_args
 
 import psycopg
 
@@ -18,8 +18,10 @@ from etl_platform.partitions.ddl import DdlRunner, validate_lock_timeout
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Interval
 
-RETENTION_MODES = ("keep", "archive", "drop")
-INDEX_METHODS = ("btree", "hash", "brin", "gin", "gist")
+RetentionMode = Literal["keep", "archive", "drop"]
+IndexMethod = Literal["btree", "hash", "brin", "gin", "gist"]
+RETENTION_MODES: tuple[RetentionMode, ...] = get_args(RetentionMode)
+INDEX_METHODS: tuple[IndexMethod, ...] = get_args(IndexMethod)
 # Bytes of a per-partition index name kept for the partition: 2 + "_" + 8 hex (see indexes.child_index_name).
 MIN_PARTITION_ROOM = 11
 
@@ -96,7 +98,7 @@ class RetentionSpec:
 
     table: str
     retention: str | int
-    mode: str = "keep"
+    mode: RetentionMode = "keep"
     archive_schema: str = "archive"
     concurrently: bool = True
 
@@ -115,7 +117,7 @@ class IndexSpec:
     index_name: str
     columns: tuple[str, ...]
     unique: bool = False
-    method: str = "btree"
+    method: IndexMethod = "btree"
 
     def __post_init__(self) -> None:
         _set(self, "columns", tuple(self.columns))
