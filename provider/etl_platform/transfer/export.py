@@ -25,9 +25,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-from psycopg import sql
 
-from etl_platform.transfer import catalog
 from etl_platform.transfer.catalog import Relation
 from etl_platform.transfer.checkpoint import PartState
 from etl_platform.transfer.engine import peak_rss_mb
@@ -37,7 +35,7 @@ from etl_platform.transfer.files import export_types, schema
 from etl_platform.transfer.files.export_types import ExportColumn
 from etl_platform.transfer.files.export_writers import PartitionedFiles
 from etl_platform.transfer.files.publish import ExportDirectory
-from etl_platform.transfer.plan import CSV, TransferPlan, _default_key, query_source
+from etl_platform.transfer.plan import CSV, TransferPlan, keyset_source
 from etl_platform.transfer.prefetch import prefetch
 from etl_platform.transfer.progress import LoggerLike
 from etl_platform.transfer.session import ConnectionFactory
@@ -265,21 +263,9 @@ def build_export_plan(
     spec: ExportSpec, conn: psycopg.Connection[Any]
 ) -> tuple[TransferPlan, list[ExportColumn]]:
     """The keyset plan PostgresSource reads with (CSV COPY), and the Arrow type of each column."""
-    source_relation: Relation | None = None
-    if spec.source_table:
-        rel = catalog.resolve_table(conn, spec.source_table, "source_table")
-        key_name = spec.key_column or _default_key(rel)
-        key = rel.require_column(key_name, "key_column")
-        if rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(conn, rel, key_name):
-            raise TransferConfigError(
-                f"key_column {key_name!r} of {rel.label} has no unique index: chunks need an ordered unique key."
-            )
-        columns = rel.columns
-        source_from: sql.Composable = rel.ident
-        source_relation = rel
-    else:
-        assert spec.source_sql is not None and spec.key_column
-        source_from, columns, key = query_source(conn, spec.source_sql, spec.key_column)
+    source_from, source_relation, columns, key = keyset_source(
+        conn, spec.source_table, spec.source_sql, spec.key_column
+    )
     if spec.partition_by and all(c.name != spec.partition_by for c in columns):
         raise TransferConfigError(
             f"partition_by {spec.partition_by!r} is not a column of {spec.source_label} "
