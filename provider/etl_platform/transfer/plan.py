@@ -192,18 +192,17 @@ def keyset_source(
     """The source read in keyset chunks (the transfer's and the export's): its FROM clause, its
     relation (None for a query), its columns and its key."""
     if source_table:
-        rel, key = table_source(conn, source_table, key_column)
+        rel, key = _table_source(conn, source_table, key_column)
         return rel.ident, rel, rel.columns, key
     assert source_sql is not None and key_column
     source_from, columns, key = query_source(conn, source_sql, key_column)
     return source_from, None, columns, key
 
 
-def table_source(
+def _table_source(
     conn: psycopg.Connection[Any], source_table: str, key_column: str | None
 ) -> tuple[Relation, Column]:
-    """A table as a keyset source (the transfer's and the export's): the relation and a key a unique
-    index backs (a view's key is taken on trust)."""
+    """The relation and a key a unique index backs (a view's key is taken on trust)."""
     rel = catalog.resolve_table(conn, source_table, "source_table")
     key_name = key_column or _default_key(rel)
     key = rel.require_column(key_name, "key_column")
