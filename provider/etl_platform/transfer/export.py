@@ -25,23 +25,17 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-from psycopg import sql
 
-from etl_platform.transfer import catalog
 from etl_platform.transfer.catalog import Relation
 from etl_platform.transfer.checkpoint import PartState
 from etl_platform.transfer.engine import peak_rss_mb
 from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.export_spec import ExportSpec
 from etl_platform.transfer.files import export_types, schema
 from etl_platform.transfer.files.export_types import ExportColumn
-from etl_platform.transfer.files.export_writers import (
-    CSV_COMPRESSIONS,
-    PARQUET_COMPRESSIONS,
-    FileFormat,
-    PartitionedFiles,
-)
+from etl_platform.transfer.files.export_writers import PartitionedFiles
 from etl_platform.transfer.files.publish import ExportDirectory
-from etl_platform.transfer.plan import CSV, TransferPlan, _default_key, query_source
+from etl_platform.transfer.plan import CSV, TransferPlan, keyset_source
 from etl_platform.transfer.prefetch import prefetch
 from etl_platform.transfer.progress import LoggerLike
 from etl_platform.transfer.session import ConnectionFactory
@@ -51,55 +45,6 @@ from etl_platform.transfer.spec import TransferSpec
 
 log = logging.getLogger(__name__)
 MANIFEST_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """One export. `destination` is a directory URL; it must be empty (or hold this export's manifest)."""
-
-    destination: str
-    source_table: str | None = None
-    source_sql: str | None = None
-    key_column: str | None = None
-    file_format: str = "parquet"
-    rows_per_file: int = 1_000_000
-    partition_by: str | None = None
-    chunk_rows: int = 100_000
-    compression: str | None = (
-        None  # parquet: snappy (default), zstd, gzip, lz4, brotli, none; csv: none, gzip, zstd
-    )
-    checkpoint: bool = True  # keep the resume manifest; without it a failed export must be cleaned up by hand
-    max_open_files: int = 64  # partition files open at once
-
-    def __post_init__(self) -> None:
-        if not self.destination:
-            raise TransferConfigError("destination (a directory URL) is required.")
-        if bool(self.source_table) == bool(self.source_sql):
-            raise TransferConfigError("Give exactly one of source_table or source_sql.")
-        if self.source_sql and not self.key_column:
-            raise TransferConfigError(
-                "key_column is required with source_sql (no primary key to default to)."
-            )
-        if self.file_format not in ("parquet", "csv"):
-            raise TransferConfigError(f"file_format {self.file_format!r} is not one of ['parquet', 'csv'].")
-        allowed = PARQUET_COMPRESSIONS if self.file_format == "parquet" else CSV_COMPRESSIONS
-        if self.compression is not None and self.compression not in allowed:
-            raise TransferConfigError(
-                f"compression {self.compression!r} is not one of {list(allowed)} for {self.file_format} files."
-            )
-        for name in ("rows_per_file", "chunk_rows", "max_open_files"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TransferConfigError(f"{name} must be a positive integer, got {value!r}.")
-
-    @property
-    def source_label(self) -> str:
-        return self.source_table or "source_sql"
-
-    @property
-    def format(self) -> FileFormat:
-        default = "snappy" if self.file_format == "parquet" else "none"
-        return FileFormat(self.file_format, self.compression or default)
 
 
 @dataclass
@@ -318,21 +263,9 @@ def build_export_plan(
     spec: ExportSpec, conn: psycopg.Connection[Any]
 ) -> tuple[TransferPlan, list[ExportColumn]]:
     """The keyset plan PostgresSource reads with (CSV COPY), and the Arrow type of each column."""
-    source_relation: Relation | None = None
-    if spec.source_table:
-        rel = catalog.resolve_table(conn, spec.source_table, "source_table")
-        key_name = spec.key_column or _default_key(rel)
-        key = rel.require_column(key_name, "key_column")
-        if rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(conn, rel, key_name):
-            raise TransferConfigError(
-                f"key_column {key_name!r} of {rel.label} has no unique index: chunks need an ordered unique key."
-            )
-        columns = rel.columns
-        source_from: sql.Composable = rel.ident
-        source_relation = rel
-    else:
-        assert spec.source_sql is not None and spec.key_column
-        source_from, columns, key = query_source(conn, spec.source_sql, spec.key_column)
+    source_from, source_relation, columns, key = keyset_source(
+        conn, spec.source_table, spec.source_sql, spec.key_column
+    )
     if spec.partition_by and all(c.name != spec.partition_by for c in columns):
         raise TransferConfigError(
             f"partition_by {spec.partition_by!r} is not a column of {spec.source_label} "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,19 +114,12 @@ def build_plan(
     spec: TransferSpec, source: psycopg.Connection[Any], destination: psycopg.Connection[Any]
 ) -> TransferPlan:
     dest = resolve_destination(spec, destination)
-
-    if spec.source_table:
-        source_from, source_relation, src_cols, key = _table_source(spec, source)
-    else:
-        source_from, source_relation, src_cols, key = _query_source(spec, source)
-
-    if spec.incremental_column and all(c.name != spec.incremental_column for c in src_cols):
-        raise TransferConfigError(
-            f"incremental_column {spec.incremental_column!r} is not a column of {spec.source_label}."
-        )
+    source_from, source_relation, src_cols, key = keyset_source(
+        source, spec.source_table, spec.source_sql, spec.key_column
+    )
     ordered = (key, *[c for c in src_cols if c.name != key.name])
-    if spec.transform is None:
-        dest_cols = match_columns(spec, ordered, dest)
+
+    def pass_through_format(dest_cols: tuple[Column, ...]) -> str:
         pairs = list(zip(ordered, dest_cols, strict=True))
         _check_types(source, destination, pairs, dest, spec.source_label)
         # Binary COPY carries type OIDs inside arrays and composites, and user-defined types (enums,
@@ -134,49 +128,90 @@ def build_plan(
         binary = all(
             s.type_name == d.type_name and s.type_oid < built_in and d.type_oid < built_in for s, d in pairs
         )
-        copy_format = BINARY if binary else TEXT
-    else:
-        # A transform's output types are only known as Arrow types after its first chunk, and we do
-        # not map those to PostgreSQL types: the destination judges each value on load instead.
-        dest_cols = ()
-        copy_format = CSV
+        return BINARY if binary else TEXT
 
-    conflict = check_write_mode(spec, destination, dest, [c.name for c in ordered])
+    return complete_plan(
+        spec,
+        destination,
+        dest,
+        ordered,
+        key,
+        source_label=spec.source_label,
+        pass_through_format=pass_through_format,
+        source_from=source_from,
+        source_relation=source_relation,
+    )
+
+
+def complete_plan(
+    spec: TransferSpec,
+    destination: psycopg.Connection[Any],
+    dest: Relation,
+    source_columns: tuple[Column, ...],
+    key: Column,
+    *,
+    source_label: str,
+    pass_through_format: Callable[[tuple[Column, ...]], str],
+    source_from: sql.Composable | None = None,
+    source_relation: Relation | None = None,
+) -> TransferPlan:
+    """The checks every plan shares, whatever it reads (a table, a query, files).
+
+    Without a transform each source column goes to the destination column of its name, and
+    `pass_through_format(dest_cols)` checks their types and picks the COPY format. A transform's
+    output types are only known as Arrow types after its first chunk, and we do not map those to
+    PostgreSQL types: the destination judges each value on load (CSV) instead.
+    """
+    names = [c.name for c in source_columns]
+    if spec.incremental_column and spec.incremental_column not in names:
+        raise TransferConfigError(
+            f"incremental_column {spec.incremental_column!r} is not a column of {source_label} "
+            f"(columns: {', '.join(names)})."
+        )
+    if spec.transform is None:
+        dest_cols = match_columns(spec, source_columns, dest)
+        copy_format = pass_through_format(dest_cols)
+    else:
+        dest_cols, copy_format = (), CSV
     return TransferPlan(
         spec=spec,
         source_from=source_from,
         source_relation=source_relation,
-        source_columns=ordered,
+        source_columns=source_columns,
         key=key,
         destination=dest,
         dest_columns=dest_cols,
         copy_format=copy_format,
-        conflict_columns=conflict,
+        conflict_columns=check_write_mode(spec, destination, dest, names),
     )
 
 
-_Source = tuple[sql.Composable, Relation | None, tuple[Column, ...], Column]
+def keyset_source(
+    conn: psycopg.Connection[Any], source_table: str | None, source_sql: str | None, key_column: str | None
+) -> tuple[sql.Composable, Relation | None, tuple[Column, ...], Column]:
+    """The source read in keyset chunks (the transfer's and the export's): its FROM clause, its
+    relation (None for a query), its columns and its key."""
+    if source_table:
+        rel, key = _table_source(conn, source_table, key_column)
+        return rel.ident, rel, rel.columns, key
+    assert source_sql is not None and key_column
+    source_from, columns, key = query_source(conn, source_sql, key_column)
+    return source_from, None, columns, key
 
 
-def _table_source(spec: TransferSpec, source: psycopg.Connection[Any]) -> _Source:
-    """source_table: the relation, its columns, and a key a unique index backs (tables only)."""
-    assert spec.source_table is not None
-    src_rel = catalog.resolve_table(source, spec.source_table, "source_table")
-    key_name = spec.key_column or _default_key(src_rel)
-    key = src_rel.require_column(key_name, "key_column")
-    if src_rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(source, src_rel, key_name):
+def _table_source(
+    conn: psycopg.Connection[Any], source_table: str, key_column: str | None
+) -> tuple[Relation, Column]:
+    """The relation and a key a unique index backs (a view's key is taken on trust)."""
+    rel = catalog.resolve_table(conn, source_table, "source_table")
+    key_name = key_column or _default_key(rel)
+    key = rel.require_column(key_name, "key_column")
+    if rel.kind in ("r", "p", "m") and not catalog.has_unique_index_on(conn, rel, key_name):
         raise TransferConfigError(
-            f"key_column {key_name!r} of {src_rel.label} has no unique index: chunks need an ordered "
+            f"key_column {key_name!r} of {rel.label} has no unique index: chunks need an ordered "
             "unique key (give the primary key or a uniquely indexed column)."
         )
-    return src_rel.ident, src_rel, tuple(c for c in src_rel.columns), key
-
-
-def _query_source(spec: TransferSpec, source: psycopg.Connection[Any]) -> _Source:
-    """source_sql: its output columns and key_column among them (taken on trust as unique)."""
-    assert spec.source_sql is not None and spec.key_column
-    source_from, src_cols, found = query_source(source, spec.source_sql, spec.key_column)
-    return source_from, None, src_cols, found
+    return rel, key
 
 
 def query_source(

@@ -14,9 +14,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
+
+# The table's own parts (constraints, defaults, policies, indexes, statistics) come with it; its own
+# triggers and rules are judged separately. Each: the catalog and its column naming the table.
+_OWN_PARTS = (
+    ("pg_constraint", "conrelid"),
+    ("pg_attrdef", "adrelid"),
+    ("pg_policy", "polrelid"),
+    ("pg_trigger", "tgrelid"),
+    ("pg_rewrite", "ev_class"),
+    ("pg_statistic_ext", "stxrelid"),
+)
+_NOT_OWN_PART = sql.SQL(
+    "AND NOT EXISTS (SELECT 1 FROM {catalog} WHERE d.classid = {name}::regclass\n"
+    "                  AND oid = d.objid AND {owner} = %(oid)s)"
+)
 
 # Normal dependencies on the table or its row type: the swap would have to drop these.
-_DEPENDENTS = """
+_DEPENDENTS = sql.SQL("""
 SELECT DISTINCT coalesce(
     -- a view or materialized view depends through its rewrite rule: name the view
     (SELECT pg_describe_object('pg_class'::regclass, r.ev_class, 0) FROM pg_rewrite r
@@ -26,24 +42,18 @@ FROM pg_depend d
 WHERE d.deptype = 'n'
   AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s)
        OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = (SELECT reltype FROM pg_class WHERE oid = %(oid)s)))
-  -- the table's own parts (constraints, defaults, policies, indexes, statistics) come with it;
-  -- its own triggers and rules are judged separately
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE d.classid = 'pg_constraint'::regclass
-                  AND oid = d.objid AND conrelid = %(oid)s)
-  AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE d.classid = 'pg_attrdef'::regclass
-                  AND oid = d.objid AND adrelid = %(oid)s)
-  AND NOT EXISTS (SELECT 1 FROM pg_policy WHERE d.classid = 'pg_policy'::regclass
-                  AND oid = d.objid AND polrelid = %(oid)s)
-  AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE d.classid = 'pg_trigger'::regclass
-                  AND oid = d.objid AND tgrelid = %(oid)s)
-  AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE d.classid = 'pg_rewrite'::regclass
-                  AND oid = d.objid AND ev_class = %(oid)s)
-  AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext WHERE d.classid = 'pg_statistic_ext'::regclass
-                  AND oid = d.objid AND stxrelid = %(oid)s)
+  {own_parts}
   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE d.classid = 'pg_class'::regclass
                   AND indexrelid = d.objid AND indrelid = %(oid)s)
 ORDER BY 1
-"""
+""").format(
+    own_parts=sql.SQL("\n  ").join(
+        _NOT_OWN_PART.format(
+            catalog=sql.Identifier("pg_catalog", name), name=sql.Literal(name), owner=sql.Identifier(owner)
+        )
+        for name, owner in _OWN_PARTS
+    )
+)
 
 _TABLE_FACTS = """
 SELECT c.relkind, c.relispartition, c.relpersistence, c.reloftype <> 0,

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from etl_platform.transfer.errors import TransferConfigError, TransferError
-from etl_platform.transfer.files.locate import COMPRESSIONS
+from etl_platform.transfer.files.locate import COMPRESSIONS, open_listed
 from etl_platform.transfer.files.rejects import RejectSink
 
 _POSITION = re.compile(r"^row:(\d+)$")
@@ -81,12 +81,7 @@ def parse_position(position: str | None, label: str) -> int:
 
 
 def _open(fs: Any, path: str, compression: str, label: str) -> tuple[Any, Any]:
-    try:
-        handle = fs.open(path, "rb")
-    except FileNotFoundError:
-        raise TransferError(
-            f"source file {label} does not exist (it was listed when the transfer was planned)."
-        ) from None
+    handle = open_listed(fs, path, label)
     stream: Any = pa.PythonFile(handle, mode="r")
     if compression != "none":
         stream = pa.CompressedInputStream(stream, compression)

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -24,22 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from etl_platform.transfer.export_spec import FileFormat
 from etl_platform.transfer.files.publish import ExportDirectory
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-PARQUET_COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
-CSV_COMPRESSIONS = ("gzip", "zstd", "none")
-_CSV_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "none": ""}
-
-
-@dataclass(frozen=True)
-class FileFormat:
-    kind: str  # parquet or csv
-    compression: str
-
-    @property
-    def suffix(self) -> str:
-        return ".parquet" if self.kind == "parquet" else ".csv" + _CSV_SUFFIX[self.compression]
 
 
 class _OpenFile:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.errors import TransferConfigError, TransferError
 
 PARQUET = "parquet"
 CSV = "csv"
@@ -112,3 +112,13 @@ def _describe(
     if fmt == PARQUET:
         return FoundFile(path, fmt, "none", size)
     return FoundFile(path, fmt, compression or inferred_compression, size)
+
+
+def open_listed(fs: Any, path: str, label: str) -> Any:
+    """Opens a file found when the transfer was planned; one gone since fails naming it."""
+    try:
+        return fs.open(path, "rb")
+    except FileNotFoundError:
+        raise TransferError(
+            f"source file {label} does not exist (it was listed when the transfer was planned)."
+        ) from None

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl_platform.transfer.errors import TransferError
+from etl_platform.transfer.files.locate import open_listed
 
 _POSITION = re.compile(r"^rg:(\d+)(?:\+(\d+))?$")
 
@@ -35,12 +36,7 @@ def format_position(group: int, row: int) -> str:
 
 def open_parquet(fs: Any, path: str, label: str) -> tuple[Any, pq.ParquetFile]:
     """The open file and its reader; a missing or unreadable footer fails naming the file."""
-    try:
-        handle = fs.open(path, "rb")
-    except FileNotFoundError:
-        raise TransferError(
-            f"source file {label} does not exist (it was listed when the transfer was planned)."
-        ) from None
+    handle = open_listed(fs, path, label)
     try:
         return handle, pq.ParquetFile(handle)
     except Exception as exc:

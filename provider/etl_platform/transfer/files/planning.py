@@ -15,13 +15,7 @@ from etl_platform.transfer.files import csv_stream, pgbinary, schema
 from etl_platform.transfer.files.csv_stream import CsvOptions
 from etl_platform.transfer.files.locate import CSV, FoundFile, display
 from etl_platform.transfer.files.parquet_stream import open_parquet
-from etl_platform.transfer.plan import (
-    BINARY,
-    TransferPlan,
-    check_write_mode,
-    match_columns,
-    resolve_destination,
-)
+from etl_platform.transfer.plan import BINARY, TransferPlan, complete_plan, resolve_destination
 from etl_platform.transfer.plan import CSV as CSV_COPY
 from etl_platform.transfer.spec import TransferSpec
 
@@ -114,34 +108,28 @@ def build_file_plan(
                 )
     else:  # nothing to read: the destination's columns, so every write mode still prepares normally
         names = [c.name for c in writable_columns(dest)]
-    if spec.incremental_column and spec.incremental_column not in names:
-        raise TransferConfigError(
-            f"incremental_column {spec.incremental_column!r} is not a column of the files (columns: {', '.join(names)})."
-        )
     first_types = {f.name: f.type for f in readable[0].fields or ()} if readable else {}
     src_cols = tuple(_source_column(n, targets, first_types.get(n)) for n in names)
-    copy_format = CSV_COPY
-    if spec.transform is None:
-        dest_cols = match_columns(spec, src_cols, dest)
+
+    def pass_through_format(dest_cols: tuple[Column, ...]) -> str:
         for layout in readable:
             check_types(layout, dest, targets)
-        if readable and all(
-            pgbinary.supported(f.type, targets[f.name]) for layout in readable for f in layout.fields or ()
-        ):
-            copy_format = BINARY
-    else:  # a transform's output is judged by the destination on load; nested values reach it as JSON text
-        dest_cols = ()
-    conflict = check_write_mode(spec, conn, dest, list(names))
-    return TransferPlan(
-        spec=spec,
-        source_from=None,
-        source_relation=None,
-        source_columns=src_cols,
-        key=FILE_POSITION,
-        destination=dest,
-        dest_columns=dest_cols,
-        copy_format=copy_format,
-        conflict_columns=conflict,
+        fields = [f for layout in readable for f in layout.fields or ()]
+        return (
+            BINARY
+            if readable and all(pgbinary.supported(f.type, targets[f.name]) for f in fields)
+            else CSV_COPY
+        )
+
+    # a transform's output is judged by the destination on load; nested values reach it as JSON text
+    return complete_plan(
+        spec,
+        conn,
+        dest,
+        src_cols,
+        FILE_POSITION,
+        source_label="the files",
+        pass_through_format=pass_through_format,
     )
 
 

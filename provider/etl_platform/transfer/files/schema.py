@@ -16,7 +16,7 @@ are looked through):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,32 +84,40 @@ def value_type(arrow_type: pa.DataType) -> pa.DataType:
     return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
 
 
-def is_nested(arrow_type: pa.DataType) -> bool:
+_NESTED = (
+    pa.types.is_list,
+    pa.types.is_large_list,
+    pa.types.is_fixed_size_list,
+    pa.types.is_struct,
+    pa.types.is_map,
+    pa.types.is_list_view,
+    pa.types.is_large_list_view,
+)
+_BINARY = (
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_fixed_size_binary,
+    pa.types.is_binary_view,
+)
+_STRING = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+
+
+def _is_any(arrow_type: pa.DataType, kinds: tuple[Callable[[pa.DataType], bool], ...]) -> bool:
+    """Whether the values (a dictionary's value type) are of one of the kinds (one Arrow predicate each)."""
     t = value_type(arrow_type)
-    return bool(
-        pa.types.is_list(t)
-        or pa.types.is_large_list(t)
-        or pa.types.is_fixed_size_list(t)
-        or pa.types.is_struct(t)
-        or pa.types.is_map(t)
-        or pa.types.is_list_view(t)
-        or pa.types.is_large_list_view(t)
-    )
+    return any(kind(t) for kind in kinds)
+
+
+def is_nested(arrow_type: pa.DataType) -> bool:
+    return _is_any(arrow_type, _NESTED)
 
 
 def is_binary(arrow_type: pa.DataType) -> bool:
-    t = value_type(arrow_type)
-    return bool(
-        pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or pa.types.is_fixed_size_binary(t)
-        or pa.types.is_binary_view(t)
-    )
+    return _is_any(arrow_type, _BINARY)
 
 
 def is_string(arrow_type: pa.DataType) -> bool:
-    t = value_type(arrow_type)
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+    return _is_any(arrow_type, _STRING)
 
 
 def loadable(arrow_type: pa.DataType, target: Target) -> bool:
