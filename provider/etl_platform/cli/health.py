@@ -14,7 +14,8 @@ import sys
 from typing import Any
 
 from etl_platform.cli.common import CliError, emit, fail
-from etl_platform.health.config import CHECKS, HealthConfig, queue_names
+from etl_platform.common.errors import ConfigError
+from etl_platform.health.config import HealthConfig, default_checks, queue_names
 from etl_platform.health.evaluate import evaluate
 from etl_platform.health.sources import resolve_source
 
@@ -44,7 +45,9 @@ def build_config(args: argparse.Namespace) -> HealthConfig:
     if args.checks:
         checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
     else:
-        checks = tuple(c for c in CHECKS if c != "queue_length" or queues)
+        checks = default_checks(queues)
+    thresholds = {k: _levels(v, f"--threshold {k}") for k, v in _pairs(args.threshold, "--threshold").items()}
+    given: dict[str, Any] = _pairs(args.on_unavailable, "--on-unavailable")  # the spec checks the values
     try:
         return HealthConfig(
             postgres_conn_id=args.postgres_conn_id or None,
@@ -52,17 +55,15 @@ def build_config(args: argparse.Namespace) -> HealthConfig:
             redis_conn_id=args.redis_conn_id or None,
             queues=queues,
             checks=checks,
-            thresholds={
-                k: _levels(v, f"--threshold {k}") for k, v in _pairs(args.threshold, "--threshold").items()
-            },
+            thresholds=thresholds,
             on_unavailable={
                 **{c: "fail" for c in checks},
                 **({"pgbouncer": "fail"} if args.pgbouncer_conn_id else {}),
-                **_pairs(args.on_unavailable, "--on-unavailable"),
+                **given,
             },
             check_timeout=args.check_timeout,
         )
-    except ValueError as exc:
+    except ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -70,11 +71,10 @@ def _check_connections(config: HealthConfig) -> None:
     """An undefined connection id is bad input: named on one line (exit 3) instead of a reading."""
     from airflow.sdk import BaseHook
 
-    needs_pg = {"db_connections", "avg_response_time"} & set(config.checks)
     wanted = [
-        (config.postgres_conn_id, "--postgres-conn-id", bool(needs_pg)),
-        (config.pgbouncer_conn_id, "--pgbouncer-conn-id", True),
-        (config.redis_conn_id, "--redis-conn-id", "queue_length" in config.checks),
+        (config.postgres_conn_id, "--postgres-conn-id", config.needs("postgres")),
+        (config.pgbouncer_conn_id, "--pgbouncer-conn-id", config.needs("pgbouncer")),
+        (config.redis_conn_id, "--redis-conn-id", config.needs("redis")),
     ]
     for conn_id, option, used in wanted:
         if not conn_id or not used:

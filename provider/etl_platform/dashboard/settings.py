@@ -44,7 +44,7 @@ class DashboardSettings:
         `dashboard_cache_ttl`, and the cursor key from `[api] secret_key`."""
         from airflow.configuration import conf
 
-        from etl_platform.health.sources import resolve_redis_url
+        from etl_platform.common.redis_url import resolve_redis_url
         from etl_platform.hooks.postgres import EtlPostgresHook
 
         ledger_conn_id = conf.get(SECTION, "ledger_conn_id", fallback="") or ""

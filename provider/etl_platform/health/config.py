@@ -1,4 +1,8 @@
-"""What a health check reads and where its thresholds lie; validated when the DAG is parsed."""
+"""What a health check reads and where its thresholds lie: one frozen spec, validated when the DAG is parsed.
+
+The sensor, the snapshot operator, the trigger (from its serialized form) and the CLI all build this
+spec, so every setting is checked once, here; a bad one raises ConfigError naming it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,16 @@ import ast
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+from etl_platform.common.errors import ConfigError
+
+Level = Literal["ok", "warning", "critical"]
+LEVELS: tuple[Level, ...] = get_args(Level)  # in rising order
+# A reading's level; "unavailable" is a check whose source could not be read (on_unavailable="fail").
+ReadingLevel = Level | Literal["unavailable"]
+OnUnavailable = Literal["fail", "warn", "ignore"]
+ON_UNAVAILABLE: tuple[OnUnavailable, ...] = get_args(OnUnavailable)
 
 METRICS: dict[str, tuple[float, float]] = {
     # metric: (warning, critical), the original platform design's levels
@@ -22,7 +35,22 @@ CHECKS = ("db_connections", "avg_response_time", "memory_usage_percent", "queue_
 # PgBouncer is not a check (it rides along when pgbouncer_conn_id is set) but is a source that can be
 # down like one, so on_unavailable may name it too.
 UNAVAILABLE_KEYS = (*CHECKS, "pgbouncer")
-ON_UNAVAILABLE = ("fail", "warn", "ignore")
+PG_CHECKS = frozenset({"db_connections", "avg_response_time"})  # the checks that read postgres_conn_id
+
+
+def default_checks(queues: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The sensor's and the CLI's checks when none are named: all, queue_length only with queues."""
+    return tuple(c for c in CHECKS if c != "queue_length" or queues)
+
+
+def snapshot_checks(postgres_conn_id: str | None, queues: tuple[str, ...]) -> tuple[str, ...]:
+    """The snapshot operator's checks: memory always, the rest where their source is given."""
+    checks = ["memory_usage_percent"]
+    if postgres_conn_id:
+        checks += ["db_connections", "avg_response_time"]
+    if queues:
+        checks.append("queue_length")
+    return tuple(checks)
 
 
 def queue_names(queues: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -55,7 +83,7 @@ class HealthConfig:
     queues: tuple[str, ...] = ()
     checks: tuple[str, ...] = CHECKS
     thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
-    on_unavailable: dict[str, str] = field(default_factory=dict)
+    on_unavailable: dict[str, OnUnavailable] = field(default_factory=dict)
     check_timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -63,38 +91,45 @@ class HealthConfig:
         object.__setattr__(self, "checks", tuple(self.checks))
         unknown = [c for c in self.checks if c not in CHECKS]
         if unknown:
-            raise ValueError(f"checks {unknown} are unknown; choose from {list(CHECKS)}.")
+            raise ConfigError(f"checks {unknown} are unknown; choose from {list(CHECKS)}.")
         merged = dict(METRICS)
         for metric, levels in (self.thresholds or {}).items():
             merged[metric] = _levels(metric, levels)
         object.__setattr__(self, "thresholds", merged)
+        self._check_on_unavailable()
+        if "queue_length" in self.checks and not self.queues:
+            raise ConfigError("the queue_length check needs `queues` (the Celery queue names to watch).")
+        needs_pg = PG_CHECKS & set(self.checks)
+        if needs_pg and not self.postgres_conn_id:
+            raise ConfigError(f"checks {sorted(needs_pg)} need postgres_conn_id.")
+        if not _is_number(self.check_timeout) or self.check_timeout <= 0:
+            raise ConfigError(
+                f"check_timeout must be a positive number of seconds, got {self.check_timeout!r}."
+            )
+
+    def _check_on_unavailable(self) -> None:
         for check, behaviour in (self.on_unavailable or {}).items():
             if check not in UNAVAILABLE_KEYS:
-                raise ValueError(
+                raise ConfigError(
                     f"on_unavailable names an unknown check {check!r}; choose from {list(UNAVAILABLE_KEYS)}."
                 )
             if behaviour not in ON_UNAVAILABLE:
-                raise ValueError(
+                raise ConfigError(
                     f"on_unavailable[{check!r}] = {behaviour!r}; choose from {list(ON_UNAVAILABLE)}."
                 )
         if "pgbouncer" in (self.on_unavailable or {}) and not self.pgbouncer_conn_id:
-            raise ValueError("on_unavailable['pgbouncer'] is set but there is no pgbouncer_conn_id.")
-        if "queue_length" in self.checks and not self.queues:
-            raise ValueError("the queue_length check needs `queues` (the Celery queue names to watch).")
-        needs_pg = {"db_connections", "avg_response_time"} & set(self.checks)
-        if needs_pg and not self.postgres_conn_id:
-            raise ValueError(f"checks {sorted(needs_pg)} need postgres_conn_id.")
-        timeout = self.check_timeout
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ValueError(f"check_timeout must be a positive number of seconds, got {timeout!r}.")
+            raise ConfigError("on_unavailable['pgbouncer'] is set but there is no pgbouncer_conn_id.")
 
-    def behaviour(self, check: str) -> str:
-        return (self.on_unavailable or {}).get(check, "warn")
+    def needs(self, source: str) -> bool:
+        """Whether a check reads `source` ("postgres", "pgbouncer", "redis")."""
+        if source == "postgres":
+            return bool(PG_CHECKS & set(self.checks))
+        if source == "redis":
+            return "queue_length" in self.checks
+        return bool(self.pgbouncer_conn_id)
+
+    def behaviour(self, check: str) -> OnUnavailable:
+        return (self.on_unavailable or {}).get(check, "warn")  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,13 +143,19 @@ class HealthConfig:
         return cls(**{**data, "thresholds": {k: tuple(v) for k, v in data.get("thresholds", {}).items()}})
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (a bool is not a number here)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def _levels(metric: str, levels: Any) -> tuple[float, float]:
+    """(warning, critical) of one metric's thresholds, from a dict or a pair; ConfigError naming it."""
     if metric not in METRICS:
-        raise ValueError(f"thresholds name an unknown metric {metric!r}; choose from {list(METRICS)}.")
+        raise ConfigError(f"thresholds name an unknown metric {metric!r}; choose from {list(METRICS)}.")
     if isinstance(levels, dict):
         unknown = set(levels) - {"warning", "critical"}
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"thresholds[{metric!r}] has unknown keys {sorted(unknown)}; use warning and critical."
             )
         warning, critical = (
@@ -125,21 +166,16 @@ def _levels(metric: str, levels: Any) -> tuple[float, float]:
         try:
             warning, critical = levels
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ConfigError(
                 f"thresholds[{metric!r}] must be {{'warning': w, 'critical': c}} or (w, c), got {levels!r}."
             ) from None
     for name, value in (("warning", warning), ("critical", critical)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ValueError(
+        if not _is_number(value) or value < 0:
+            raise ConfigError(
                 f"thresholds[{metric!r}].{name} must be a finite non-negative number, got {value!r}."
             )
         if metric in PERCENT_METRICS and value > 100:
-            raise ValueError(f"thresholds[{metric!r}].{name} is a percentage; {value!r} is above 100.")
+            raise ConfigError(f"thresholds[{metric!r}].{name} is a percentage; {value!r} is above 100.")
     if warning > critical:
-        raise ValueError(f"thresholds[{metric!r}]: warning {warning} is above critical {critical}.")
+        raise ConfigError(f"thresholds[{metric!r}]: warning {warning} is above critical {critical}.")
     return float(warning), float(critical)

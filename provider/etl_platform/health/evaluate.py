@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from etl_platform.health import probes
-from etl_platform.health.config import HealthConfig
+from etl_platform.health.config import LEVELS, HealthConfig, Level, ReadingLevel
 
-LEVELS = ("ok", "warning", "critical")
+__all__ = ["LEVELS", "HealthReport", "Reading", "Sources", "evaluate"]
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Reading:
     value: float | None
     warning: float | None
     critical: float | None
-    level: str  # ok | warning | critical | unavailable
+    level: ReadingLevel
     detail: str = ""
 
     def describe(self) -> str:
@@ -39,11 +39,11 @@ class HealthReport:
     seconds: float = 0.0
 
     @property
-    def level(self) -> str:
+    def level(self) -> Level:
         graded = [r.level for r in self.readings if r.level in LEVELS]
-        return max(graded, key=LEVELS.index, default="ok")
+        return max(graded, key=LEVELS.index, default="ok")  # type: ignore[return-value]
 
-    def breaches(self, level: str) -> list[Reading]:
+    def breaches(self, level: ReadingLevel) -> list[Reading]:
         return [r for r in self.readings if r.level == level]
 
     def summary(self) -> str:
@@ -91,71 +91,94 @@ async def evaluate(
     """
     started = time.perf_counter()
     report = HealthReport()
-    lookups: dict[str, asyncio.Future[str | None]] = {}
-
-    async def address(source: str, missing: str) -> str:
-        if source not in lookups:
-            lookups[source] = asyncio.ensure_future(resolve(config, source))
-        found = await asyncio.shield(lookups[source])  # one check timing out must not cancel the others'
-        if not found:
-            raise probes.Unavailable(missing)
-        return found
-
-    async def db_connections() -> tuple[float, str]:
-        return await probes.db_connections(await address("postgres", _NO_PG), timeout)
-
-    async def avg_response_time() -> tuple[float, str]:
-        return await probes.avg_response_time(await address("postgres", _NO_PG), timeout, state)
-
-    async def queue_length() -> tuple[float, str]:
-        return await probes.queue_length(await address("redis", _NO_REDIS), config.queues, timeout)
-
-    async def pgbouncer() -> dict[str, tuple[float, str]]:
-        return await probes.pgbouncer_pools(await address("pgbouncer", "no pgbouncer connection"), timeout)
-
-    timeout = config.check_timeout
-    jobs: dict[str, Awaitable[Any]] = {}
-    for check in config.checks:
-        if check == "db_connections":
-            jobs[check] = db_connections()
-        elif check == "avg_response_time":
-            jobs[check] = avg_response_time()
-        elif check == "memory_usage_percent":
-            jobs[check] = asyncio.to_thread(probes.memory_usage_percent)
-        elif check == "queue_length":
-            jobs[check] = queue_length()
-    if config.pgbouncer_conn_id:
-        jobs["pgbouncer"] = pgbouncer()
+    addresses = _Addresses(config, resolve)
+    jobs = _jobs(config, addresses, state)
     try:
         results = await asyncio.gather(
-            *(asyncio.wait_for(job, timeout) for job in jobs.values()), return_exceptions=True
+            *(asyncio.wait_for(job, config.check_timeout) for job in jobs.values()), return_exceptions=True
         )
     finally:
-        for lookup in lookups.values():
-            if not lookup.done():
-                lookup.cancel()
-            elif not lookup.cancelled():
-                lookup.exception()  # retrieved: a failed lookup is reported through its checks
+        addresses.close()
     for check, result in zip(jobs, results, strict=True):
-        if isinstance(result, BaseException):
-            _unavailable(report, config, check, result)
-        elif check == "pgbouncer":
-            for metric, (value, detail) in result.items():
-                report.readings.append(_grade(config, metric, value, detail))
-        else:
-            value, detail = result
-            report.readings.append(_grade(config, check, value, detail))
+        _record(report, config, check, result)
     report.seconds = round(time.perf_counter() - started, 4)
     return report
 
 
+class _Addresses:
+    """Each source resolved at most once per evaluation, shared by the checks that need it."""
+
+    def __init__(self, config: HealthConfig, resolve: Resolve) -> None:
+        self.config = config
+        self.resolve = resolve
+        self.lookups: dict[str, asyncio.Future[str | None]] = {}
+
+    async def get(self, source: str, missing: str) -> str:
+        if source not in self.lookups:
+            self.lookups[source] = asyncio.ensure_future(self.resolve(self.config, source))
+        found = await asyncio.shield(self.lookups[source])  # one check timing out must not cancel the others'
+        if not found:
+            raise probes.Unavailable(missing)
+        return found
+
+    def close(self) -> None:
+        for lookup in self.lookups.values():
+            if not lookup.done():
+                lookup.cancel()
+            elif not lookup.cancelled():
+                lookup.exception()  # retrieved: a failed lookup is reported through its checks
+
+
+def _jobs(
+    config: HealthConfig, addresses: _Addresses, state: probes.ProbeState | None
+) -> dict[str, Awaitable[Any]]:
+    """One coroutine per configured check (and PgBouncer's pools when a connection is given)."""
+    timeout = config.check_timeout
+
+    async def db_connections() -> tuple[float, str]:
+        return await probes.db_connections(await addresses.get("postgres", _NO_PG), timeout)
+
+    async def avg_response_time() -> tuple[float, str]:
+        return await probes.avg_response_time(await addresses.get("postgres", _NO_PG), timeout, state)
+
+    async def queue_length() -> tuple[float, str]:
+        return await probes.queue_length(await addresses.get("redis", _NO_REDIS), config.queues, timeout)
+
+    async def pgbouncer() -> dict[str, tuple[float, str]]:
+        return await probes.pgbouncer_pools(await addresses.get("pgbouncer", _NO_PGBOUNCER), timeout)
+
+    makers: dict[str, Callable[[], Awaitable[Any]]] = {
+        "db_connections": db_connections,
+        "avg_response_time": avg_response_time,
+        "memory_usage_percent": lambda: asyncio.to_thread(probes.memory_usage_percent),
+        "queue_length": queue_length,
+    }
+    jobs = {check: makers[check]() for check in config.checks}
+    if config.pgbouncer_conn_id:
+        jobs["pgbouncer"] = pgbouncer()
+    return jobs
+
+
+def _record(report: HealthReport, config: HealthConfig, check: str, result: Any) -> None:
+    """Adds one check's outcome to the report: graded readings, or why it is unavailable."""
+    if isinstance(result, BaseException):
+        _unavailable(report, config, check, result)
+    elif check == "pgbouncer":
+        for metric, (value, detail) in result.items():
+            report.readings.append(_grade(config, metric, value, detail))
+    else:
+        value, detail = result
+        report.readings.append(_grade(config, check, value, detail))
+
+
 _NO_PG = "no postgres connection configured"
 _NO_REDIS = "no Redis broker configured (redis_conn_id or [celery] broker_url)"
+_NO_PGBOUNCER = "no pgbouncer connection"
 
 
 def _grade(config: HealthConfig, metric: str, value: float, detail: str) -> Reading:
     warning, critical = config.thresholds[metric]
-    level = "critical" if value >= critical else "warning" if value >= warning else "ok"
+    level: Level = "critical" if value >= critical else "warning" if value >= warning else "ok"
     return Reading(metric, round(float(value), 4), warning, critical, level, detail)
 
 
@@ -170,7 +193,7 @@ def _unavailable(report: HealthReport, config: HealthConfig, check: str, exc: Ba
     if behaviour == "ignore":
         report.readings.append(Reading(check, None, None, None, "unavailable", f"ignored: {why}"))
         return
-    level = "warning" if behaviour == "warn" else "unavailable"
+    level: ReadingLevel = "warning" if behaviour == "warn" else "unavailable"
     report.readings.append(Reading(check, None, None, None, level, why))
     if behaviour == "fail":
         report.failed.append(f"{check}: {why}")

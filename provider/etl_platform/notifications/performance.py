@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from etl_platform.health.config import Level
 from etl_platform.notifications.webhook import post_json
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class PerformanceAlertNotifier(BaseNotifier):
         self,
         *,
         webhook_url: str | None = None,
-        level: str = "critical",
+        level: Level = "critical",
         message: str = "platform health alert",
         timeout: float = 5.0,
     ) -> None:
@@ -47,7 +48,7 @@ class PerformanceAlertNotifier(BaseNotifier):
         self.send(self.level, self.message, [], context)
 
     def send(
-        self, level: str, message: str, readings: list[dict[str, Any]], context: Any | None = None
+        self, level: Level, message: str, readings: list[dict[str, Any]], context: Any | None = None
     ) -> bool:
         """Log, count and post one alert; returns whether the webhook (if any) accepted it."""
         from airflow.sdk.observability.stats import Stats

@@ -9,7 +9,6 @@ breached, with its value and thresholds. Its XCom is the last readings.
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -18,12 +17,12 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from etl_platform.health.config import CHECKS, HealthConfig, queue_names
+from etl_platform.health.config import default_checks
 from etl_platform.health.evaluate import HealthReport, evaluate
 from etl_platform.health.metrics import emit_readings
+from etl_platform.health.operator_base import HealthTaskBase
 from etl_platform.health.probes import ProbeState
 from etl_platform.health.sources import resolve_source
-from etl_platform.notifications.performance import PerformanceAlertNotifier
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.triggers.performance import PerformanceCheckTrigger, proceed_status
 
@@ -32,7 +31,7 @@ from etl_platform.triggers.performance import PerformanceCheckTrigger, proceed_s
 ALERTED_KEY = "etl_health.alerted_levels"
 
 
-class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
+class PerformanceCheckSensor(ProfiledExecute, HealthTaskBase, BaseSensorOperator):
     """Wait until the platform is healthy enough for heavy work.
 
     :param postgres_conn_id: database whose connections and statement latency are read.
@@ -66,56 +65,25 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
     def __init__(
         self,
         *,
-        postgres_conn_id: str | None = None,
-        pgbouncer_conn_id: str | None = None,
-        redis_conn_id: str | None = None,
-        queues: str | Sequence[str] = (),
         checks: Sequence[str] | None = None,
-        thresholds: dict[str, Any] | None = None,
-        on_unavailable: dict[str, str] | None = None,
-        check_timeout: float = 5.0,
         wait_on_warning: bool = False,
-        notifier: PerformanceAlertNotifier | None = None,
         deferrable: bool = True,
         poke_interval: float = 30,
         timeout: float = 3600,
         **kwargs: Any,
     ) -> None:
+        # postgres_conn_id, pgbouncer_conn_id, redis_conn_id, queues, thresholds, on_unavailable,
+        # check_timeout and notifier are HealthTaskBase's, shared with the snapshot operator.
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
-        self.postgres_conn_id = postgres_conn_id
-        self.pgbouncer_conn_id = pgbouncer_conn_id
-        self.redis_conn_id = redis_conn_id
-        self.queues = queues if isinstance(queues, str) else list(queues)
-        self.checks = (
-            list(checks) if checks is not None else [c for c in CHECKS if c != "queue_length" or queues]
-        )
-        self.thresholds = thresholds or {}
-        self.on_unavailable = on_unavailable or {}
-        self.check_timeout = check_timeout
+        self.checks = list(checks) if checks is not None else list(default_checks(self.queues))
         self.wait_on_warning = wait_on_warning
-        self.notifier = notifier or PerformanceAlertNotifier()
         self.deferrable = deferrable
-        try:  # nonsense thresholds are refused when the DAG is parsed
-            self._config()
-        except ValueError as exc:
-            raise ValueError(f"{self.task_id}: {exc}") from None
+        self._check_at_parse()
         self._alerted: set[str] = set()  # only where there is no task_state_store
         self._probe_state = ProbeState()  # pg_stat_statements totals between pokes in one process
 
-    def _config(self) -> HealthConfig:
-        return HealthConfig(
-            postgres_conn_id=self.postgres_conn_id,
-            pgbouncer_conn_id=self.pgbouncer_conn_id,
-            redis_conn_id=self.redis_conn_id,
-            queues=queue_names(self.queues),
-            checks=tuple(self.checks),
-            thresholds=self.thresholds,
-            on_unavailable=self.on_unavailable,
-            check_timeout=self.check_timeout,
-        )
-
-    def _tags(self, context: Context) -> dict[str, str]:
-        return {"dag_id": context["ti"].dag_id, "task_id": context["ti"].task_id}
+    def _checks(self) -> tuple[str, ...]:
+        return tuple(self.checks)
 
     def check(self, context: Context) -> HealthReport:
         report = asyncio.run(evaluate(self._config(), resolve_source, self._probe_state))
@@ -175,9 +143,7 @@ class PerformanceCheckSensor(ProfiledExecute, BaseSensorOperator):
             alerted = self._alerted_levels(context)
             if level not in alerted:  # one alert per level per DAG-run task
                 self._remember_alerted(context, alerted | {level})
-                notifier = copy.copy(self.notifier)  # rendered per task run; the DAG's copy stays a template
-                notifier.render_template_fields(context)
-                notifier.send(level, message, report.as_dict()["readings"], context)
+                self._alert(level, message, report.as_dict()["readings"], context)
         return status == "success"
 
     def _alerted_levels(self, context: Context) -> set[str]:

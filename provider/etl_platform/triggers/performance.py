@@ -15,8 +15,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from etl_platform.health.config import HealthConfig
-from etl_platform.health.evaluate import LEVELS, HealthReport, evaluate
+from etl_platform.health.config import LEVELS, HealthConfig, Level
+from etl_platform.health.evaluate import HealthReport, evaluate
 from etl_platform.health.metrics import emit_readings
 from etl_platform.health.probes import ProbeState
 from etl_platform.health.sources import resolve_source
@@ -87,7 +87,7 @@ def proceed_status(report: HealthReport, wait_on_warning: bool) -> str | None:
     return "success"
 
 
-def escalated(level: str, alerted: Sequence[str]) -> bool:
+def escalated(level: Level, alerted: Sequence[str]) -> bool:
     """True when `level` is an alerting level above every level alerted so far."""
     if level not in ("warning", "critical"):
         return False
