@@ -44,7 +44,7 @@ import psycopg
 from psycopg import sql
 
 from etl_platform.common.catalog import read_row
-from etl_platform.locking import duration_seconds
+from etl_platform.common.durations import duration_seconds
 from etl_platform.partitions.catalog import Partition, PartitionedTable
 from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionConfigError

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from etl_platform.common.durations import parse_duration
 from etl_platform.common.errors import sqlstate_of
+from etl_platform.common.locking import RETRYABLE
 from etl_platform.common.protocols import LoggerLike
 from etl_platform.common.retry import retry_with_backoff
-from etl_platform.locking import RETRYABLE, parse_duration
+from etl_platform.common.session import pin_settings, reset_settings
 from etl_platform.partitions.errors import PartitionConfigError, PartitionError, PartitionLockTimeout
 
 T = TypeVar("T")
@@ -25,10 +27,7 @@ T = TypeVar("T")
 
 def validate_lock_timeout(value: object) -> str:
     """The lock_timeout as PostgreSQL will read it, or PartitionConfigError naming the setting."""
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise PartitionConfigError(str(exc)) from None
+    return parse_duration(value, error=PartitionConfigError)
 
 
 @dataclass
@@ -109,7 +108,7 @@ class DdlRunner:
         def attempt(number: int) -> None:
             self.round_trips += 2
             self.transactions += 1
-            self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
+            pin_settings(self.conn, {"lock_timeout": self.lock_timeout})  # session-wide: no transaction here
             self.conn.execute(statement)
 
         def retried(number: int, delay: float, exc: BaseException) -> None:
@@ -123,7 +122,7 @@ class DdlRunner:
         try:
             self._retry(attempt, attempts, retried, give_up)
         finally:
-            self.conn.execute("RESET lock_timeout")
+            reset_settings(self.conn, ["lock_timeout"])
             self.conn.autocommit = previous
         self._record(what, [text], dry=False)
 
@@ -156,9 +155,7 @@ class DdlRunner:
             self.transactions += 1
             self.round_trips += 3  # BEGIN, SET LOCAL, COMMIT/ROLLBACK
             with self.conn.transaction():
-                self.conn.execute(
-                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
-                )
+                self._pin_lock_timeout()
                 result = work(execute)
                 if self.dry_run:
                     raise _DryRunRollback(result)
@@ -198,14 +195,16 @@ class DdlRunner:
             self.transactions += 1
             self.round_trips += 4
             with self.conn.transaction(force_rollback=True):
-                self.conn.execute(
-                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout))
-                )
+                self._pin_lock_timeout()
                 self.conn.execute(statement)
         except RETRYABLE as exc:
             self.log.warning("%s: %s", what, exc.diag.message_primary)
             return False
         return True
+
+    def _pin_lock_timeout(self) -> None:
+        """Inside the transaction just begun: the lock_timeout ends with it (SET LOCAL)."""
+        pin_settings(self.conn, {"lock_timeout": self.lock_timeout}, local=True)
 
     def _record(self, what: str, statements: list[str], *, dry: bool) -> None:
         changes = [s for s in statements if _changes_something(s)]

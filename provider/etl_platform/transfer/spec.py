@@ -8,7 +8,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from etl_platform.locking import parse_duration
+from etl_platform.common.durations import parse_duration
 from etl_platform.transfer.errors import TransferConfigError
 
 
@@ -91,10 +91,7 @@ class TransferSpec:
             raise TransferConfigError(
                 f"strategy {self.strategy!r} is not one of {[s.value for s in Strategy]}."
             ) from None
-        try:
-            object.__setattr__(self, "lock_timeout", parse_duration(self.lock_timeout))
-        except ValueError as exc:
-            raise TransferConfigError(str(exc)) from None
+        object.__setattr__(self, "lock_timeout", parse_duration(self.lock_timeout, error=TransferConfigError))
         if not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
             raise TransferConfigError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}.")
         if not isinstance(self.parallelism, int) or not 1 <= self.parallelism <= 64:

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from etl_platform.locking import with_lock_retries
+from etl_platform.common.locking import with_lock_retries
 from etl_platform.transfer import swap_catalog
 from etl_platform.transfer.new_table import CannotSwap, NewTable
 from etl_platform.transfer.plan import TransferPlan
