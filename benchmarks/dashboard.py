@@ -170,75 +170,90 @@ def servers(ledger_url: str, redis_url: str, count: int) -> Iterator[list[str]]:
             proc.wait(10)
 
 
-def bench_http(ledger_url: str, redis_url: str, token: str, rounds: int) -> dict[str, Any]:
-    """Over real HTTP (keep-alive) against two server processes: A computes, B finds A's entry in Redis."""
+Get = Callable[..., dict[str, Any]]
+
+
+def _getter(conns: dict[str, http.client.HTTPConnection], headers: dict[str, str]) -> Get:
+    """GET on a kept-alive http.client connection per server: httpx's own per-request work (~2.5 ms
+    here) would be measured as the server's otherwise."""
+
+    def get(url: str, path: str, expect_cache: str | None = None, **params: Any) -> dict[str, Any]:
+        conn = conns[url]
+        conn.request("GET", f"{path}?{urlencode(params)}" if params else path, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise SystemExit(f"GET {path}: {response.status} {data[:300]!r}")
+        if expect_cache is not None:
+            got = response.getheader("X-ETL-Cache")
+            assert got == expect_cache, f"{path}: expected cache {expect_cache}, got {got}"
+        body: dict[str, Any] = json.loads(data)
+        return body
+
+    return get
+
+
+def _http_stats(get: Get, publisher: redis.Redis, url_a: str, url_b: str, rounds: int) -> dict[str, Any]:
+    """Stats cold (A computes), from Redis (B finds A's entry) and warm (A's memory)."""
     from etl_platform.events import publish_run_event, run_event
 
+    cold: list[float] = []
+    redis_level: list[float] = []
+    warm: list[float] = []
+    for _ in range(rounds):
+        publish_run_event(publisher, run_event("dag_run", "etl_bench", "bench", "success"))
+        time.sleep(0.3)  # both servers' subscribers drop their memory entries
+        cold.append(_ms(lambda: get(url_a, "/api/stats", "miss")))
+        redis_level.append(_ms(lambda: get(url_b, "/api/stats", "redis")))
+        warm.extend(_ms(lambda: get(url_a, "/api/stats", "memory")) for _ in range(20))
+    return {"stats_cold": _summary(cold), "stats_redis": _summary(redis_level), "stats_warm": _summary(warm)}
+
+
+def _http_runs(
+    get: Get, url: str, label: str, pipeline: str | None, far_page: int, rounds: int
+) -> dict[str, Any]:
+    """Runs page 1 vs the far page reached by walking the cursors there."""
+    params = {"page_size": PAGE_SIZE, **({"pipeline": pipeline} if pipeline else {})}
+    cursor: str | None = None
+    walk_started = time.perf_counter()
+    for page in range(1, far_page):
+        cursor = get(url, "/api/runs", **params, **({"cursor": cursor} if cursor else {}))["next_cursor"]
+        if not cursor:
+            raise SystemExit(f"{label}: only {page} pages of {PAGE_SIZE}, {far_page} wanted")
+    walk_s = time.perf_counter() - walk_started
+    first, far = [], []
+    for _ in range(rounds * 3):  # interleaved: both see the same machine state
+        first.append(_ms(lambda: get(url, "/api/runs", **params)))
+        far.append(_ms(lambda: get(url, "/api/runs", cursor=cursor, **params)))
+    return {
+        "far_page": far_page,
+        "page_1": _summary(first),
+        "far_page_keyset": _summary(far),
+        "ratio": round(statistics.median(far) / statistics.median(first), 3),
+        "walk_to_far_page_s": round(walk_s, 2),
+    }
+
+
+def bench_http(ledger_url: str, redis_url: str, token: str, rounds: int) -> dict[str, Any]:
+    """Over real HTTP (keep-alive) against two server processes: A computes, B finds A's entry in Redis."""
     publisher = redis.Redis.from_url(redis_url)
-    out: dict[str, Any] = {}
     headers = {"Authorization": f"Bearer {token}"}
     with servers(ledger_url, redis_url, 2) as (url_a, url_b):
-        # http.client on a kept-alive connection per server: httpx's own per-request work (~2.5 ms here)
-        # would be measured as the server's otherwise.
         conns = {url: http.client.HTTPConnection(*urlsplit(url).netloc.split(":")) for url in (url_a, url_b)}
-
-        def get(url: str, path: str, expect_cache: str | None = None, **params: Any) -> dict[str, Any]:
-            conn = conns[url]
-            conn.request("GET", f"{path}?{urlencode(params)}" if params else path, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            if response.status != 200:
-                raise SystemExit(f"GET {path}: {response.status} {data[:300]!r}")
-            if expect_cache is not None:
-                got = response.getheader("X-ETL-Cache")
-                assert got == expect_cache, f"{path}: expected cache {expect_cache}, got {got}"
-            body: dict[str, Any] = json.loads(data)
-            return body
-
+        get = _getter(conns, headers)
         for url in (url_a, url_b):
             get(url, "/api/stats")  # warm-up: imports, pool, first plans
             get(url, "/api/runs")
-        cold: list[float] = []
-        redis_level: list[float] = []
-        warm: list[float] = []
-        for _ in range(rounds):
-            publish_run_event(publisher, run_event("dag_run", "etl_bench", "bench", "success"))
-            time.sleep(0.3)  # both servers' subscribers drop their memory entries
-            cold.append(_ms(lambda: get(url_a, "/api/stats", "miss")))
-            redis_level.append(_ms(lambda: get(url_b, "/api/stats", "redis")))
-            warm.extend(_ms(lambda: get(url_a, "/api/stats", "memory")) for _ in range(20))
-        out["stats_cold"] = _summary(cold)
-        out["stats_redis"] = _summary(redis_level)
-        out["stats_warm"] = _summary(warm)
-
+        out = _http_stats(get, publisher, url_a, url_b, rounds)
         for label, pipeline, far_page in CASES:
-            params = {"page_size": PAGE_SIZE, **({"pipeline": pipeline} if pipeline else {})}
-            cursor: str | None = None
-            walk_started = time.perf_counter()
-            for page in range(1, far_page):
-                cursor = get(url_a, "/api/runs", **params, **({"cursor": cursor} if cursor else {}))[
-                    "next_cursor"
-                ]
-                if not cursor:
-                    raise SystemExit(f"{label}: only {page} pages of {PAGE_SIZE}, {far_page} wanted")
-            walk_s = time.perf_counter() - walk_started
-            first, far = [], []
-            for _ in range(rounds * 3):  # interleaved: both see the same machine state
-                first.append(_ms(lambda: get(url_a, "/api/runs", **params)))  # noqa: B023
-                far.append(_ms(lambda: get(url_a, "/api/runs", cursor=cursor, **params)))  # noqa: B023
-            out[f"runs_{label}"] = {
-                "far_page": far_page,
-                "page_1": _summary(first),
-                "far_page_keyset": _summary(far),
-                "ratio": round(statistics.median(far) / statistics.median(first), 3),
-                "walk_to_far_page_s": round(walk_s, 2),
-            }
+            out[f"runs_{label}"] = _http_runs(get, url_a, label, pipeline, far_page, rounds)
     publisher.close()
     return out
 
 
 def bench_queries(ledger_url: str, rounds: int) -> dict[str, Any]:
     """Query-function level: keyset page 1 vs keyset page 1,000 vs the same page by LIMIT/OFFSET."""
+    from benchmarks.dashboard_offset import fetch_runs_page_offset
     from etl_platform.dashboard import aggregates, queries
 
     key = secrets.token_bytes(32)
@@ -254,9 +269,9 @@ def bench_queries(ledger_url: str, rounds: int) -> dict[str, Any]:
             for _ in range(rounds * 3):
                 first.append(_ms(lambda: queries.fetch_runs_page(conn, filters, PAGE_SIZE, None, key)))  # noqa: B023
                 far.append(_ms(lambda: queries.fetch_runs_page(conn, filters, PAGE_SIZE, cursor, key)))  # noqa: B023
-                offset.append(_ms(lambda: queries.fetch_runs_page_offset(conn, filters, PAGE_SIZE, far_page)))  # noqa: B023
+                offset.append(_ms(lambda: fetch_runs_page_offset(conn, filters, PAGE_SIZE, far_page)))  # noqa: B023
             same = queries.fetch_runs_page(conn, filters, PAGE_SIZE, cursor, key)["runs"]
-            assert same == queries.fetch_runs_page_offset(conn, filters, PAGE_SIZE, far_page)["runs"], (
+            assert same == fetch_runs_page_offset(conn, filters, PAGE_SIZE, far_page)["runs"], (
                 f"{label}: keyset page {far_page} differs from the OFFSET page"
             )
             out[label] = {

@@ -18,9 +18,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from benchmarks.dashboard_offset import fetch_runs_page_offset
 from etl_platform.dashboard.aggregates import fetch_series, fetch_stats
 from etl_platform.dashboard.cursor import InvalidCursor, decode_cursor, encode_cursor
-from etl_platform.dashboard.queries import RunFilters, fetch_runs_page, fetch_runs_page_offset
+from etl_platform.dashboard.queries import RunFilters, fetch_runs_page
 from etl_platform.ledger.migrate import migrate
 
 KEY = b"test-cursor-key-0123456789abcdef"

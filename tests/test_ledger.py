@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -14,8 +14,11 @@ from psycopg import sql
 
 from benchmarks.datagen import create_empty_like_orders, create_orders
 from etl_devstack.platform import free_port
+from etl_platform.ledger import runs
 from etl_platform.ledger.chunks import ChunkRecorder
 from etl_platform.ledger.migrate import migrate, migration_files
+from etl_platform.ledger.runs import PipelineRun
+from etl_platform.ledger.settings import ChunkSettings
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
 from etl_platform.partitions import maintenance
 from etl_platform.partitions.ddl import DdlRunner
@@ -296,6 +299,41 @@ def test_a_ledger_without_the_strategy_column_still_records_the_end(pg_server: A
     assert (task, run) == (("success", 7), (7,))
 
 
+def test_one_conflict_rule_for_every_writer_of_a_pipeline_run(pg_server: Any, ledger_db: str) -> None:
+    """ledger/runs.py is the one writer of pipeline_runs: an open (the listener's, or an attempt's) leaves an
+    existing row as it is, so a late attempt cannot reopen a finished run; a close upserts the outcome."""
+    conninfo = pg_server.conninfo(ledger_db)
+    with psycopg.connect(conninfo) as conn:
+        migrate(conn)
+    started = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    run = PipelineRun("p", "run-c", started)
+    with psycopg.connect(conninfo) as conn:
+        runs.open_run(conn, run)  # the DAG-run listener, first
+    log = logging.getLogger("test")
+    attempt = TaskAttempt("p", "run-c", started, "load", -1, 1, started, "s.src", "d.dst")
+    assert attempt.run == run
+    writer = LedgerWriter(lambda: psycopg.connect(conninfo), log)
+    writer.started(attempt)  # the same row: left as it is
+    writer.finished(attempt, {"rows": 5, "bytes": 50}, None)
+    finished = started + timedelta(minutes=1)
+    with psycopg.connect(conninfo) as conn:
+        runs.close_run(conn, run, "failed", finished, "boom")
+        runs.close_run(conn, run, "failed", finished, None)  # a close without an error keeps the one there
+    late = TaskAttempt("p", "run-c", started, "load", -1, 2, finished, "s.src", "d.dst")
+    LedgerWriter(lambda: psycopg.connect(conninfo), log).started(late)
+    with psycopg.connect(conninfo) as conn:
+        runs.open_run(conn, run)
+        rows = conn.execute(
+            'SELECT status, "rows", bytes, finished_at, error FROM etl_audit.pipeline_runs WHERE run_id = %s',
+            ("run-c",),
+        ).fetchall()
+        tasks = conn.execute(
+            "SELECT try_number, status FROM etl_audit.task_runs WHERE run_id = 'run-c' ORDER BY try_number"
+        ).fetchall()
+    assert rows == [("failed", 5, 50, finished, "boom")]
+    assert tasks == [(1, "success"), (2, "running")]  # the late attempt still records itself
+
+
 @pytest.mark.airflow
 def test_transfer_writes_a_ledger_row_per_attempt(
     pg_server: Any, ledger_db: str, src_db: Any, dst_db: Any, monkeypatch: pytest.MonkeyPatch
@@ -351,7 +389,10 @@ def test_chunk_rows_are_written_in_batches_while_the_transfer_runs(pg_server: An
     started = datetime.now(UTC)
     attempt = TaskAttempt("p", "run1", started, "load", 3, 2, started, "s.src", "d.dst")
     recorder = ChunkRecorder(
-        lambda: psycopg.connect(conninfo), attempt, logging.getLogger("test"), batch_rows=2, interval_s=60
+        lambda: psycopg.connect(conninfo),
+        attempt,
+        logging.getLogger("test"),
+        ChunkSettings(batch_rows=2, interval_s=60),
     )
 
     def recorded() -> int:
@@ -390,7 +431,11 @@ def test_an_unreachable_ledger_never_fails_or_holds_the_transfer(
     errors: list[int] = []
     log = logging.getLogger("test.chunks")
     recorder = ChunkRecorder(
-        lambda: psycopg.connect(dead), attempt, log, batch_rows=1, on_error=lambda: errors.append(1)
+        lambda: psycopg.connect(dead),
+        attempt,
+        log,
+        ChunkSettings(batch_rows=1),
+        on_error=lambda: errors.append(1),
     )
     spec = TransferSpec(
         source_table=f"{src_db.schema}.orders",

@@ -1,4 +1,4 @@
-"""Dashboard reads of runs from the ledger: keyset pages (the app) and OFFSET pages (the benchmark's baseline).
+"""Dashboard reads of runs from the ledger: keyset pages (the OFFSET baseline lives in benchmarks/).
 
 Each function runs ONE statement whatever the page size (the app counts statements per request) and
 returns the JSON-ready shape of its endpoint in docs/dashboard.md; values go as bind parameters only.
@@ -28,13 +28,13 @@ from etl_platform.dashboard.query_common import (
 
 MAX_PAGE_SIZE = 100
 
-_RUNS_PAGE = (
+# The runs page statement; public so the benchmark's OFFSET baseline reads exactly the app's query.
+RUNS_PAGE = (
     'SELECT pipeline, run_id, status, started_at, finished_at, "rows", bytes, error '
     "FROM etl_audit.pipeline_runs WHERE {where} "
     "ORDER BY started_at DESC, pipeline DESC, run_id DESC LIMIT %(limit)s"
 )
-_RUNS = sql.SQL(_RUNS_PAGE)
-_RUNS_OFFSET = sql.SQL(_RUNS_PAGE + " OFFSET %(offset)s")  # the benchmark's baseline only
+_RUNS = sql.SQL(RUNS_PAGE)
 # The redundant `started_at <=` lets the (pipeline, started_at DESC, run_id DESC) index seek when a pipeline
 # is filtered; without a pipeline the row comparison itself is the (started_at, pipeline, run_id) index bound.
 _AFTER_CURSOR = sql.SQL(
@@ -68,12 +68,14 @@ class RunFilters:
         return {name: value for name, value in vars(self).items() if value is not None}
 
 
-def _check_page_size(page_size: int) -> None:
+def check_page_size(page_size: int) -> None:
+    """Public for the benchmark's OFFSET baseline, which must refuse the same sizes as the app."""
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be an integer in 1..{MAX_PAGE_SIZE}")
 
 
-def _run_json(row: Sequence[Any]) -> dict[str, Any]:
+def run_json(row: Sequence[Any]) -> dict[str, Any]:
+    """One run as the endpoint returns it (from a RUNS_PAGE row); shared with the OFFSET baseline."""
     pipeline, run_id, status, started_at, finished_at, rows, bytes_, error = row
     duration = None if finished_at is None else (finished_at - started_at).total_seconds()
     return {
@@ -97,7 +99,7 @@ def fetch_runs_page(
 
     Raises InvalidCursor (a ValueError) for a cursor we did not sign for these filters.
     """
-    _check_page_size(page_size)
+    check_page_size(page_size)
     fingerprint = filters.fingerprint()
     params = filters.params()
     conditions = [RUN_FILTERS[name] for name in params]
@@ -113,25 +115,4 @@ def fetch_runs_page(
     if len(rows) > page_size:
         last = page[-1]
         next_cursor = encode_cursor((last[3], last[0], last[1]), fingerprint, key)
-    return {"runs": [_run_json(row) for row in page], "next_cursor": next_cursor, "page_size": page_size}
-
-
-def fetch_runs_page_offset(conn: Conn, filters: RunFilters, page_size: int, page: int) -> dict[str, Any]:
-    """Page `page` (1-based) by LIMIT/OFFSET: the benchmark's baseline only, never used by the app.
-
-    OFFSET re-reads every earlier row, and rows inserted during a walk shift pages (duplicates, gaps).
-    """
-    _check_page_size(page_size)
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValueError("page must be an integer >= 1")
-    params = filters.params()
-    conditions = [RUN_FILTERS[name] for name in params]
-    params.update(limit=page_size + 1, offset=(page - 1) * page_size)
-    rows = fetchall(conn, _RUNS_OFFSET.format(where=where(conditions)), params)
-    return {
-        "runs": [_run_json(row) for row in rows[:page_size]],
-        "next_cursor": None,
-        "page_size": page_size,
-        "page": page,
-        "next_page": page + 1 if len(rows) > page_size else None,
-    }
+    return {"runs": [run_json(row) for row in page], "next_cursor": next_cursor, "page_size": page_size}

@@ -1,9 +1,10 @@
 """Chunk rows for the per-run transfer view, written to etl_audit.task_chunks off the COPY path.
 
 The engine reports each committed chunk to a ChunkSink (transfer/progress.py); this one only appends
-to a buffer there. A thread of its own writes the buffer every `interval_s` or `batch_rows` chunks,
-and once more at the end, with one COPY per batch on one connection. The ledger is bookkeeping: the
-first error is logged once and counted, the attempt records no more chunks, and the transfer goes on.
+to a buffer there. A thread of its own writes the buffer every `interval_s` or `batch_rows` chunks
+(ChunkSettings, ledger/settings.py), and once more at the end, with one COPY per batch on one
+connection. The ledger is bookkeeping: the first error is logged once and counted, the attempt
+records no more chunks, and the transfer goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from etl_platform.ledger.settings import ChunkSettings
 from etl_platform.ledger.writer import TaskAttempt
 from etl_platform.transfer.progress import ChunkEvent, LoggerLike
 
@@ -35,20 +37,14 @@ class ChunkRecorder:
         connect: Callable[[], psycopg.Connection[Any]],
         attempt: TaskAttempt,
         log: LoggerLike,
+        settings: ChunkSettings | None = None,
         *,
-        batch_rows: int = 50,
-        interval_s: float = 1.0,
-        max_buffered: int = 20_000,
-        close_timeout_s: float = 10.0,
         on_error: Callable[[], None] | None = None,
     ) -> None:
         self.connect = connect
         self.attempt = attempt
         self.log = log
-        self.batch_rows = batch_rows
-        self.interval_s = interval_s
-        self.max_buffered = max_buffered
-        self.close_timeout_s = close_timeout_s
+        self.settings = settings or ChunkSettings()
         self.on_error = on_error
         self.written = 0
         self.dropped = 0
@@ -75,11 +71,11 @@ class ChunkRecorder:
             self._rss_mb(),
         )
         with self._lock:
-            if self._failed or len(self._buffer) >= self.max_buffered:
+            if self._failed or len(self._buffer) >= self.settings.max_buffered:
                 self.dropped += 1  # the ledger is down or far behind: never hold the transfer for it
                 return
             self._buffer.append(row)
-            full = len(self._buffer) >= self.batch_rows
+            full = len(self._buffer) >= self.settings.batch_rows
         if full:
             self._wake.set()
 
@@ -105,12 +101,12 @@ class ChunkRecorder:
         self._closing.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(self.close_timeout_s)
+            self._thread.join(self.settings.close_timeout_s)
         if self._thread.is_alive():
             self.log.warning(
                 "ledger: chunk rows of %s still being written after %.0f s; not waiting",
                 self.attempt.task_id,
-                self.close_timeout_s,
+                self.settings.close_timeout_s,
             )
 
     # -- the writer thread ---------------------------------------------------------------------
@@ -118,7 +114,7 @@ class ChunkRecorder:
     def _run(self) -> None:
         try:
             while True:
-                self._wake.wait(self.interval_s)
+                self._wake.wait(self.settings.interval_s)
                 self._wake.clear()
                 closing = self._closing.is_set()
                 self._flush()

@@ -1,7 +1,8 @@
 """Ledger rows for a task attempt: 'running' when it starts, final figures when it ends.
 
-The ledger is bookkeeping: if it cannot be written, the transfer still runs and the failure is
-logged, never raised.
+The attempt's row is etl_audit.task_runs; its DAG run's row (pipeline_runs) goes through ledger/runs.py,
+the one writer of that table. The ledger is bookkeeping: if it cannot be written, the transfer still
+runs and the failure is logged, never raised.
 """
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
+from etl_platform.ledger import runs
 from etl_platform.transfer.progress import LoggerLike
 
-_START_PIPELINE = """
-INSERT INTO etl_audit.pipeline_runs (pipeline, run_id, started_at, status)
-VALUES (%(pipeline)s, %(run_id)s, %(run_started_at)s, 'running')
-ON CONFLICT (pipeline, run_id, started_at) DO UPDATE SET status = 'running', updated_at = now()
-"""
 _START_TASK = """
 INSERT INTO etl_audit.task_runs (pipeline, run_id, task_id, map_index, try_number, started_at, status,
                                  source, destination)
@@ -35,16 +32,12 @@ SET finished_at = now(), status = %(status)s, rows = %(rows)s, bytes = %(bytes)s
     strategy = %(strategy)s, error = %(error)s
 WHERE id = %(id)s AND started_at = %(started_at)s
 """
-_ADD_TO_PIPELINE = """
-UPDATE etl_audit.pipeline_runs
-SET rows = rows + coalesce(%(rows)s, 0), bytes = bytes + coalesce(%(bytes)s, 0),
-    error = coalesce(%(error)s, error), updated_at = now()
-WHERE pipeline = %(pipeline)s AND run_id = %(run_id)s AND started_at = %(run_started_at)s
-"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskAttempt:
+    """One try of one task (map index included); `run_started_at` is its DAG run's start_date."""
+
     pipeline: str
     run_id: str
     run_started_at: datetime
@@ -55,8 +48,15 @@ class TaskAttempt:
     source: str
     destination: str
 
+    @property
+    def run(self) -> runs.PipelineRun:
+        """The key of the DAG run's row in pipeline_runs."""
+        return runs.PipelineRun(self.pipeline, self.run_id, self.run_started_at)
+
 
 class LedgerWriter:
+    """Records one attempt: `started` then `finished`, each on a connection of its own."""
+
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], log: LoggerLike):
         self.connect = connect
         self.log = log
@@ -66,7 +66,7 @@ class LedgerWriter:
         params = vars(attempt)
         try:
             with self.connect() as conn:
-                conn.execute(_START_PIPELINE, params)
+                runs.open_run(conn, attempt.run)
                 row = conn.execute(_START_TASK, params).fetchone()
                 self._row_id = int(row[0]) if row else None
         except psycopg.Error as exc:
@@ -101,6 +101,6 @@ class LedgerWriter:
                         "ledger: no task_runs.strategy (apply the ledger migrations); not recorded"
                     )
                     conn.execute(_FINISH_TASK.replace("strategy = %(strategy)s, ", ""), params)
-                conn.execute(_ADD_TO_PIPELINE, params)
+                runs.add_totals(conn, attempt.run, params["rows"], params["bytes"], params["error"])
         except psycopg.Error as exc:
             self.log.warning("ledger: could not record the end of %s: %s", attempt.task_id, exc)
