@@ -20,11 +20,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from etl_platform.common.redis_url import celery_broker_redis_url, redis_url_of_connection
 from etl_platform.health import probes
 from etl_platform.health.config import HealthConfig
 from etl_platform.health.evaluate import HealthReport, Sources, evaluate
 from etl_platform.health.sources import resolve_source
+from etl_platform.hooks.redis_url import celery_broker_redis_url, redis_url_of_connection
 from etl_platform.notifications.performance import PerformanceAlertNotifier
 from etl_platform.sensors.performance import PerformanceCheckSensor
 from etl_platform.triggers.performance import PerformanceCheckTrigger

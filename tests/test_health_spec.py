@@ -110,7 +110,7 @@ def test_default_checks_of_the_sensor_the_cli_and_the_snapshot() -> None:
 def test_redis_url_resolution_imports_no_airflow() -> None:
     """The dashboard and the listener import it; Airflow's lookups wait until a URL is asked for."""
     code = (
-        "import sys, etl_platform.common.redis_url; print(any(m.startswith('airflow') for m in sys.modules))"
+        "import sys, etl_platform.hooks.redis_url; print(any(m.startswith('airflow') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pytest
+from airflow.sdk import conf
 
 from etl_platform.common.errors import ConfigError, is_terminal
 from etl_platform.ledger.settings import ChunkSettings, LedgerSettings, require_number
@@ -74,13 +75,13 @@ def test_require_number_bounds() -> None:
         require_number("x", 1, minimum=2, integer=True)
 
 
-def test_from_airflow_reads_ledger_conn_id(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_conf_reads_ledger_conn_id_from_airflow_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", raising=False)
-    assert LedgerSettings.from_airflow() is None  # not set: no ledger
+    assert LedgerSettings.from_conf(conf) is None  # not set: no ledger
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "")
-    assert LedgerSettings.from_airflow() is None
+    assert LedgerSettings.from_conf(conf) is None
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", "etl_ledger")
-    assert LedgerSettings.from_airflow() == LedgerSettings("etl_ledger")
+    assert LedgerSettings.from_conf(conf) == LedgerSettings("etl_ledger")
     monkeypatch.setenv("AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID", " ")
     with pytest.raises(ConfigError, match=r"\[etl_platform\] ledger_conn_id"):
-        LedgerSettings.from_airflow()
+        LedgerSettings.from_conf(conf)

@@ -1,4 +1,4 @@
-"""What the engines need from a logger and a metrics client (Airflow's or the standard library's)."""
+"""What the engines need from a logger, a metrics client and a config (Airflow's or the standard library's)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,10 @@ class MetricsSink(Protocol):
     ) -> None: ...
 
     def timing(self, stat: str, dt: float, *, tags: dict[str, str] | None = None) -> None: ...
+
+
+class ConfigReader(Protocol):
+    """What an engine reads its settings from: Airflow's `conf` (or a ConfigParser), passed in by the
+    Airflow-side caller so the engine itself imports no Airflow."""
+
+    def get(self, section: str, key: str, *, fallback: Any = ...) -> Any: ...

@@ -82,8 +82,8 @@ class DashboardSettings:
         `dashboard_cache_ttl`, and the cursor key from `[api] secret_key`."""
         from airflow.configuration import conf
 
-        from etl_platform.common.redis_url import resolve_redis_url
         from etl_platform.hooks.postgres import EtlPostgresHook
+        from etl_platform.hooks.redis_url import resolve_redis_url
 
         ledger_conn_id = conf.get(SECTION, "ledger_conn_id", fallback="") or ""
         if not ledger_conn_id:

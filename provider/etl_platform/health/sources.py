@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from airflow.sdk import BaseHook
 
-from etl_platform.common.redis_url import celery_broker_redis_url, redis_url_of_connection
 from etl_platform.health.config import HealthConfig
 from etl_platform.health.probes import Unavailable
 from etl_platform.hooks.postgres import EtlPostgresHook  # imported here, not on the event loop
+from etl_platform.hooks.redis_url import celery_broker_redis_url, redis_url_of_connection
 
 
 async def resolve_source(config: HealthConfig, source: str) -> str | None:

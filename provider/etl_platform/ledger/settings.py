@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from etl_platform.common.errors import ConfigError
+from etl_platform.common.protocols import ConfigReader
 
 SECTION = "etl_platform"
 
@@ -60,10 +61,9 @@ class LedgerSettings:
         require_number("ledger connect_timeout_s", self.connect_timeout_s, minimum=1, integer=True)
 
     @classmethod
-    def from_airflow(cls) -> LedgerSettings | None:
-        """From `[etl_platform] ledger_conn_id` (env AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID); None when
-        it is not set: no ledger is written."""
-        from airflow.sdk import conf
-
+    def from_conf(cls, conf: ConfigReader) -> LedgerSettings | None:
+        """From `[etl_platform] ledger_conn_id` (env AIRFLOW__ETL_PLATFORM__LEDGER_CONN_ID) in the config
+        the caller passes (Airflow's, from the listener: the ledger itself imports no Airflow); None
+        when it is not set: no ledger is written."""
         conn_id = conf.get(SECTION, "ledger_conn_id", fallback=None) or None
         return None if conn_id is None else cls(conn_id=conn_id)

@@ -53,8 +53,10 @@ def _write(dag_run: Any, what: str, write: Write) -> bool:
     if not _backoff.ready():
         log.warning("ledger: unavailable a moment ago; not waiting on it to %s pipeline run %s", what, run_id)
         return False
+    from airflow.sdk import conf
+
     try:
-        settings = LedgerSettings.from_airflow()
+        settings = LedgerSettings.from_conf(conf)
     except ConfigError as exc:  # a listener must not raise: the scheduler calls it
         log.warning("ledger: not configured correctly, pipeline run %s not recorded: %s", run_id, exc)
         return False

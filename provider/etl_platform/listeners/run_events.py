@@ -113,7 +113,7 @@ def _client() -> Any:
     """The process's Redis client for the configured URL (None when there is no Redis)."""
     from airflow.sdk import conf
 
-    from etl_platform.common.redis_url import resolve_redis_url
+    from etl_platform.hooks.redis_url import resolve_redis_url
 
     conn_id = conf.get("etl_platform", "redis_conn_id", fallback="") or None
     if conn_id is None:
