@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from etl_platform.cli.common import CliError, connect, database_error, emit, fail
+from etl_platform.common.session import pin_settings
 from etl_platform.partitions.catalog import PartitionedTable, load_partitioned_table
 from etl_platform.partitions.ddl import DdlRunner
 from etl_platform.partitions.errors import PartitionError
@@ -57,7 +58,7 @@ def read_status(
     verbose: bool = False,
 ) -> dict[str, Any]:
     prepare_session(conn)
-    conn.execute("SET default_transaction_read_only = on")  # a status must never change anything
+    pin_settings(conn, {"default_transaction_read_only": "on"})  # a status must never change anything
     conn.commit()
     tbl = load_partitioned_table(conn, table)
     iv = Interval.parse(interval) if interval else infer_interval(tbl)

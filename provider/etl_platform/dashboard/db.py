@@ -17,6 +17,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from etl_platform.common.session import pin_settings
+
 
 @dataclass
 class QueryCounter:
@@ -65,9 +67,7 @@ class CountingCursor(psycopg.Cursor[Any]):
 def _configure(conn: psycopg.Connection[Any]) -> None:
     """Session settings for every pooled connection: read only, UTC, bounded statements, and room to
     sort an hourly series' durations in memory (percentile_cont spilled ~5 MB to disk at 4 MB)."""
-    conn.execute("SET default_transaction_read_only = on")
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET work_mem = '32MB'")
+    pin_settings(conn, {"default_transaction_read_only": "on", "TimeZone": "UTC", "work_mem": "32MB"})
     conn.commit()
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 
+from etl_platform.common.session import pin_settings
 from etl_platform.partitions.drain import drain_default, run_drain
 from etl_platform.partitions.ensure import ensure_partitions, run_ensure
 from etl_platform.partitions.indexes import child_index_name, create_partitioned_index, run_index
@@ -52,5 +53,5 @@ __all__ = [
 
 def prepare_session(conn: psycopg.Connection[Any]) -> None:
     """Bounds of timestamptz partitions are midnight UTC: the session must read them that way."""
-    conn.execute("SET TimeZone = 'UTC'")
+    pin_settings(conn, {"TimeZone": "UTC"})
     conn.commit()

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from etl_platform.common.session import pin_settings
 from etl_platform.transfer.checkpoint import CheckpointStore, PartState
 from etl_platform.transfer.errors import StagingLostError, TransferError, chunk_rejected
 from etl_platform.transfer.plan import TransferPlan, check_output_columns
@@ -139,7 +140,7 @@ class TransferEngine:
         writer.before_finalize(dst, sum(p.written for p in parts))
         try:
             with dst.transaction():
-                dst.execute("SET LOCAL synchronous_commit = on")
+                pin_settings(dst, {"synchronous_commit": "on"}, local=True)
                 writer.finalize(dst, sum(p.written for p in parts))
                 if not writer.keeps_checkpoint or self.spec.checkpoint_id is None:
                     store.delete(dst)

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_platform.common.session import pin_settings, reset_settings
 from etl_platform.transfer import swap_catalog
 from etl_platform.transfer.carry_over import (
     SequenceMoves,
@@ -94,7 +95,7 @@ class NewTable:
         """Indexes, constraints, foreign keys and statistics, each committed (a crash resumes here)."""
         oid = self.oid(conn)
         assert oid is not None, f"{self.schema}.{self.name} vanished"
-        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(_INDEX_BUILD_MEMORY)))
+        pin_settings(conn, {"maintenance_work_mem": _INDEX_BUILD_MEMORY})
         existing = _index_names(conn, oid)
         for copy in self.copies(conn):
             if copy.name in existing:
@@ -118,7 +119,7 @@ class NewTable:
                         )
                     )
             conn.commit()
-        conn.execute("RESET maintenance_work_mem")
+        reset_settings(conn, ["maintenance_work_mem"])
         present = {r[0] for r in conn.execute(swap_catalog.OUTBOUND_FKS, {"oid": oid}).fetchall()}
         for name, definition, validated in conn.execute(
             swap_catalog.OUTBOUND_FKS, {"oid": self.original}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -59,7 +59,6 @@ class TransferSpec:
     checkpoint_schema: str = "etl_platform"
     strategy: Strategy | str = Strategy.AUTO
     lock_timeout: str = "5s"  # the longest a swap waits for its lock (readers queue behind it meanwhile)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.source_path, list):
