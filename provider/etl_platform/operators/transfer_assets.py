@@ -55,12 +55,23 @@ def _destination_asset(op: StreamingTransferOperator) -> Asset | None:
     return declared
 
 
-def _asset_uri(op: StreamingTransferOperator, side: str, build: Callable[[], str | None]) -> str | None:
+def uri_or_none(
+    build: Callable[[], str | None], warn: Callable[[AssetUriError], None] | None = None
+) -> str | None:
+    """The URI `build` makes, or None where a connection's host cannot be a URI host.
+
+    Not an error either way: the asset event says why in a warning (`warn`), lineage stays quiet.
+    """
     try:
         return build()
     except AssetUriError as exc:
-        op.log.warning("No asset for the %s: %s.", side, exc)
+        if warn is not None:
+            warn(exc)
         return None
+
+
+def _asset_uri(op: StreamingTransferOperator, side: str, build: Callable[[], str | None]) -> str | None:
+    return uri_or_none(build, lambda exc: op.log.warning("No asset for the %s: %s.", side, exc))
 
 
 def destination_uri(op: StreamingTransferOperator) -> str | None:
