@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, Context
 
 from etl_platform.assets import AssetUriError, connection_table_uri, file_uri
+from etl_platform.operators.transfer_settings import window
 
 if TYPE_CHECKING:
     from etl_platform.operators.transfer import StreamingTransferOperator
@@ -31,8 +32,8 @@ def emit_asset_event(op: StreamingTransferOperator, context: Context, summary: d
     extra: dict[str, Any] = {
         "rows": rows,
         "bytes": int(summary.get("bytes") or 0),
-        "window_start": op.window_start or None,
-        "window_end": op.window_end or None,
+        "window_start": window(op)[0],
+        "window_end": window(op)[1],
         "source": _asset_uri(op, "source", lambda: source_uri(op)),
     }
     context["outlet_events"][op.asset_alias].add(asset, extra=extra)
