@@ -130,3 +130,50 @@ def test_the_default_window_is_a_template_until_rendered_and_unused_without_incr
 def test_a_literal_window_is_still_checked_at_parse_time() -> None:
     with pytest.raises(ValueError, match="the window is empty"):
         _transfer(incremental_column="ts", window_start="2026-01-01", window_end="2026-01-01")
+
+
+def test_a_mapped_transfer_without_a_window_renders_without_a_data_interval() -> None:
+    """Mapped tasks render on the unmapped copy (Airflow's _do_render_template_fields): no window either."""
+    from types import SimpleNamespace
+
+    from airflow.sdk import DAG
+    from jinja2 import UndefinedError
+
+    from etl_platform.operators.transfer import StreamingTransferOperator
+
+    common = {
+        "source_conn_id": "s",
+        "destination_conn_id": "d",
+        "source_table": "a.b",
+        "destination_table": "c.d",
+    }
+    with DAG("transfer_mapped_render_check", schedule=None) as dag:
+        whole = StreamingTransferOperator.partial(task_id="whole", **common).expand_kwargs(
+            [{"key_min": "1", "key_max": "2"}]
+        )
+        incremental = StreamingTransferOperator.partial(
+            task_id="incremental", incremental_column="ts", **common
+        ).expand_kwargs([{"key_min": "1", "key_max": "2"}])
+
+    def context(task: Any) -> dict[str, Any]:
+        ti = SimpleNamespace(map_index=0, task=task)
+        return {
+            "ds": None,
+            "params": {},
+            "ti": ti,
+            "run_id": "r",
+            "dag": dag,
+            "dag_run": SimpleNamespace(conf={}),
+        }
+
+    rendered = context(whole)
+    whole.render_template_fields(rendered)
+    unmapped = rendered["task"]
+    assert (unmapped.window_start, unmapped.window_end, unmapped.key_min, unmapped.key_max) == (
+        None,
+        None,
+        "1",
+        "2",
+    )
+    with pytest.raises(UndefinedError, match="data_interval_start"):
+        incremental.render_template_fields(context(incremental))
