@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import psycopg
 
 from etl_platform.hooks.postgres import EtlPostgresHook
+
+# Airflow's --output choices (ARG_OUTPUT).
+OutputFormat = Literal["table", "json", "yaml", "plain"]
 
 
 class CliError(Exception):
@@ -47,7 +50,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def emit(rows: Sequence[dict[str, Any]], output: str, empty: str = "No data found") -> None:
+def emit(rows: Sequence[dict[str, Any]], output: OutputFormat, empty: str = "No data found") -> None:
     """json: typed values (numbers stay numbers) on one line; table/plain/yaml: Airflow's console."""
     if output == "json":
         print(json.dumps(list(rows), default=str))

@@ -80,39 +80,29 @@ ARG_ON_UNAVAILABLE = Arg(
 )
 ARG_CHECK_TIMEOUT = Arg(("--check-timeout",), help="Seconds per check (default 5)", type=float, default=5.0)
 
+# Which checkpoints a command acts on: `list` shows them, `clear` forgets them, by the same filters.
+CHECKPOINT_SELECTION = (
+    ARG_CONN_ID,
+    ARG_SCHEMA,
+    ARG_DAG_ID,
+    ARG_TASK_ID,
+    ARG_RUN_ID,
+    ARG_MAP_INDEX,
+    ARG_TRANSFER_ID,
+)
+
 CHECKPOINT_COMMANDS = (
     ActionCommand(
         name="list",
         help="List transfer checkpoints: what a retried or cleared transfer resumes from",
         func=lazy_load_command(f"{_PKG}.checkpoints.list_checkpoints"),
-        args=(
-            ARG_CONN_ID,
-            ARG_SCHEMA,
-            ARG_DAG_ID,
-            ARG_TASK_ID,
-            ARG_RUN_ID,
-            ARG_MAP_INDEX,
-            ARG_TRANSFER_ID,
-            ARG_OUTPUT,
-            ARG_VERBOSE,
-        ),
+        args=(*CHECKPOINT_SELECTION, ARG_OUTPUT, ARG_VERBOSE),
     ),
     ActionCommand(
         name="clear",
         help="Forget checkpoints so the next run starts over (refused while the transfer runs)",
         func=lazy_load_command(f"{_PKG}.checkpoints.clear_checkpoints"),
-        args=(
-            ARG_CONN_ID,
-            ARG_SCHEMA,
-            ARG_DAG_ID,
-            ARG_TASK_ID,
-            ARG_RUN_ID,
-            ARG_MAP_INDEX,
-            ARG_TRANSFER_ID,
-            ARG_YES,
-            ARG_IDLE_SECONDS,
-            ARG_VERBOSE,
-        ),
+        args=(*CHECKPOINT_SELECTION, ARG_YES, ARG_IDLE_SECONDS, ARG_VERBOSE),
     ),
 )
 PARTITION_COMMANDS = (

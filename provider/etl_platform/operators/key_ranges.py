@@ -17,7 +17,7 @@ from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.catalog import has_unique_index_on, resolve_table
 from etl_platform.transfer.errors import TransferConfigError
-from etl_platform.transfer.ranges import split_points
+from etl_platform.transfer.ranges import key_ranges
 
 
 class KeyRangePlanOperator(ProfiledExecute, BaseOperator):
@@ -60,9 +60,7 @@ class KeyRangePlanOperator(ProfiledExecute, BaseOperator):
                     raise TransferConfigError(f"key_column {key!r} of {rel.label} has no unique index.")
             except TransferConfigError as exc:
                 raise AirflowFailException(str(exc)) from None
-            fractions = [i / self.ranges for i in range(1, self.ranges)]
-            points = split_points(conn, rel.ident, sql.Identifier(key), sql.SQL("TRUE"), rel, fractions)
-        edges: list[str | None] = [None, *sorted(set(points), key=points.index), None]
-        planned = [{"key_min": edges[i], "key_max": edges[i + 1]} for i in range(len(edges) - 1)]
+            ranges = key_ranges(conn, rel.ident, sql.Identifier(key), sql.SQL("TRUE"), rel, self.ranges)
+        planned = [{"key_min": lo, "key_max": hi} for lo, hi in ranges]
         self.log.info("planned %d key ranges over %s.%s: %s", len(planned), rel.label, key, planned)
         return planned

@@ -8,7 +8,7 @@ psql COPY pipe, in constant memory, resuming after the last committed chunk on r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
@@ -18,11 +18,19 @@ from etl_platform.common.errors import is_terminal
 from etl_platform.operators import transfer_connect, transfer_record, transfer_settings
 from etl_platform.operators.transfer_assets import emit_asset_event
 from etl_platform.operators.transfer_record import LineageRun, PlanRecorder
+from etl_platform.operators.transfer_settings import (
+    FileFormatName,
+    StrategyName,
+    TransformFormatName,
+    WriteModeName,
+    ZeroDatesName,
+)
 from etl_platform.profiling import ProfiledExecute
 from etl_platform.transfer.engine import TransferEngine
 from etl_platform.transfer.errors import ChunkLoadError
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
 
 
@@ -133,6 +141,31 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
     template_fields_renderers = {"source_sql": "sql"}
     ui_color = "#c6e2ff"
 
+    # The settings Jinja never renders (transfer_settings.SETTINGS), set from the keywords of the same
+    # names by _keep_settings; declared here with their types.
+    source_conn_id: str | None
+    destination_conn_id: str | None
+    source_format: FileFormatName | None
+    csv_options: dict[str, Any] | None
+    max_rejects: int
+    allow_empty: bool
+    zero_dates: ZeroDatesName
+    destination_format: FileFormatName | None
+    rows_per_file: int
+    partition_by: str | None
+    chunk_rows: int
+    write_mode: WriteModeName
+    conflict_columns: tuple[str, ...] | None
+    transform: Callable[[Any], Any] | None
+    transform_format: TransformFormatName
+    parallelism: int
+    checkpoint_schema: str
+    strategy: StrategyName
+    lock_timeout: str
+    reset_checkpoint: bool
+    ledger_conn_id: str | None
+    destination_asset: Asset | None
+
     def __init__(
         self,
         *,
@@ -142,30 +175,30 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         source_table: str | None = None,
         source_sql: str | None = None,
         source_path: str | Sequence[str] | None = None,
-        source_format: str | None = None,
+        source_format: FileFormatName | None = None,
         csv_options: dict[str, Any] | None = None,
         reject_path: str | None = None,
         max_rejects: int = 0,
         allow_empty: bool = True,
-        zero_dates: str = "error",
+        zero_dates: ZeroDatesName = "error",
         destination_path: str | None = None,
-        destination_format: str | None = None,
+        destination_format: FileFormatName | None = None,
         rows_per_file: int = 1_000_000,
         partition_by: str | None = None,
         key_column: str | None = None,
         chunk_rows: int = 100_000,
-        write_mode: str = "append",
+        write_mode: WriteModeName = "append",
         conflict_columns: Sequence[str] | None = None,
         incremental_column: str | None = None,
         window_start: str | None = "{{ data_interval_start }}",
         window_end: str | None = "{{ data_interval_end }}",
         transform: Callable[[Any], Any] | None = None,
-        transform_format: str = "pandas",
+        transform_format: TransformFormatName = "pandas",
         parallelism: int = 1,
         key_min: str | None = None,
         key_max: str | None = None,
         checkpoint_schema: str = "etl_platform",
-        strategy: str = "auto",
+        strategy: StrategyName = "auto",
         lock_timeout: str = "5s",
         reset_checkpoint: bool = False,
         ledger_conn_id: str | None = None,
@@ -173,52 +206,53 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # Declared now, resolved at run time: the destination's URI needs its connection, which
-        # parsing must not read; an alias is Airflow's way to emit events on assets named at run
-        # time, and emitting nothing through it is how a run that changed nothing stays silent.
-        self.destination_asset = destination_asset
-        self.asset_alias = AssetAlias(name=f"etl_platform.transfer:{self.dag_id}.{self.task_id}")
-        self.outlets = [*self.outlets, self.asset_alias]
-        self._connections: dict[str, Any] = {}
-        self.source_conn_id = source_conn_id
-        self.destination_conn_id = destination_conn_id
-        self.destination_table = destination_table
+        # Templated: assigned unchanged; Airflow renders them in place, execute reads them rendered.
         self.source_table = source_table
         self.source_sql = source_sql
         self.source_path = source_path
-        self.source_format = source_format
-        self.csv_options = csv_options
-        self.reject_path = reject_path
-        self.max_rejects = max_rejects
-        self.allow_empty = allow_empty
-        self.zero_dates = zero_dates
+        self.destination_table = destination_table
         self.destination_path = destination_path
-        self.destination_format = destination_format
-        self.rows_per_file = rows_per_file
-        self.partition_by = partition_by
+        self.reject_path = reject_path
         self.key_column = key_column
-        self.chunk_rows = chunk_rows
-        self.write_mode = write_mode
-        self.conflict_columns = tuple(conflict_columns) if conflict_columns else None
         self.incremental_column = incremental_column
-        # No incremental column, no window: leave nothing to render, so runs without a data interval
-        # (Airflow 3's manual runs have none) do not fail on an undefined `data_interval_start`.
-        self.window_start = window_start if incremental_column else None
-        self.window_end = window_end if incremental_column else None
-        self.transform = transform
-        self.transform_format = transform_format
-        self.parallelism = parallelism
+        self.window_start = window_start
+        self.window_end = window_end
         self.key_min = key_min
         self.key_max = key_max
-        self.checkpoint_schema = checkpoint_schema
-        self.strategy = strategy
-        self.lock_timeout = lock_timeout
-        self.reset_checkpoint = reset_checkpoint
-        self.ledger_conn_id = ledger_conn_id
+        self._keep_settings(locals())
+        transfer_settings.check_at_parse(self)
+
+    def _keep_settings(self, given: dict[str, Any]) -> None:
+        """The settings Jinja never sees (SETTINGS), each under its keyword's name; the run's state."""
+        for name in transfer_settings.SETTINGS:
+            setattr(self, name, given[name])
+        self.conflict_columns = tuple(self.conflict_columns) if self.conflict_columns else None
+        # Declared now, resolved at run time: the destination's URI needs its connection, which
+        # parsing must not read; an alias is Airflow's way to emit events on assets named at run
+        # time, and emitting nothing through it is how a run that changed nothing stays silent.
+        self.asset_alias = AssetAlias(name=f"etl_platform.transfer:{self.dag_id}.{self.task_id}")
+        self.outlets = [*self.outlets, self.asset_alias]
+        self._connections: dict[str, Any] = {}
         # What execute recorded for OpenLineage (read after it, on the worker; never in XCom).
         self._lineage_run: LineageRun | None = None
         self._lineage_summary: dict[str, Any] | None = None
-        transfer_settings.check_at_parse(self)
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """No incremental column, no window: nothing of it is rendered.
+
+        Runs without a data interval (Airflow 3's manual runs have none) must not fail on the default
+        window's undefined ``data_interval_start``. Airflow calls this for plain and mapped tasks alike.
+        """
+        if parent is self and not self.incremental_column:
+            self.window_start = self.window_end = None
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.observability.stats import Stats

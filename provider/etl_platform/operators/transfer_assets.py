@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, Context
 
 from etl_platform.assets import AssetUriError, connection_table_uri, file_uri
+from etl_platform.operators.transfer_settings import window
 
 if TYPE_CHECKING:
     from etl_platform.operators.transfer import StreamingTransferOperator
@@ -31,8 +32,8 @@ def emit_asset_event(op: StreamingTransferOperator, context: Context, summary: d
     extra: dict[str, Any] = {
         "rows": rows,
         "bytes": int(summary.get("bytes") or 0),
-        "window_start": op.window_start or None,
-        "window_end": op.window_end or None,
+        "window_start": window(op)[0],
+        "window_end": window(op)[1],
         "source": _asset_uri(op, "source", lambda: source_uri(op)),
     }
     context["outlet_events"][op.asset_alias].add(asset, extra=extra)
@@ -55,12 +56,23 @@ def _destination_asset(op: StreamingTransferOperator) -> Asset | None:
     return declared
 
 
-def _asset_uri(op: StreamingTransferOperator, side: str, build: Callable[[], str | None]) -> str | None:
+def uri_or_none(
+    build: Callable[[], str | None], warn: Callable[[AssetUriError], None] | None = None
+) -> str | None:
+    """The URI `build` makes, or None where a connection's host cannot be a URI host.
+
+    Not an error either way: the asset event says why in a warning (`warn`), lineage stays quiet.
+    """
     try:
         return build()
     except AssetUriError as exc:
-        op.log.warning("No asset for the %s: %s.", side, exc)
+        if warn is not None:
+            warn(exc)
         return None
+
+
+def _asset_uri(op: StreamingTransferOperator, side: str, build: Callable[[], str | None]) -> str | None:
+    return uri_or_none(build, lambda exc: op.log.warning("No asset for the %s: %s.", side, exc))
 
 
 def destination_uri(op: StreamingTransferOperator) -> str | None:

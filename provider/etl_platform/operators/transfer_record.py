@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
 
-from etl_platform.assets import AssetUriError, connection_table_uri
+from etl_platform.assets import connection_table_uri
 from etl_platform.hooks.kinds import MYSQL_TYPES, kind_of
 from etl_platform.hooks.postgres import EtlPostgresHook
 from etl_platform.ledger.chunks import ChunkRecorder
 from etl_platform.ledger.writer import LedgerWriter, TaskAttempt
-from etl_platform.operators.transfer_assets import destination_uri, source_uri
+from etl_platform.operators.transfer_assets import destination_uri, source_uri, uri_or_none
 from etl_platform.transfer.engine import TransferEngine
 from etl_platform.transfer.progress import recording_chunks
 from etl_platform.transfer.sources.base import Source
@@ -115,12 +115,12 @@ def lineage_record(op: StreamingTransferOperator, failed: bool) -> TransferRecor
     summary = None if failed else op._lineage_summary
     record: dict[str, Any] = {
         # A side whose connection's host is a socket directory has no URI: no dataset, no error.
-        "destination_uri": _or_none(lambda: destination_uri(op)),
-        "source_uri": _or_none(lambda: source_uri(op)),
+        "destination_uri": uri_or_none(lambda: destination_uri(op)),
+        "source_uri": uri_or_none(lambda: source_uri(op)),
         "source_sql": op.source_sql or None,
         # any table's URI on the source names its namespace and database (assets' normalization)
         "source_database_uri": (
-            _or_none(lambda: connection_table_uri(connection, "_"))
+            uri_or_none(lambda: connection_table_uri(connection, "_"))
             if op.source_sql and connection is not None
             else None
         ),
@@ -149,10 +149,3 @@ def _column_lineage(op: StreamingTransferOperator, run: LineageRun) -> dict[str,
         # The transform's output columns, known to the engine after its first chunk.
         record["transformed"] = tuple(run.engine._out_columns or ())
     return record
-
-
-def _or_none(build: Callable[[], str | None]) -> str | None:
-    try:
-        return build()
-    except AssetUriError:
-        return None

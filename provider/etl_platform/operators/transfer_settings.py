@@ -7,7 +7,7 @@ again in execute before any data moves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from etl_platform.transfer.errors import TransferConfigError
 from etl_platform.transfer.sources.mysql_types import ZeroDates
@@ -16,6 +16,39 @@ from etl_platform.transfer.spec import TransferSpec
 if TYPE_CHECKING:
     from etl_platform.operators.transfer import StreamingTransferOperator
     from etl_platform.transfer.export import ExportSpec
+
+# The strings each mode-like setting accepts (TransferSpec and ZeroDates check them when it is built).
+WriteModeName = Literal["append", "truncate", "upsert", "delete_insert"]
+StrategyName = Literal["auto", "staged"]
+TransformFormatName = Literal["pandas", "arrow"]
+ZeroDatesName = Literal["error", "null"]
+FileFormatName = Literal["parquet", "csv"]
+
+# The operator's settings Jinja never renders (all but its template_fields), kept under their names.
+SETTINGS: tuple[str, ...] = (
+    "source_conn_id",
+    "destination_conn_id",
+    "source_format",
+    "csv_options",
+    "max_rejects",
+    "allow_empty",
+    "zero_dates",
+    "destination_format",
+    "rows_per_file",
+    "partition_by",
+    "chunk_rows",
+    "write_mode",
+    "conflict_columns",
+    "transform",
+    "transform_format",
+    "parallelism",
+    "checkpoint_schema",
+    "strategy",
+    "lock_timeout",
+    "reset_checkpoint",
+    "ledger_conn_id",
+    "destination_asset",
+)
 
 # Settings an export (destination_path) never reads, with their defaults: given anything else they
 # would be ignored in silence, so the export refuses them. The window (window_start/window_end) only
@@ -99,8 +132,8 @@ def table_spec(op: StreamingTransferOperator, checkpoint_id: str) -> TransferSpe
         write_mode=op.write_mode,
         conflict_columns=op.conflict_columns,
         incremental_column=op.incremental_column or None,
-        window_start=op.window_start or None,
-        window_end=op.window_end or None,
+        window_start=window(op)[0],
+        window_end=window(op)[1],
         transform=op.transform,
         transform_format=op.transform_format,
         parallelism=op.parallelism,
@@ -111,6 +144,13 @@ def table_spec(op: StreamingTransferOperator, checkpoint_id: str) -> TransferSpe
         strategy=op.strategy,
         lock_timeout=op.lock_timeout,
     )
+
+
+def window(op: StreamingTransferOperator) -> tuple[Any, Any]:
+    """[window_start, window_end): only with incremental_column (else the default's template is unused)."""
+    if not op.incremental_column:
+        return None, None
+    return op.window_start or None, op.window_end or None
 
 
 def export_spec(op: StreamingTransferOperator, destination: str | None = None) -> ExportSpec:

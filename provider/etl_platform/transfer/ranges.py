@@ -19,18 +19,33 @@ def plan_parts(conn: psycopg.Connection[Any], plan: TransferPlan, parallelism: i
     """`parallelism` ranges (lo, hi] of roughly equal row counts; one open range when 1."""
     if parallelism == 1:
         return [PartState(part=0, lo=None, hi=None)]  # key bounds live in the window predicate
-    fractions = [i / parallelism for i in range(1, parallelism)]
-    bounds = _quantiles(conn, plan, fractions)
-    unique = sorted(set(bounds), key=bounds.index)
-    edges: list[str | None] = [None, *unique, None]
-    return [PartState(part=i, lo=edges[i], hi=edges[i + 1]) for i in range(len(edges) - 1)]
-
-
-def _quantiles(conn: psycopg.Connection[Any], plan: TransferPlan, fractions: list[float]) -> list[str]:
     assert plan.source_from is not None
-    return split_points(
-        conn, plan.source_from, plan.key_ident, plan.window_predicate(), plan.source_relation, fractions
+    ranges = key_ranges(
+        conn, plan.source_from, plan.key_ident, plan.window_predicate(), plan.source_relation, parallelism
     )
+    return [PartState(part=i, lo=lo, hi=hi) for i, (lo, hi) in enumerate(ranges)]
+
+
+KeyRange = tuple[str | None, str | None]
+
+
+def key_ranges(
+    conn: psycopg.Connection[Any],
+    source: sql.Composable,
+    key: sql.Identifier,
+    where: sql.Composable,
+    relation: Relation | None,
+    count: int,
+) -> list[KeyRange]:
+    """Up to `count` ranges (lo, hi] of roughly equal row counts, the first and last open-ended.
+
+    One plan for the in-task streams (plan_parts) and the mapped tasks (KeyRangePlanOperator): a key
+    repeated at two fractions (a small or skewed table) makes one range, never an empty one.
+    """
+    fractions = [i / count for i in range(1, count)]
+    points = split_points(conn, source, key, where, relation, fractions) if fractions else []
+    edges: list[str | None] = [None, *sorted(set(points), key=points.index), None]
+    return [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
 def split_points(
