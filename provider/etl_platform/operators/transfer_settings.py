@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from etl_platform.transfer.errors import TransferConfigError
+from etl_platform.transfer.export_spec import ExportSpec
 from etl_platform.transfer.sources.mysql_types import ZeroDates
 from etl_platform.transfer.spec import TransferSpec
 
 if TYPE_CHECKING:
     from etl_platform.operators.transfer import StreamingTransferOperator
-    from etl_platform.transfer.export import ExportSpec
 
 # The strings each mode-like setting accepts (TransferSpec and ZeroDates check them when it is built).
 WriteModeName = Literal["append", "truncate", "upsert", "delete_insert"]
@@ -155,8 +155,6 @@ def window(op: StreamingTransferOperator) -> tuple[Any, Any]:
 
 def export_spec(op: StreamingTransferOperator, destination: str | None = None) -> ExportSpec:
     """The export's spec; `destination` is the path on the storage (the URL at parse time)."""
-    from etl_platform.transfer.export import ExportSpec
-
     return ExportSpec(
         destination=destination or str(op.destination_path),
         source_table=op.source_table or None,
