@@ -1,12 +1,14 @@
 """Catalog look-ups every engine needs: a relation by name, its columns and primary key.
 
 Everything here reads pg_catalog; nothing is formatted into SQL text. A read runs inside the caller's
-transaction when one is open (a savepoint, so a failed look-up leaves it usable) and in a
-transaction of its own otherwise: it never commits or rolls back the caller's work.
+transaction when one is open (only a name to_regclass cannot parse, the one read that can fail on
+input, runs in a savepoint, so a failed look-up leaves that transaction usable) and in a transaction
+of its own otherwise: it never commits or rolls back the caller's work.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,11 +95,19 @@ ORDER BY k.ord
 """
 
 
+def reading(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Where catalog reads run: inside the caller's open transaction as they are (a read changes
+    nothing, and a savepoint would cost two round trips per look-up), else in one of their own."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        return nullcontext()
+    return conn.transaction()
+
+
 def resolve_table(
     conn: psycopg.Connection[Any], table: str, setting: str, *, error: type[ConfigError] = ConfigError
 ) -> Relation:
     """Find `table` ("schema.table", "table", or SQL-quoted) or raise `error` naming the setting."""
-    with conn.transaction():
+    with reading(conn):
         row = _find(conn, table)
         if row is None:
             raise error(f"{setting} {table!r} does not exist (or is not visible) in the database.")
@@ -126,13 +136,13 @@ def _find(conn: psycopg.Connection[Any], table: str) -> tuple[Any, ...] | None:
 
 def read_row(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> tuple[Any, ...] | None:
     """The first row of a catalog read; never commits the caller's transaction (see the module)."""
-    with conn.transaction():
+    with reading(conn):
         return conn.execute(query, params).fetchone()
 
 
 def read_rows(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> list[tuple[Any, ...]]:
     """Every row of a catalog read; never commits the caller's transaction (see the module)."""
-    with conn.transaction():
+    with reading(conn):
         return conn.execute(query, params).fetchall()
 
 

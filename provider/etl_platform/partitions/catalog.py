@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from etl_platform.common.catalog import SchemaQualified, resolve_table
+from etl_platform.common.catalog import SchemaQualified, reading, resolve_table
 from etl_platform.partitions.errors import PartitionConfigError
 from etl_platform.partitions.intervals import Bound, Interval
 
@@ -107,9 +107,9 @@ class PartitionedTable(SchemaQualified):
 def load_partitioned_table(conn: psycopg.Connection[Any], table: str) -> PartitionedTable:
     """Describe `table` or raise naming it: unknown, not partitioned, not RANGE on one column.
 
-    Read in one transaction (the caller's, as a savepoint, when one is open): never commits it.
+    Read in one transaction (the caller's when one is open; common.catalog.reading): never commits it.
     """
-    with conn.transaction():
+    with reading(conn):
         rel = resolve_table(conn, table, "table", error=PartitionConfigError)
         key = conn.execute(_PARTITION_KEY, (rel.oid,)).fetchone()
         _check_key(rel.label, rel.kind, key)
