@@ -41,6 +41,8 @@ def _imported_modules(tree: ast.AST) -> Iterator[str]:
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             yield node.module
+            # `from etl_platform import dashboard` imports etl_platform.dashboard
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
 
 
 def test_the_walk_sees_the_provider() -> None:

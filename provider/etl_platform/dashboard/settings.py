@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
 
+from etl_platform.common.checks import require_number
 from etl_platform.common.errors import ConfigError
-from etl_platform.ledger.settings import require_number
 
 if TYPE_CHECKING:
     from airflow.configuration import AirflowConfigParser

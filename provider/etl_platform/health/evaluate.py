@@ -11,7 +11,7 @@ from typing import Any
 from etl_platform.health import probes
 from etl_platform.health.config import LEVELS, HealthConfig, Level, ReadingLevel
 
-__all__ = ["LEVELS", "HealthReport", "Reading", "Sources", "evaluate"]
+__all__ = ["HealthReport", "Reading", "Sources", "evaluate"]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Turns a health check's connection ids into addresses, inside the process that runs the check.
 
-Which Redis "the broker" is lives in common/redis_url.py: the dashboard and the run-event listener
+Which Redis "the broker" is lives in hooks/redis_url.py: the dashboard and the run-event listener
 ask the same question and must get the same answer.
 """
 

@@ -6,7 +6,6 @@ COPY API, so this hook builds psycopg 3 connection factories from the same Airfl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 from psycopg.conninfo import make_conninfo
 
-ConnectionFactory = Callable[[], psycopg.Connection[Any]]
+from etl_platform.common.session import ConnectionFactory
 
 # Connection extras that libpq understands and that we pass through unchanged.
 _LIBPQ_EXTRAS = (

@@ -6,26 +6,13 @@ mistake to fix, not a moment to ride out: building the settings raises ConfigErr
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from etl_platform.common.checks import require_number
 from etl_platform.common.errors import ConfigError
 from etl_platform.common.protocols import ConfigReader
 
 SECTION = "etl_platform"
-
-
-def require_number(
-    name: str, value: object, *, minimum: float = 0, integer: bool = False, strict: bool = False
-) -> None:
-    """ConfigError naming `name` unless `value` is a finite number (an int if `integer`) at least
-    `minimum` (above it if `strict`). Shared with the dashboard's settings: one wording for both."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
-    if not ok or value < minimum or (strict and value == minimum):  # type: ignore[operator]
-        kind = "an integer" if integer else "a number"
-        bound = f"{'>' if strict else '>='} {minimum:g}"
-        raise ConfigError(f"{name} must be {kind} {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -48,12 +35,11 @@ class ChunkSettings:
 
 @dataclass(frozen=True)
 class LedgerSettings:
-    """The ledger's Airflow connection and the writers' pacing; `connect_timeout_s` bounds what a ledger
-    that does not answer costs the scheduler's listener."""
+    """The ledger's Airflow connection; `connect_timeout_s` bounds what a ledger that does not answer
+    costs the scheduler's listener."""
 
     conn_id: str
     connect_timeout_s: int = 3
-    chunks: ChunkSettings = field(default_factory=ChunkSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.conn_id, str) or not self.conn_id.strip():

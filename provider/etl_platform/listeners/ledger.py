@@ -53,12 +53,16 @@ def _write(dag_run: Any, what: str, write: Write) -> bool:
     if not _backoff.ready():
         log.warning("ledger: unavailable a moment ago; not waiting on it to %s pipeline run %s", what, run_id)
         return False
-    from airflow.sdk import conf
-
     try:
+        from airflow.sdk import conf
+
         settings = LedgerSettings.from_conf(conf)
     except ConfigError as exc:  # a listener must not raise: the scheduler calls it
         log.warning("ledger: not configured correctly, pipeline run %s not recorded: %s", run_id, exc)
+        return False
+    except Exception as exc:  # a config source that fails (a _CMD or secrets backend): ride it out
+        _backoff.failed()
+        log.warning("ledger: could not read its settings for pipeline run %s: %s", run_id, exc)
         return False
     if settings is None:
         return False

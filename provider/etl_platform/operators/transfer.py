@@ -248,7 +248,10 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         """No incremental column, no window: nothing of it is rendered.
 
         Runs without a data interval (Airflow 3's manual runs have none) must not fail on the default
-        window's undefined ``data_interval_start``. Airflow calls this for plain and mapped tasks alike.
+        window's undefined ``data_interval_start``. Airflow calls this for plain and mapped tasks alike
+        (``render_template_fields`` is not called for a mapped task's unmapped copy), so the override
+        sits here; its signature is Airflow 3.3's Templater (pinned in requirements/), and
+        tests/test_transfer_dags.py and test_operator_templates.py render both kinds without a data interval.
         """
         if parent is self and not self.incremental_column:
             self.window_start = self.window_end = None
