@@ -14,6 +14,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_DAGS_FOLDER = REPO_ROOT / "tests" / "dags"
+# The production DAG folder's shared modules (warehouse_assets, order_transforms), importable by the test
+# DAGs in child processes too, as pyproject's pytest `pythonpath` makes them in this one.
+SHARED_DAG_MODULES = REPO_ROOT / "dags"
 
 # Written into every home this module creates, so a child process (a subprocess test, `airflow ...` CLI)
 # that inherits AIRFLOW_HOME reuses the parent's home instead of creating its own.
@@ -29,6 +32,9 @@ def airflow_env_for(home: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS_FOLDER),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(SHARED_DAG_MODULES), os.environ.get("PYTHONPATH", "")) if p
+        ),
     }
 
 
