@@ -396,3 +396,36 @@ def test_a_truncate_that_empties_the_table_still_emits(src_db: Any, dst_db: Any)
     assert dst.execute(f'SELECT count(*) FROM "{dst_db.schema}".orders').fetchone() == (0,)
     expected = _expected_destination_uri(dst_db)
     assert [(uri, extra["rows"]) for _, uri, extra in _events(run)] == ([(expected, 0)] if expected else [])
+
+
+def test_a_mapped_transfer_declares_its_alias_when_the_dag_is_parsed() -> None:
+    """Its __init__ runs only on the worker, so partial declares the alias: else no DAG declares it and
+    mapped tasks finishing together race to create it in the metadata DB (one is failed by Airflow).
+    The serialized DAG carries it, so the dag-processor registers it; the worker's copy holds it once."""
+    from airflow.sdk import DAG, AssetAlias, TaskGroup
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from etl_platform.operators.transfer import StreamingTransferOperator
+
+    common = {
+        "source_conn_id": "s",
+        "destination_conn_id": "d",
+        "source_table": "a.b",
+        "destination_table": "c.d",
+    }
+    with DAG("mapped_alias_check", schedule=None) as dag:
+        loads = StreamingTransferOperator.partial(task_id="load", **common).expand_kwargs(
+            [{"key_min": "1", "key_max": "2"}, {"key_min": "2", "key_max": None}]
+        )
+        with TaskGroup("ranges"):
+            grouped = StreamingTransferOperator.partial(task_id="load", **common).expand_kwargs(
+                [{"key_min": "1", "key_max": "2"}]
+            )
+    assert loads.outlets == [AssetAlias(name="etl_platform.transfer:mapped_alias_check.load")]
+    assert grouped.outlets == [AssetAlias(name="etl_platform.transfer:mapped_alias_check.ranges.load")]
+    serialized = DagSerialization.to_dict(dag)
+    assert "etl_platform.transfer:mapped_alias_check.ranges.load" in json.dumps(serialized)
+    # The worker builds the task from partial's keywords (outlets included) plus the mapped ones.
+    with DAG("mapped_alias_check", schedule=None):
+        worker_copy = StreamingTransferOperator(task_id="load", outlets=loads.outlets, **common)
+    assert worker_copy.outlets == [worker_copy.asset_alias] == loads.outlets

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
+from airflow.sdk import Asset, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl_platform.common.errors import is_terminal
-from etl_platform.operators import transfer_connect, transfer_record, transfer_settings
+from etl_platform.operators import transfer_assets, transfer_connect, transfer_record, transfer_settings
 from etl_platform.operators.transfer_assets import emit_asset_event
 from etl_platform.operators.transfer_record import LineageRun, PlanRecorder
 from etl_platform.operators.transfer_settings import (
@@ -32,6 +32,7 @@ from etl_platform.transfer.errors import ChunkLoadError
 if TYPE_CHECKING:
     import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
 
 class StreamingTransferOperator(ProfiledExecute, BaseOperator):
@@ -230,12 +231,17 @@ class StreamingTransferOperator(ProfiledExecute, BaseOperator):
         # Declared now, resolved at run time: the destination's URI needs its connection, which
         # parsing must not read; an alias is Airflow's way to emit events on assets named at run
         # time, and emitting nothing through it is how a run that changed nothing stays silent.
-        self.asset_alias = AssetAlias(name=f"etl_platform.transfer:{self.dag_id}.{self.task_id}")
-        self.outlets = [*self.outlets, self.asset_alias]
+        self.asset_alias = transfer_assets.alias_for(self.dag_id, self.task_id)
+        self.outlets = transfer_assets.with_alias(list(self.outlets), self.asset_alias)
         self._connections: dict[str, Any] = {}
         # What execute recorded for OpenLineage (read after it, on the worker; never in XCom).
         self._lineage_run: LineageRun | None = None
         self._lineage_summary: dict[str, Any] | None = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
+        """As BaseOperator.partial, with the task's asset alias declared (see transfer_assets)."""
+        return transfer_assets.declare_partial_alias(super().partial(**kwargs))
 
     def _do_render_template_fields(
         self,

@@ -9,13 +9,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, Context
+from airflow.sdk import Asset, AssetAlias, Context
 
 from etl_platform.assets import AssetUriError, connection_table_uri, file_uri
 from etl_platform.operators.transfer_settings import window
 
 if TYPE_CHECKING:
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
+
     from etl_platform.operators.transfer import StreamingTransferOperator
+
+
+def alias_for(dag_id: str, task_id: str) -> AssetAlias:
+    """The task's alias: declared when the DAG is parsed, so the dag-processor registers it; the event's
+    asset is only named at run time (its URI needs the connection)."""
+    return AssetAlias(name=f"etl_platform.transfer:{dag_id}.{task_id}")
+
+
+def with_alias(outlets: list[Any], alias: AssetAlias) -> list[Any]:
+    """`outlets` and the alias, once (a mapped task's copy inherits it from partial)."""
+    return outlets if alias in outlets else [*outlets, alias]
+
+
+def declare_partial_alias(partial: OperatorPartial) -> OperatorPartial:
+    """A mapped transfer declares its alias at parse time too (its __init__ runs only on the worker).
+
+    Otherwise no DAG declares the alias, and mapped tasks that finish together each create it in the
+    metadata DB when they record their events: one loses on its unique index and Airflow fails it.
+    """
+    dag = partial.kwargs.get("dag")
+    if dag is not None:
+        alias = alias_for(dag.dag_id, partial.kwargs["task_id"])
+        partial.kwargs["outlets"] = with_alias(list(partial.kwargs.get("outlets") or []), alias)
+    return partial
 
 
 def emit_asset_event(op: StreamingTransferOperator, context: Context, summary: dict[str, Any]) -> None:
