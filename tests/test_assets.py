@@ -406,13 +406,9 @@ def test_a_mapped_transfer_declares_its_alias_when_the_dag_is_parsed() -> None:
     from airflow.serialization.serialized_objects import DagSerialization
 
     from etl_platform.operators.transfer import StreamingTransferOperator
+    from tests.transfer_fixtures import MINIMAL_TRANSFER
 
-    common = {
-        "source_conn_id": "s",
-        "destination_conn_id": "d",
-        "source_table": "a.b",
-        "destination_table": "c.d",
-    }
+    common = MINIMAL_TRANSFER
     with DAG("mapped_alias_check", schedule=None) as dag:
         loads = StreamingTransferOperator.partial(task_id="load", **common).expand_kwargs(
             [{"key_min": "1", "key_max": "2"}, {"key_min": "2", "key_max": None}]

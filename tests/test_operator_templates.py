@@ -140,13 +140,9 @@ def test_a_mapped_transfer_without_a_window_renders_without_a_data_interval() ->
     from jinja2 import UndefinedError
 
     from etl_platform.operators.transfer import StreamingTransferOperator
+    from tests.transfer_fixtures import MINIMAL_TRANSFER
 
-    common = {
-        "source_conn_id": "s",
-        "destination_conn_id": "d",
-        "source_table": "a.b",
-        "destination_table": "c.d",
-    }
+    common = MINIMAL_TRANSFER
     with DAG("transfer_mapped_render_check", schedule=None) as dag:
         whole = StreamingTransferOperator.partial(task_id="whole", **common).expand_kwargs(
             [{"key_min": "1", "key_max": "2"}]

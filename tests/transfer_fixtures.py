@@ -12,6 +12,14 @@ import psycopg
 from psycopg import sql
 
 # Every type and name the issue asks to round-trip, in an order the destination does not share.
+# The least a StreamingTransferOperator needs to be built at parse time (nothing is connected to).
+MINIMAL_TRANSFER: dict[str, Any] = {
+    "source_conn_id": "s",
+    "destination_conn_id": "d",
+    "source_table": "a.b",
+    "destination_table": "c.d",
+}
+
 AWKWARD_DDL = """
 CREATE TABLE {table} (
     id          bigint PRIMARY KEY,
